@@ -1,0 +1,27 @@
+"""FlowMotion: training-free video motion transfer for flow-matching text-to-video models.
+
+    import flowmotion
+    pipe = flowmotion.load_pipeline("embedded")          # or a hub id / local folder of Wan2.1
+    out = flowmotion.transfer(pipe, "playblast.mp4", "a knight walking through a misty forest")
+    out.frames                                             # float32 (frames, height, width, 3) in [0, 1]
+"""
+
+from .config import FlowMotionConfig
+from .errors import FlowMotionError, TransferCancelled
+from .loading import EMBEDDED_MODEL, WAN_MODEL_ID, load_pipeline
+from .progress import Progress, RunStats
+from .transfer import FlowMotionOutput, forward_pass_count, transfer
+
+__all__ = [
+    "EMBEDDED_MODEL",
+    "FlowMotionConfig",
+    "FlowMotionError",
+    "FlowMotionOutput",
+    "Progress",
+    "RunStats",
+    "TransferCancelled",
+    "WAN_MODEL_ID",
+    "forward_pass_count",
+    "load_pipeline",
+    "transfer",
+]

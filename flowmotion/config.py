@@ -1,0 +1,119 @@
+"""The settings of one FlowMotion transfer, with the paper's defaults."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .errors import FlowMotionError
+
+SOURCE_MOTIONS = ("latent_prediction", "clean_latent")
+
+
+@dataclass(frozen=True)
+class FlowMotionConfig:
+    """FlowMotion settings. The defaults are those of the paper and the authors' release."""
+
+    num_inference_steps: int = 50
+    """Denoising steps N: plain Euler steps over the pipeline scheduler's sigmas."""
+
+    guided_steps: int = 10
+    """Steps K, counted from the first, in which the latent is optimised towards the source motion."""
+
+    optimization_steps: int = 3
+    """Adam iterations M on the latent in each guided step."""
+
+    learning_rate: float = 0.003
+    """Adam learning rate for the latent optimisation."""
+
+    latent_alignment_weight: float = 20.0
+    """alpha: weight of Latent Alignment, the mean squared error between source and target motion."""
+
+    difference_alignment_weight: float = 5.0
+    """beta: weight of Difference Alignment, the error between the two motions' frame differences."""
+
+    velocity_regularization_gamma: float = 0.1
+    """gamma: how much of the velocity orthogonal to the average velocity so far is kept."""
+
+    guidance_scale: float = 6.0
+    """Classifier-free guidance scale between the prompt and the negative prompt (1 or less: no CFG)."""
+
+    source_guidance_scale: float = 1.5
+    """CFG scale of the source pass, applied between `source_prompt` and itself as the authors do."""
+
+    source_prompt: str = ""
+    """Prompt of the source pass that predicts the source's clean latent."""
+
+    source_motion: str = "latent_prediction"
+    """Source motion representation: 'latent_prediction' (one-step estimate from a noised source latent)
+    or 'clean_latent' (the source latent itself: more exact motion, follows the prompt less)."""
+
+    motion_guidance: bool = True
+    """Optimise the latent towards the source motion at all; off gives plain text-to-video sampling."""
+
+    difference_alignment: bool = True
+    """Include the Difference Alignment loss."""
+
+    velocity_regularization: bool = True
+    """Regularise the velocity towards the cumulative average velocity before forming the target motion."""
+
+    max_sequence_length: int = 512
+    """Tokens the text encoder sees per prompt (Wan's pipeline default)."""
+
+    def __post_init__(self) -> None:
+        if self.num_inference_steps < 1:
+            raise FlowMotionError(f"num_inference_steps must be at least 1, got {self.num_inference_steps}")
+        if self.guided_steps < 0:
+            raise FlowMotionError(f"guided_steps must be 0 or more, got {self.guided_steps}")
+        if self.guided_steps > self.num_inference_steps:
+            raise FlowMotionError(
+                f"guided_steps ({self.guided_steps}) cannot exceed num_inference_steps ({self.num_inference_steps})"
+            )
+        if self.optimization_steps < 0:
+            raise FlowMotionError(f"optimization_steps must be 0 or more, got {self.optimization_steps}")
+        if self.learning_rate <= 0:
+            raise FlowMotionError(f"learning_rate must be positive, got {self.learning_rate}")
+        for name in ("latent_alignment_weight", "difference_alignment_weight", "velocity_regularization_gamma"):
+            if getattr(self, name) < 0:
+                raise FlowMotionError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        if self.source_motion not in SOURCE_MOTIONS:
+            raise FlowMotionError(
+                f"unknown source_motion {self.source_motion!r}; choose one of {', '.join(SOURCE_MOTIONS)}"
+            )
+        if self.max_sequence_length < 1:
+            raise FlowMotionError(f"max_sequence_length must be at least 1, got {self.max_sequence_length}")
+
+    @property
+    def guided_step_count(self) -> int:
+        """Steps that actually run the motion optimisation under this config."""
+        return self.guided_steps if self.motion_guidance else 0
+
+    def replace(self, **changes) -> "FlowMotionConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@lru_cache(maxsize=None)
+def field_docs(cls: type = FlowMotionConfig) -> dict[str, str]:
+    """The docstring written under each field of a dataclass, read from its source."""
+    try:
+        tree = ast.parse(inspect.getsource(cls))
+    except (OSError, TypeError):
+        return {}
+    docs: dict[str, str] = {}
+    body = tree.body[0].body
+    for node, following in zip(body, body[1:]):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(following, ast.Expr)
+            and isinstance(following.value, ast.Constant)
+            and isinstance(following.value.value, str)
+        ):
+            docs[node.target.id] = " ".join(following.value.value.split())
+    return docs

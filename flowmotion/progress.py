@@ -1,0 +1,109 @@
+"""What a running transfer reports, and what a finished one measured."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+PHASES = ("encode_source", "guided_step", "sampling", "decode")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress report: the phase, the step within it, and the time so far."""
+
+    phase: str
+    """One of 'encode_source', 'guided_step', 'sampling', 'decode'."""
+    step: int
+    """Denoising step about to run (1-based), or 0/1 for the encode and decode phases."""
+    total: int
+    """Denoising steps in all (1 for the encode and decode phases)."""
+    elapsed: float
+    """Seconds since the transfer started."""
+    forward_passes: int
+    """Transformer forward passes run so far."""
+    planned_forward_passes: int
+    """Transformer forward passes the whole transfer will run."""
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds left, extrapolated from the forward passes run so far; None before the first."""
+        if self.forward_passes == 0:
+            return None
+        remaining = max(0, self.planned_forward_passes - self.forward_passes)
+        return self.elapsed / self.forward_passes * remaining
+
+
+@dataclass
+class RunStats:
+    """What one transfer cost."""
+
+    forward_passes: int = 0
+    seconds: float = 0.0
+    phase_seconds: dict[str, float] = field(default_factory=lambda: {phase: 0.0 for phase in PHASES})
+    peak_memory_bytes: int = 0
+    peak_memory_kind: str = "cpu-rss"
+    """'cuda-allocated' (torch.cuda.max_memory_allocated) or 'cpu-rss' (the process's peak resident set)."""
+
+    def summary(self) -> str:
+        memory = f"{self.peak_memory_bytes / 2**30:.2f} GiB"
+        label = "peak VRAM" if self.peak_memory_kind == "cuda-allocated" else "peak RSS"
+        return f"{self.seconds:.1f} s, {self.forward_passes} forward passes, {label} {memory}"
+
+
+def peak_resident_bytes() -> int:
+    """The process's peak resident memory, or 0 where the platform does not say (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return 0
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
+class PhaseClock:
+    """Adds wall time to the phase that is running and reports progress."""
+
+    def __init__(self, stats: RunStats, device: torch.device, on_progress=None, planned_passes: int = 0):
+        self.stats = stats
+        self.device = device
+        self.on_progress = on_progress
+        self.planned_passes = planned_passes
+        self.start = time.perf_counter()
+        self.mark = self.start
+        self.phase: str | None = None
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+
+    def enter(self, phase: str, step: int, total: int, forward_passes: int) -> None:
+        self._close_phase()
+        self.phase = phase
+        if self.on_progress is not None:
+            self.on_progress(
+                Progress(phase, step, total, time.perf_counter() - self.start, forward_passes, self.planned_passes)
+            )
+
+    def _close_phase(self) -> None:
+        now = time.perf_counter()
+        if self.phase is not None:
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+                now = time.perf_counter()
+            self.stats.phase_seconds[self.phase] += now - self.mark
+        self.mark = now
+
+    def finish(self, forward_passes: int) -> RunStats:
+        self._close_phase()
+        self.phase = None
+        self.stats.seconds = time.perf_counter() - self.start
+        self.stats.forward_passes = forward_passes
+        if self.device.type == "cuda":
+            self.stats.peak_memory_bytes = torch.cuda.max_memory_allocated(self.device)
+            self.stats.peak_memory_kind = "cuda-allocated"
+        else:
+            self.stats.peak_memory_bytes = peak_resident_bytes()
+            self.stats.peak_memory_kind = "cpu-rss"
+        return self.stats

@@ -1,0 +1,121 @@
+"""The model adapter: the four operations FlowMotion needs, over a diffusers WanPipeline.
+
+encode video -> normalised latent, encode prompt -> embedding, velocity(z, step, embedding),
+decode latent -> video. Everything else in the library is model-agnostic.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from .errors import FlowMotionError
+
+
+class WanModel:
+    """Wraps a WanPipeline (tiny or full size) and counts its transformer forward passes."""
+
+    def __init__(self, pipe, max_sequence_length: int = 512, before_forward: Callable[[], None] | None = None):
+        for part in ("transformer", "vae", "text_encoder", "tokenizer", "scheduler"):
+            if getattr(pipe, part, None) is None:
+                raise FlowMotionError(f"the pipeline has no {part}; FlowMotion needs a complete Wan text-to-video pipeline")
+        self.pipe = pipe
+        self.transformer = pipe.transformer
+        self.vae = pipe.vae
+        self.max_sequence_length = max_sequence_length
+        self.before_forward = before_forward
+        self.forward_passes = 0
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipe._execution_device
+
+    @property
+    def spatial_multiple(self) -> int:
+        return self.pipe.vae_scale_factor_spatial * self.transformer.config.patch_size[1]
+
+    @property
+    def temporal_multiple(self) -> int:
+        return self.pipe.vae_scale_factor_temporal
+
+    def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, ...]:
+        return (
+            1,
+            self.transformer.config.in_channels,
+            (frames - 1) // self.temporal_multiple + 1,
+            height // self.pipe.vae_scale_factor_spatial,
+            width // self.pipe.vae_scale_factor_spatial,
+        )
+
+    def schedule(self, num_steps: int) -> tuple[torch.Tensor, list[float]]:
+        """The scheduler's timesteps and the sigmas the Euler sampler uses (timesteps / 1000, then 0)."""
+        scheduler = self.pipe.scheduler
+        scheduler.set_timesteps(num_steps, device=self.device)
+        timesteps = scheduler.timesteps
+        train_steps = scheduler.config.num_train_timesteps
+        sigmas = [float(t) / train_steps for t in timesteps.tolist()] + [0.0]
+        return timesteps, sigmas
+
+    @torch.no_grad()
+    def encode_prompt(self, text: str) -> torch.Tensor:
+        embedding, _ = self.pipe.encode_prompt(
+            prompt=text,
+            do_classifier_free_guidance=False,
+            max_sequence_length=self.max_sequence_length,
+            device=self.device,
+        )
+        return embedding.to(self.transformer.dtype)
+
+    def _latent_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        shape = (1, self.vae.config.z_dim, 1, 1, 1)
+        mean = torch.tensor(self.vae.config.latents_mean).view(shape).to(like.device, like.dtype)
+        std = torch.tensor(self.vae.config.latents_std).view(shape).to(like.device, like.dtype)
+        return mean, std
+
+    @torch.no_grad()
+    def encode_video(self, video: torch.Tensor) -> torch.Tensor:
+        """Video (1, 3, F, H, W) in [-1, 1] -> normalised latent, from the posterior's mean."""
+        video = video.to(self.device, self.vae.dtype)
+        raw = self.vae.encode(video).latent_dist.mean
+        mean, std = self._latent_stats(raw)
+        return ((raw - mean) / std).float()
+
+    @torch.no_grad()
+    def decode(self, latent: torch.Tensor) -> torch.Tensor:
+        """Normalised latent -> video (1, 3, F, H, W) in [-1, 1], denormalised as WanPipeline does."""
+        latent = latent.to(self.device, self.vae.dtype)
+        mean, std = self._latent_stats(latent)
+        # WanPipeline divides by 1/std; the same arithmetic keeps the result bit-identical to it.
+        return self.vae.decode(latent / (1.0 / std) + mean, return_dict=False)[0]
+
+    @torch.no_grad()
+    def velocity(self, latent: torch.Tensor, timestep: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
+        """One transformer forward pass; the predicted velocity in float32."""
+        if self.before_forward is not None:
+            self.before_forward()
+        self.forward_passes += 1
+        output = self.transformer(
+            hidden_states=latent.to(self.transformer.dtype),
+            timestep=timestep.expand(latent.shape[0]),
+            encoder_hidden_states=embedding,
+            return_dict=False,
+        )[0]
+        return output.float()
+
+    def guided_velocity(
+        self,
+        latent: torch.Tensor,
+        timestep: torch.Tensor,
+        embedding: torch.Tensor,
+        negative_embedding: torch.Tensor,
+        scale: float,
+    ) -> torch.Tensor:
+        """Velocity under classifier-free guidance; a scale of 1 or less runs one conditional pass."""
+        from .guidance import classifier_free_guidance
+
+        cond = self.velocity(latent, timestep, embedding)
+        if scale <= 1.0:
+            return cond
+        uncond = self.velocity(latent, timestep, negative_embedding)
+        return classifier_free_guidance(cond, uncond, scale)
