@@ -50,7 +50,10 @@ def load_pipeline(model: str = WAN_MODEL_ID, device: str | None = None, dtype: t
         from .tiny import build_tiny_pipeline
 
         # The embedded model is small enough that fp32 costs nothing; it runs in fp32 unless told otherwise.
-        return build_tiny_pipeline().to(device, dtype or torch.float32)
+        pipe = build_tiny_pipeline()
+        if dtype not in (None, torch.float32):
+            pipe = pipe.to(dtype=dtype)
+        return pipe.to(device)
     dtype = dtype or default_dtype(device)
     path = Path(model).expanduser()
     if path.exists():
