@@ -1,0 +1,125 @@
+"""`flowmotion transfer SOURCE --prompt ... --out OUT`: motion transfer from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from .config import SOURCE_MOTIONS, FlowMotionConfig, field_docs
+from .errors import FlowMotionError
+from .loading import EMBEDDED_MODEL, WAN_MODEL_ID
+
+DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per FlowMotionConfig field, typed and documented from the dataclass."""
+    group = parser.add_argument_group("FlowMotion settings (defaults are the paper's)")
+    docs = field_docs(FlowMotionConfig)
+    for field in dataclasses.fields(FlowMotionConfig):
+        help_text = f"{docs.get(field.name, '')} (default: {field.default!r})"
+        if field.type in ("bool", bool):
+            group.add_argument(_flag(field.name), dest=field.name, action=argparse.BooleanOptionalAction,
+                               default=field.default, help=help_text)
+        elif field.name == "source_motion":
+            group.add_argument(_flag(field.name), dest=field.name, choices=SOURCE_MOTIONS, default=field.default,
+                               help=help_text)
+        else:
+            kind = {"int": int, "float": float, "str": str}[field.type if isinstance(field.type, str) else field.type.__name__]
+            group.add_argument(_flag(field.name), dest=field.name, type=kind, default=field.default, help=help_text)
+
+
+def config_from_arguments(args: argparse.Namespace) -> FlowMotionConfig:
+    return FlowMotionConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(FlowMotionConfig)})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowmotion", description="FlowMotion video motion transfer.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("transfer", help="generate a video of a prompt with the motion of a source video")
+    run.add_argument("source", help="source video: a video file (mp4, mov, ...) or a folder of PNG/JPEG frames")
+    run.add_argument("--prompt", required=True, help="what the new video shows")
+    run.add_argument("--negative-prompt", default="", help="what it should not show (default: empty)")
+    run.add_argument("--out", required=True,
+                     help="result: a video file (by its suffix, e.g. .mp4) or a folder that receives PNG frames")
+    run.add_argument("--model", default=EMBEDDED_MODEL,
+                     help=f"'{EMBEDDED_MODEL}' (the small built-in model), a local diffusers folder, "
+                          f"or a hub id such as {WAN_MODEL_ID} (default: {EMBEDDED_MODEL})")
+    run.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when present)")
+    run.add_argument("--dtype", choices=sorted(DTYPES), default=None,
+                     help="weights' precision (default: bf16 on CUDA, fp32 on CPU)")
+    run.add_argument("--seed", type=int, default=0, help="seed of the initial and source noise (default: 0)")
+    run.add_argument("--frames", type=int, default=None, help="frames of the result (default: the source's)")
+    run.add_argument("--height", type=int, default=None, help="height of the result (default: the source's)")
+    run.add_argument("--width", type=int, default=None, help="width of the result (default: the source's)")
+    run.add_argument("--fps", type=float, default=None,
+                     help="frame rate of a video result (default: the source's, or 24 for a frame folder)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_arguments(run)
+    return parser
+
+
+def _describe_model(model: str) -> str:
+    if model == EMBEDDED_MODEL:
+        return f"{EMBEDDED_MODEL} (the built-in model; --model {WAN_MODEL_ID} for the real Wan2.1)"
+    return model
+
+
+def run_transfer(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from . import load_pipeline, transfer
+    from .transfer import forward_pass_count
+    from .video import read_video, write_video
+
+    config = config_from_arguments(args)
+    frames, source_fps = read_video(args.source)
+    dtype = getattr(torch, DTYPES[args.dtype]) if args.dtype else None
+    print(f"model: {_describe_model(args.model)}", file=sys.stderr)
+    pipe = load_pipeline(args.model, device=args.device, dtype=dtype)
+    bar = tqdm(total=forward_pass_count(config), unit="pass", disable=args.quiet, file=sys.stderr,
+               bar_format="{desc} {bar} {n_fmt}/{total_fmt} passes [{elapsed}<{remaining}]")
+
+    def on_progress(progress) -> None:
+        steps = f" step {progress.step}/{progress.total}" if progress.phase in ("guided_step", "sampling") else ""
+        bar.set_description_str(f"{progress.phase}{steps}".ljust(24))
+        bar.update(progress.forward_passes - bar.n)
+
+    try:
+        result = transfer(
+            pipe, frames, args.prompt, negative_prompt=args.negative_prompt, config=config,
+            generator=torch.Generator().manual_seed(args.seed), on_progress=on_progress,
+            num_frames=args.frames, height=args.height, width=args.width,
+        )
+        bar.update(result.stats.forward_passes - bar.n)
+    finally:
+        bar.close()
+    fps = args.fps or source_fps or 24.0
+    written = write_video(result.frames, args.out, fps=fps)
+    count, height, width = result.frames.shape[:3]
+    print(f"wrote {written} ({count} frames, {width}x{height}) in {result.stats.summary()}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "transfer":
+            return run_transfer(args)
+    except FlowMotionError as error:
+        print(f"flowmotion: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("flowmotion: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
