@@ -142,7 +142,7 @@ def read_image_folder(folder: Path) -> np.ndarray:
     for number, path in enumerate(files, start=1):
         label = f"frame {number} ({path.name})"
         try:
-            image = iio.imread(path)
+            image = iio.imread(path, plugin="pillow")
         except Exception as error:  # imageio raises many unrelated types for a bad file
             raise FlowMotionError(f"{label} cannot be read as an image: {error}") from None
         images.append(_as_rgb(image, label))
@@ -221,7 +221,7 @@ def frames_from_png_bytes(parts: Sequence[bytes]) -> np.ndarray:
         if not bytes(data[:8]) == PNG_SIGNATURE:
             raise FlowMotionError(f"{label} is not a PNG image")
         try:
-            image = iio.imread(bytes(data), extension=".png")
+            image = iio.imread(bytes(data), plugin="pillow", extension=".png")
         except Exception as error:  # a corrupt PNG surfaces as whatever the decoder raises
             raise FlowMotionError(f"{label} is a damaged PNG: {error}") from None
         images.append(_as_rgb(image, label))
@@ -263,7 +263,7 @@ def write_video(frames: np.ndarray, out: str | os.PathLike, fps: float = DEFAULT
     try:
         if is_file:
             staged = staging / target.name
-            iio.imwrite(staged, frames, fps=fps, codec="libx264", plugin="FFMPEG", macro_block_size=1,
+            iio.imwrite(staged, frames, fps=fps, codec="libx264", plugin="FFMPEG", macro_block_size=1, quality=8,
                         pixelformat="yuv420p" if frames.shape[1] % 2 == 0 and frames.shape[2] % 2 == 0 else "yuv444p")
             os.replace(staged, target)
         else:
