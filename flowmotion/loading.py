@@ -32,8 +32,8 @@ def _from_pretrained(model: str, dtype: torch.dtype):
     from diffusers import AutoencoderKLWan, WanPipeline
 
     # The Wan VAE stays in fp32: its decode loses visible detail in bf16.
-    vae = AutoencoderKLWan.from_pretrained(model, subfolder="vae", torch_dtype=torch.float32)
-    return WanPipeline.from_pretrained(model, vae=vae, torch_dtype=dtype)
+    vae = AutoencoderKLWan.from_pretrained(model, subfolder="vae", dtype=torch.float32)
+    return WanPipeline.from_pretrained(model, vae=vae, dtype=dtype)
 
 
 def load_pipeline(model: str = WAN_MODEL_ID, device: str | None = None, dtype: torch.dtype | None = None):

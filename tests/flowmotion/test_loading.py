@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+import torch
+
+import flowmotion
+from flowmotion import FlowMotionConfig, FlowMotionError, load_pipeline
+
+from .helpers import moving_square, seeded
+
+FAST = FlowMotionConfig(num_inference_steps=4, guided_steps=2, optimization_steps=1)
+
+
+def test_local_folder_loads_through_from_pretrained(tiny_pipe, tmp_path):
+    tiny_pipe.save_pretrained(tmp_path / "wan-tiny")
+    loaded = load_pipeline(str(tmp_path / "wan-tiny"), device="cpu")
+    assert type(loaded).__name__ == "WanPipeline" and loaded.transformer.dtype == torch.float32
+    assert loaded.vae.dtype == torch.float32
+    source = moving_square()
+    original = transfer_frames(tiny_pipe, source)
+    reloaded = transfer_frames(loaded, source)
+    assert np.allclose(original, reloaded, atol=1e-6)
+
+
+def transfer_frames(pipe, source):
+    return flowmotion.transfer(pipe, source, "a ball", config=FAST, generator=seeded(0)).frames
+
+
+def test_local_folder_honours_dtype(tiny_pipe, tmp_path):
+    tiny_pipe.save_pretrained(tmp_path / "wan-tiny")
+    loaded = load_pipeline(str(tmp_path / "wan-tiny"), device="cpu", dtype=torch.bfloat16)
+    assert loaded.transformer.dtype == torch.bfloat16
+    assert loaded.vae.dtype == torch.float32  # the VAE always decodes in fp32
+
+
+def test_embedded_model_is_the_same_every_time():
+    first, second = load_pipeline("embedded", device="cpu"), load_pipeline("embedded", device="cpu")
+    for a, b in zip(first.transformer.parameters(), second.transformer.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_missing_hub_weights_say_how_to_fetch_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(FlowMotionError) as error:
+        load_pipeline(flowmotion.WAN_MODEL_ID, device="cpu")
+    message = str(error.value)
+    assert flowmotion.WAN_MODEL_ID in message and "hf download" in message
+    assert "Traceback" not in message and len(message.splitlines()) == 1
+
+
+def test_folder_that_is_not_a_diffusers_model(tmp_path):
+    (tmp_path / "weights.bin").write_bytes(b"")
+    with pytest.raises(FlowMotionError, match="has no model_index.json"):
+        load_pipeline(str(tmp_path), device="cpu")
+
+
+def test_damaged_local_folder_is_named(tiny_pipe, tmp_path):
+    tiny_pipe.save_pretrained(tmp_path / "wan-tiny")
+    for weights in (tmp_path / "wan-tiny" / "transformer").glob("*.safetensors"):
+        weights.unlink()
+    with pytest.raises(FlowMotionError, match="could not load model"):
+        load_pipeline(str(tmp_path / "wan-tiny"), device="cpu")
+
+
+def test_neither_folder_nor_hub_id(tmp_path):
+    with pytest.raises(FlowMotionError, match="neither an existing folder nor a hub id"):
+        load_pipeline(str(tmp_path / "missing" / "model"), device="cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without a GPU")
+def test_cuda_without_a_gpu_is_refused():
+    with pytest.raises(FlowMotionError, match="no CUDA GPU"):
+        load_pipeline("embedded", device="cuda")
