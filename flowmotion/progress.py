@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-PHASES = ("encode_source", "guided_step", "sampling", "decode")
+PHASES = ("encode_prompt", "encode_source", "source_motion", "guided_step", "sampling", "decode")
 
 
 @dataclass(frozen=True)
@@ -16,11 +16,11 @@ class Progress:
     """One progress report: the phase, the step within it, and the time so far."""
 
     phase: str
-    """One of 'encode_source', 'guided_step', 'sampling', 'decode'."""
+    """One of PHASES: 'encode_prompt', 'encode_source', 'source_motion', 'guided_step', 'sampling', 'decode'."""
     step: int
-    """Denoising step about to run (1-based), or 0/1 for the encode and decode phases."""
+    """Step about to run within the phase's count (1-based; denoising steps for guided_step and sampling)."""
     total: int
-    """Denoising steps in all (1 for the encode and decode phases)."""
+    """Steps of the phase's count (denoising steps for guided_step and sampling; 1 for encode and decode)."""
     elapsed: float
     """Seconds since the transfer started."""
     forward_passes: int
@@ -42,6 +42,9 @@ class RunStats:
     """What one transfer cost."""
 
     forward_passes: int = 0
+    transformer_calls: int = 0
+    """Calls into the transformer; fewer than forward_passes when CFG runs batched."""
+    source_cache_hit: bool = False
     seconds: float = 0.0
     phase_seconds: dict[str, float] = field(default_factory=lambda: {phase: 0.0 for phase in PHASES})
     peak_memory_bytes: int = 0
@@ -95,11 +98,12 @@ class PhaseClock:
             self.stats.phase_seconds[self.phase] += now - self.mark
         self.mark = now
 
-    def finish(self, forward_passes: int) -> RunStats:
+    def finish(self, forward_passes: int, transformer_calls: int | None = None) -> RunStats:
         self._close_phase()
         self.phase = None
         self.stats.seconds = time.perf_counter() - self.start
         self.stats.forward_passes = forward_passes
+        self.stats.transformer_calls = forward_passes if transformer_calls is None else transformer_calls
         if self.device.type == "cuda":
             self.stats.peak_memory_bytes = torch.cuda.max_memory_allocated(self.device)
             self.stats.peak_memory_kind = "cuda-allocated"

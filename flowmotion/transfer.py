@@ -10,6 +10,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from . import guidance
+from .cache import SourceMotion, TransferCache, source_key
 from .config import FlowMotionConfig
 from .errors import FlowMotionError, TransferCancelled
 from .progress import PhaseClock, Progress, RunStats
@@ -32,14 +33,19 @@ class FlowMotionOutput:
     plan: ShapePlan
 
 
-def forward_pass_count(config: FlowMotionConfig) -> int:
-    """Transformer forward passes one transfer runs under `config`."""
+def source_passes_per_step(config: FlowMotionConfig) -> int:
+    if config.source_motion == "clean_latent":
+        return 0
+    if config.source_guidance_scale <= 1.0 or config.skip_identical_source_cfg:
+        return 1
+    return 2
+
+
+def forward_pass_count(config: FlowMotionConfig, source_cached: bool = False) -> int:
+    """Transformer forward passes one transfer runs under `config` (with the source motion cached or not)."""
     per_velocity = 2 if config.guidance_scale > 1.0 else 1
     guided = config.guided_step_count
-    if config.source_motion == "latent_prediction":
-        per_source = 2 if config.source_guidance_scale > 1.0 else 1
-    else:
-        per_source = 0
+    per_source = 0 if source_cached else source_passes_per_step(config)
     per_guided_step = per_source + config.optimization_steps * per_velocity + per_velocity
     return guided * per_guided_step + (config.num_inference_steps - guided) * per_velocity
 
@@ -67,68 +73,91 @@ def _to_output_type(frames: np.ndarray, output_type: str):
 
 
 class Sampler:
-    """One transfer's state: the model, its embeddings, the schedule and the source."""
+    """One transfer's state: the model, its settings, the schedule and the progress clock."""
 
-    def __init__(self, model: WanModel, config: FlowMotionConfig, clock: PhaseClock, generator):
+    def __init__(self, model: WanModel, config: FlowMotionConfig, clock: PhaseClock):
         self.model = model
         self.config = config
         self.clock = clock
-        self.generator = generator
+        self.timesteps, self.sigmas = model.schedule(config.num_inference_steps)
 
-    def source_motion(self, source_latent: torch.Tensor, timestep: torch.Tensor, sigma: float, source_embedding):
-        """m_src at this step: the source latent itself, or its one-step prediction from fresh noise."""
-        if self.config.source_motion == "clean_latent":
-            return source_latent
-        noise = randn_tensor(
-            source_latent.shape, generator=self.generator, device=source_latent.device, dtype=source_latent.dtype
-        )
-        noised = guidance.noised_latent(source_latent, sigma, noise)
-        velocity = self.model.guided_velocity(
-            noised, timestep, source_embedding, source_embedding, self.config.source_guidance_scale
-        )
-        return guidance.latent_prediction(noised, sigma, velocity)
+    def source_motions(self, source_latent: torch.Tensor, source_embedding) -> list[torch.Tensor]:
+        """m_src for every guided step: the source latent itself, or its one-step prediction from
+        freshly noised source latents (noise from the config's source seed)."""
+        config = self.config
+        steps = config.guided_step_count
+        if config.source_motion == "clean_latent":
+            return [source_latent] * steps
+        generator = torch.Generator().manual_seed(config.source_seed)
+        scale = 1.0 if config.skip_identical_source_cfg else config.source_guidance_scale
+        motions = []
+        for i in range(steps):
+            self.clock.enter("source_motion", i + 1, steps, self.model.forward_passes)
+            sigma = self.sigmas[i]
+            noise = randn_tensor(source_latent.shape, generator=generator, device=source_latent.device,
+                                 dtype=source_latent.dtype)
+            noised = guidance.noised_latent(source_latent, sigma, noise)
+            velocity = self.model.guided_velocity(noised, self.timesteps[i], source_embedding, source_embedding,
+                                                  scale, batched=config.batch_guidance)
+            motions.append(guidance.latent_prediction(noised, sigma, velocity))
+        return motions
 
-    def optimise(self, latent, initial_noise, source_motion, timestep, sigma, sigma_0, is_first, embeddings):
+    def velocity(self, latent, timestep, embeddings):
+        return self.model.guided_velocity(latent, timestep, *embeddings, self.config.guidance_scale,
+                                          batched=self.config.batch_guidance)
+
+    def optimise(self, latent, initial_noise, source_motion, step: int, embeddings):
         """Adam on the latent towards the source motion; gradients reach only the latent."""
         config = self.config
-        entered = latent
+        sigma, timestep = self.sigmas[step], self.timesteps[step]
         reference = None
-        if config.velocity_regularization and not is_first:
-            reference = guidance.average_velocity(entered, initial_noise, sigma, sigma_0)
+        if config.velocity_regularization and step > 0:
+            reference = guidance.average_velocity(latent, initial_noise, sigma, self.sigmas[0])
         variable = latent.detach().clone().requires_grad_(True)
         optimizer = torch.optim.Adam([variable], lr=config.learning_rate)
         difference_weight = config.difference_alignment_weight if config.difference_alignment else 0.0
         for _ in range(config.optimization_steps):
-            velocity = self.model.guided_velocity(variable.detach(), timestep, *embeddings, config.guidance_scale)
+            velocity = self.velocity(variable.detach(), timestep, embeddings)
             if reference is not None:
                 velocity = guidance.regularize_velocity(velocity, reference, config.velocity_regularization_gamma)
             target_motion = guidance.latent_prediction(variable, sigma, velocity)
-            loss = guidance.motion_loss(
-                source_motion, target_motion, config.latent_alignment_weight, difference_weight
-            )
+            loss = guidance.motion_loss(source_motion, target_motion, config.latent_alignment_weight,
+                                        difference_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         return variable.detach()
 
-    def run(self, initial_noise, source_latent, embeddings, source_embedding) -> torch.Tensor:
-        config = self.config
-        timesteps, sigmas = self.model.schedule(config.num_inference_steps)
-        guided_steps = config.guided_step_count
+    def run(self, initial_noise, source_motions: list[torch.Tensor], embeddings) -> torch.Tensor:
+        total = len(self.timesteps)
         latent = initial_noise
-        for i, timestep in enumerate(timesteps):
-            sigma, sigma_next = sigmas[i], sigmas[i + 1]
-            if i < guided_steps:
-                self.clock.enter("guided_step", i + 1, len(timesteps), self.model.forward_passes)
-                source_motion = self.source_motion(source_latent, timestep, sigma, source_embedding)
-                latent = self.optimise(
-                    latent, initial_noise, source_motion, timestep, sigma, sigmas[0], i == 0, embeddings
-                )
+        for i, timestep in enumerate(self.timesteps):
+            if i < len(source_motions):
+                self.clock.enter("guided_step", i + 1, total, self.model.forward_passes)
+                latent = self.optimise(latent, initial_noise, source_motions[i], i, embeddings)
             else:
-                self.clock.enter("sampling", i + 1, len(timesteps), self.model.forward_passes)
-            velocity = self.model.guided_velocity(latent, timestep, *embeddings, config.guidance_scale)
-            latent = latent + (sigma_next - sigma) * velocity
+                self.clock.enter("sampling", i + 1, total, self.model.forward_passes)
+            velocity = self.velocity(latent, timestep, embeddings)
+            latent = latent + (self.sigmas[i + 1] - self.sigmas[i]) * velocity
         return latent
+
+
+def _source_motion(model, sampler, clock, frames, plan, shape, config, cache) -> tuple[list, bool]:
+    """The source motions of this shot, from the cache when it holds them; and whether it did."""
+    if not config.guided_step_count:
+        return [], False
+    key = source_key(frames, model.key, shape, sampler.sigmas, config) if cache is not None else None
+    if key is not None and (hit := cache.sources.get(key)) is not None:
+        return hit.to(model.device).motions, True
+    clock.enter("encode_source", 1, 1, model.forward_passes)
+    source_latent = model.encode_video(_source_tensor(frames, plan))
+    source_embedding = None
+    if config.source_motion == "latent_prediction":
+        source_embedding = model.encode_prompt(config.source_prompt, cache.prompts if cache else None)
+    motions = sampler.source_motions(source_latent, source_embedding)
+    if key is not None:
+        cache.sources.put(key, SourceMotion(source_latent, motions))
+    return motions, False
 
 
 def transfer(
@@ -146,6 +175,7 @@ def transfer(
     num_frames: int | None = None,
     height: int | None = None,
     width: int | None = None,
+    cache: TransferCache | None = None,
 ) -> FlowMotionOutput:
     """Generate a video of `prompt` that keeps the motion of `video`.
 
@@ -153,7 +183,8 @@ def transfer(
     of images (see `flowmotion.video.as_frames`). The result has `num_frames` x `height` x `width`
     (by default the source's); the model itself works at the nearest legal shape. `latents` is
     the initial noise at the model's latent shape; without it, noise is drawn from `generator`.
-    `should_cancel` is checked before every transformer forward pass.
+    `should_cancel` is checked before every transformer forward pass. `cache` (a TransferCache
+    kept by a long-lived caller) reuses prompt embeddings and the shot's source motion.
     """
     config = config or FlowMotionConfig()
     if output_type not in OUTPUT_TYPES:
@@ -178,25 +209,26 @@ def transfer(
 
     clock = PhaseClock(RunStats(), model.device, on_progress, forward_pass_count(config))
     check_cancel()
-    clock.enter("encode_source", 0, 1, 0)
-    embeddings = (model.encode_prompt(prompt), model.encode_prompt(negative_prompt))
-    source_latent = source_embedding = None
-    if config.guided_step_count:
-        source_latent = model.encode_video(_source_tensor(frames, plan))
-        if config.source_motion == "latent_prediction":
-            source_embedding = model.encode_prompt(config.source_prompt)
+    clock.enter("encode_prompt", 1, 1, 0)
+    prompts = cache.prompts if cache is not None else None
+    embeddings = (model.encode_prompt(prompt, prompts), model.encode_prompt(negative_prompt, prompts))
+    sampler = Sampler(model, config, clock)
+    source_motions, cached = _source_motion(model, sampler, clock, frames, plan, shape, config, cache)
+    if cached:
+        clock.planned_passes = forward_pass_count(config, source_cached=True)
+    clock.stats.source_cache_hit = cached
     check_cancel()
 
     if latents is None:
         initial_noise = randn_tensor(shape, generator=generator, device=model.device, dtype=torch.float32)
     else:
         initial_noise = latents.to(model.device, torch.float32)
-    latent = Sampler(model, config, clock, generator).run(initial_noise, source_latent, embeddings, source_embedding)
+    latent = sampler.run(initial_noise, source_motions, embeddings)
 
     if output_type == "latent":
-        return FlowMotionOutput(latent, clock.finish(model.forward_passes), plan)
+        return FlowMotionOutput(latent, clock.finish(model.forward_passes, model.transformer_calls), plan)
     check_cancel()
-    clock.enter("decode", 0, 1, model.forward_passes)
+    clock.enter("decode", 1, 1, model.forward_passes)
     result = _result_frames(model.decode(latent), plan)
-    stats = clock.finish(model.forward_passes)
+    stats = clock.finish(model.forward_passes, model.transformer_calls)
     return FlowMotionOutput(_to_output_type(result, output_type), stats, plan)

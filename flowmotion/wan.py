@@ -26,6 +26,17 @@ class WanModel:
         self.max_sequence_length = max_sequence_length
         self.before_forward = before_forward
         self.forward_passes = 0
+        self.transformer_calls = 0
+        self._key: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Identifies the model in caches."""
+        if self._key is None:
+            from .cache import model_key
+
+            self._key = model_key(self.pipe)
+        return self._key
 
     @property
     def device(self) -> torch.device:
@@ -58,14 +69,21 @@ class WanModel:
         return timesteps, sigmas
 
     @torch.no_grad()
-    def encode_prompt(self, text: str) -> torch.Tensor:
+    def encode_prompt(self, text: str, cache=None) -> torch.Tensor:
+        """The prompt's embedding, from `cache` (a PromptCache keyed by model and text) when it holds it."""
+        key = (self.key, text, self.max_sequence_length)
+        if cache is not None and (hit := cache.get(key)) is not None:
+            return hit
         embedding, _ = self.pipe.encode_prompt(
             prompt=text,
             do_classifier_free_guidance=False,
             max_sequence_length=self.max_sequence_length,
             device=self.device,
         )
-        return embedding.to(self.transformer.dtype)
+        embedding = embedding.to(self.transformer.dtype)
+        if cache is not None:
+            cache.put(key, embedding)
+        return embedding
 
     def _latent_stats(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (1, self.vae.config.z_dim, 1, 1, 1)
@@ -91,10 +109,11 @@ class WanModel:
 
     @torch.no_grad()
     def velocity(self, latent: torch.Tensor, timestep: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        """One transformer forward pass; the predicted velocity in float32."""
+        """Transformer forward passes, one per batch entry; the predicted velocity in float32."""
         if self.before_forward is not None:
             self.before_forward()
-        self.forward_passes += 1
+        self.forward_passes += latent.shape[0]
+        self.transformer_calls += 1
         output = self.transformer(
             hidden_states=latent.to(self.transformer.dtype),
             timestep=timestep.expand(latent.shape[0]),
@@ -110,12 +129,20 @@ class WanModel:
         embedding: torch.Tensor,
         negative_embedding: torch.Tensor,
         scale: float,
+        batched: bool = False,
     ) -> torch.Tensor:
-        """Velocity under classifier-free guidance; a scale of 1 or less runs one conditional pass."""
+        """Velocity under classifier-free guidance; a scale of 1 or less runs one conditional pass.
+
+        `batched` runs the conditional and unconditional passes as one batch of two.
+        """
         from .guidance import classifier_free_guidance
 
-        cond = self.velocity(latent, timestep, embedding)
         if scale <= 1.0:
-            return cond
-        uncond = self.velocity(latent, timestep, negative_embedding)
+            return self.velocity(latent, timestep, embedding)
+        if batched:
+            both = self.velocity(torch.cat([latent, latent]), timestep, torch.cat([embedding, negative_embedding]))
+            cond, uncond = both.chunk(2)
+        else:
+            cond = self.velocity(latent, timestep, embedding)
+            uncond = self.velocity(latent, timestep, negative_embedding)
         return classifier_free_guidance(cond, uncond, scale)

@@ -89,18 +89,18 @@ def test_adam_moves_the_latent_towards_the_source_motion(tiny_pipe):
 
     config = FlowMotionConfig(optimization_steps=20, learning_rate=0.05, guidance_scale=1.0)
     model = WanModel(tiny_pipe)
-    timesteps, sigmas = model.schedule(50)
+    sampler = Sampler(model, config, PhaseClock(RunStats(), torch.device("cpu")))
+    timesteps, sigmas = sampler.timesteps, sampler.sigmas
     embeddings = (model.encode_prompt("a ball"), model.encode_prompt(""))
     start = torch.randn(1, 16, 3, 4, 6, generator=seeded(2))
     source_motion = torch.randn(1, 16, 3, 4, 6, generator=seeded(4))
-    sampler = Sampler(model, config, PhaseClock(RunStats(), torch.device("cpu")), seeded(0))
 
     def loss_of(latent):
         velocity = model.guided_velocity(latent, timesteps[0], *embeddings, 1.0)
         target = guidance.latent_prediction(latent, sigmas[0], velocity)
         return guidance.motion_loss(source_motion, target, 20.0, 5.0).item()
 
-    optimised = sampler.optimise(start, start, source_motion, timesteps[0], sigmas[0], sigmas[0], True, embeddings)
+    optimised = sampler.optimise(start, start, source_motion, 0, embeddings)
     assert loss_of(optimised) < 0.9 * loss_of(start)
 
 
@@ -132,9 +132,11 @@ def test_wrong_latents_shape_is_refused(tiny_pipe, source_video):
 def test_progress_reports_every_phase_in_order(tiny_pipe, source_video):
     events = []
     out = transfer(tiny_pipe, source_video, "a ball", config=FAST, generator=seeded(0), on_progress=events.append)
-    assert [e.phase for e in events] == ["encode_source"] + ["guided_step"] * 3 + ["sampling"] * 3 + ["decode"]
+    assert [e.phase for e in events] == (["encode_prompt", "encode_source"] + ["source_motion"] * 3
+                                         + ["guided_step"] * 3 + ["sampling"] * 3 + ["decode"])
     steps = [e.step for e in events if e.phase in ("guided_step", "sampling")]
-    assert steps == [1, 2, 3, 4, 5, 6] and all(e.total == 6 for e in events[1:-1])
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert [e.total for e in events if e.phase in ("guided_step", "sampling")] == [6] * 6
     elapsed = [e.elapsed for e in events]
     assert elapsed == sorted(elapsed)
     assert events[-1].forward_passes == out.stats.forward_passes == flowmotion.forward_pass_count(FAST)

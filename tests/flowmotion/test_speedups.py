@@ -1,0 +1,103 @@
+"""The speed-ups keep the result: each is checked against the faithful run."""
+
+import torch
+
+from flowmotion import FlowMotionConfig, transfer
+from flowmotion.cache import TransferCache
+
+from .helpers import moving_square, seeded
+
+SMALL = moving_square(frames=5, height=16, width=16)
+
+
+def run(pipe, config, prompt="a ball", seed=0, source=SMALL, cache=None):
+    calls = []
+    handle = pipe.transformer.register_forward_pre_hook(lambda module, args: calls.append(1))
+    try:
+        out = transfer(pipe, source, prompt, config=config, generator=seeded(seed), output_type="latent", cache=cache)
+    finally:
+        handle.remove()
+    return out, len(calls)
+
+
+def test_skipping_the_identical_source_cfg_saves_ten_passes_and_changes_nothing(tiny_pipe):
+    faithful, faithful_calls = run(tiny_pipe, FlowMotionConfig())
+    skipped, skipped_calls = run(tiny_pipe, FlowMotionConfig(skip_identical_source_cfg=True))
+    assert (faithful_calls, skipped_calls) == (180, 170)
+    assert skipped.stats.forward_passes == 170
+    assert torch.equal(faithful.frames, skipped.frames)
+
+
+def test_batched_guidance_halves_the_calls_and_matches(tiny_pipe):
+    unbatched, unbatched_calls = run(tiny_pipe, FlowMotionConfig(skip_identical_source_cfg=True))
+    batched, batched_calls = run(tiny_pipe, FlowMotionConfig.optimized())
+    assert unbatched_calls == 170 and batched_calls == 10 * (1 + 3 + 1) + 40
+    assert batched.stats.forward_passes == 170 and batched.stats.transformer_calls == batched_calls
+    assert torch.allclose(batched.frames, unbatched.frames, atol=1e-4)
+
+
+def test_a_reprompt_of_a_cached_shot_skips_the_source_and_matches_an_uncached_run(tiny_pipe):
+    config = FlowMotionConfig(skip_identical_source_cfg=True)
+    cache = TransferCache()
+    first, first_calls = run(tiny_pipe, config, prompt="a red ball", cache=cache)
+    assert first_calls == 170 and not first.stats.source_cache_hit
+    reprompt, reprompt_calls = run(tiny_pipe, config, prompt="a blue cube", cache=cache)
+    assert reprompt_calls == 160 and reprompt.stats.source_cache_hit
+    uncached, _ = run(tiny_pipe, config, prompt="a blue cube")
+    assert torch.equal(reprompt.frames, uncached.frames)
+    new_seed, new_seed_calls = run(tiny_pipe, config, prompt="a blue cube", seed=5, cache=cache)
+    assert new_seed_calls == 160 and not torch.equal(new_seed.frames, reprompt.frames)
+
+
+def test_the_cache_misses_when_the_shot_or_source_settings_change(tiny_pipe):
+    config = FlowMotionConfig(skip_identical_source_cfg=True)
+    cache = TransferCache()
+    run(tiny_pipe, config, cache=cache)
+    other_shot = moving_square(frames=5, height=16, width=16, seed=9)
+    assert run(tiny_pipe, config, source=other_shot, cache=cache)[1] == 170
+    assert run(tiny_pipe, config.replace(source_seed=1), cache=cache)[1] == 170
+    assert run(tiny_pipe, config.replace(guided_steps=9), cache=cache)[1] == 9 * 8 + 41 * 2 + 9
+
+
+def test_source_motion_survives_a_restart_on_disk(tiny_pipe, tmp_path):
+    config = FlowMotionConfig(skip_identical_source_cfg=True)
+    first, _ = run(tiny_pipe, config, prompt="a cube", cache=TransferCache(tmp_path / "cache"))
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 1
+    again, calls = run(tiny_pipe, config, prompt="a cube", cache=TransferCache(tmp_path / "cache"))
+    assert calls == 160 and torch.equal(first.frames, again.frames)
+
+
+def test_a_damaged_cache_file_costs_a_recompute_not_a_failure(tiny_pipe, tmp_path):
+    config = FlowMotionConfig(skip_identical_source_cfg=True)
+    run(tiny_pipe, config, cache=TransferCache(tmp_path / "cache"))
+    for stored in (tmp_path / "cache").glob("*.safetensors"):
+        stored.write_bytes(b"not a tensor file")
+    out, calls = run(tiny_pipe, config, cache=TransferCache(tmp_path / "cache"))
+    assert calls == 170 and not out.stats.source_cache_hit
+
+
+def test_prompt_embeddings_are_encoded_once(tiny_pipe):
+    encodes = []
+    handle = tiny_pipe.text_encoder.register_forward_pre_hook(lambda module, args: encodes.append(1))
+    cache = TransferCache()
+    fast = FlowMotionConfig(num_inference_steps=3, guided_steps=1, optimization_steps=1)
+    try:
+        transfer(tiny_pipe, SMALL, "a ball", config=fast, output_type="latent", cache=cache)
+        assert len(encodes) == 2  # the prompt, and "" once for both the negative and the source prompt
+        transfer(tiny_pipe, SMALL, "a ball", config=fast, output_type="latent", cache=cache)
+        assert len(encodes) == 2
+        transfer(tiny_pipe, SMALL, "a cube", config=fast, output_type="latent", cache=cache)
+        assert len(encodes) == 3
+    finally:
+        handle.remove()
+
+
+def test_source_noise_does_not_depend_on_the_target_seed(tiny_pipe):
+    """The same source seed gives the same source motion whatever the generator; a new one differs."""
+    config = FlowMotionConfig(num_inference_steps=4, guided_steps=2, optimization_steps=1)
+    noise = torch.randn(1, 16, 2, 2, 2, generator=seeded(1))
+    a = transfer(tiny_pipe, SMALL, "a ball", config=config, latents=noise, generator=seeded(1), output_type="latent")
+    b = transfer(tiny_pipe, SMALL, "a ball", config=config, latents=noise, generator=seeded(2), output_type="latent")
+    c = transfer(tiny_pipe, SMALL, "a ball", config=config.replace(source_seed=3), latents=noise,
+                 output_type="latent")
+    assert torch.equal(a.frames, b.frames) and not torch.equal(a.frames, c.frames)
