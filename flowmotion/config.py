@@ -75,6 +75,11 @@ class FlowMotionConfig:
     """Run the conditional and unconditional passes of CFG as one batch of two (same forward passes,
     fewer and larger transformer calls; equal to the unbatched result up to float rounding)."""
 
+    unguided_step_cache: float = 0.0
+    """First-block cache threshold for the unguided steps only (0: off). A step whose first transformer
+    block changes less than this (relative mean) reuses the previous step's remaining blocks; faster,
+    at some quality cost."""
+
     def __post_init__(self) -> None:
         if self.num_inference_steps < 1:
             raise FlowMotionError(f"num_inference_steps must be at least 1, got {self.num_inference_steps}")
@@ -95,6 +100,8 @@ class FlowMotionConfig:
             raise FlowMotionError(
                 f"unknown source_motion {self.source_motion!r}; choose one of {', '.join(SOURCE_MOTIONS)}"
             )
+        if self.unguided_step_cache < 0:
+            raise FlowMotionError(f"unguided_step_cache must be 0 (off) or more, got {self.unguided_step_cache}")
         if self.max_sequence_length < 1:
             raise FlowMotionError(f"max_sequence_length must be at least 1, got {self.max_sequence_length}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -128,17 +129,25 @@ class Sampler:
             optimizer.step()
         return variable.detach()
 
+    def euler_step(self, latent, i: int, embeddings):
+        velocity = self.velocity(latent, self.timesteps[i], embeddings)
+        return latent + (self.sigmas[i + 1] - self.sigmas[i]) * velocity
+
     def run(self, initial_noise, source_motions: list[torch.Tensor], embeddings) -> torch.Tensor:
         total = len(self.timesteps)
+        guided = len(source_motions)
         latent = initial_noise
-        for i, timestep in enumerate(self.timesteps):
-            if i < len(source_motions):
-                self.clock.enter("guided_step", i + 1, total, self.model.forward_passes)
-                latent = self.optimise(latent, initial_noise, source_motions[i], i, embeddings)
-            else:
+        for i in range(guided):
+            self.clock.enter("guided_step", i + 1, total, self.model.forward_passes)
+            latent = self.optimise(latent, initial_noise, source_motions[i], i, embeddings)
+            latent = self.euler_step(latent, i, embeddings)
+        # The step cache sees only the unguided steps: the guided ones call the transformer several
+        # times per step, which a cache would mistake for consecutive denoising steps.
+        threshold = self.config.unguided_step_cache
+        with self.model.step_cache(threshold) if threshold > 0 and guided < total else contextlib.nullcontext():
+            for i in range(guided, total):
                 self.clock.enter("sampling", i + 1, total, self.model.forward_passes)
-            velocity = self.velocity(latent, timestep, embeddings)
-            latent = latent + (self.sigmas[i + 1] - self.sigmas[i]) * velocity
+                latent = self.euler_step(latent, i, embeddings)
         return latent
 
 

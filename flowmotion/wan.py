@@ -6,6 +6,7 @@ decode latent -> video. Everything else in the library is model-agnostic.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import torch
@@ -28,6 +29,7 @@ class WanModel:
         self.forward_passes = 0
         self.transformer_calls = 0
         self._key: str | None = None
+        self.step_cache_on = False
 
     @property
     def key(self) -> str:
@@ -107,19 +109,40 @@ class WanModel:
         # WanPipeline divides by 1/std; the same arithmetic keeps the result bit-identical to it.
         return self.vae.decode(latent / (1.0 / std) + mean, return_dict=False)[0]
 
+    @contextlib.contextmanager
+    def step_cache(self, threshold: float):
+        """diffusers' first-block cache on the transformer for the calls made inside this block only."""
+        from diffusers import FirstBlockCacheConfig
+
+        self.transformer.enable_cache(FirstBlockCacheConfig(threshold=threshold))
+        self.step_cache_on = True
+        try:
+            yield
+        finally:
+            self.step_cache_on = False
+            self.transformer.disable_cache()
+
     @torch.no_grad()
-    def velocity(self, latent: torch.Tensor, timestep: torch.Tensor, embedding: torch.Tensor) -> torch.Tensor:
-        """Transformer forward passes, one per batch entry; the predicted velocity in float32."""
+    def velocity(
+        self, latent: torch.Tensor, timestep: torch.Tensor, embedding: torch.Tensor, stream: str = "cond"
+    ) -> torch.Tensor:
+        """Transformer forward passes, one per batch entry; the predicted velocity in float32.
+
+        `stream` names the sequence of calls this one continues ('cond', 'uncond', 'batch'): a step
+        cache compares each call with the previous call of the same stream.
+        """
         if self.before_forward is not None:
             self.before_forward()
         self.forward_passes += latent.shape[0]
         self.transformer_calls += 1
-        output = self.transformer(
-            hidden_states=latent.to(self.transformer.dtype),
-            timestep=timestep.expand(latent.shape[0]),
-            encoder_hidden_states=embedding,
-            return_dict=False,
-        )[0]
+        context = self.transformer.cache_context(stream) if self.step_cache_on else contextlib.nullcontext()
+        with context:
+            output = self.transformer(
+                hidden_states=latent.to(self.transformer.dtype),
+                timestep=timestep.expand(latent.shape[0]),
+                encoder_hidden_states=embedding,
+                return_dict=False,
+            )[0]
         return output.float()
 
     def guided_velocity(
@@ -140,9 +163,11 @@ class WanModel:
         if scale <= 1.0:
             return self.velocity(latent, timestep, embedding)
         if batched:
-            both = self.velocity(torch.cat([latent, latent]), timestep, torch.cat([embedding, negative_embedding]))
+            both = self.velocity(
+                torch.cat([latent, latent]), timestep, torch.cat([embedding, negative_embedding]), "batch"
+            )
             cond, uncond = both.chunk(2)
         else:
-            cond = self.velocity(latent, timestep, embedding)
-            uncond = self.velocity(latent, timestep, negative_embedding)
+            cond = self.velocity(latent, timestep, embedding, "cond")
+            uncond = self.velocity(latent, timestep, negative_embedding, "uncond")
         return classifier_free_guidance(cond, uncond, scale)

@@ -101,3 +101,54 @@ def test_source_noise_does_not_depend_on_the_target_seed(tiny_pipe):
     c = transfer(tiny_pipe, SMALL, "a ball", config=config.replace(source_seed=3), latents=noise,
                  output_type="latent")
     assert torch.equal(a.frames, b.frames) and not torch.equal(a.frames, c.frames)
+
+
+def count_block_calls(pipe):
+    """Runs of the last block's feed-forward layer (skipped when a step cache reuses the block), by phase."""
+    phase = {"now": None}
+    calls: dict[str, int] = {}
+
+    def on_block(module, args):
+        calls[phase["now"]] = calls.get(phase["now"], 0) + 1
+
+    handle = pipe.transformer.blocks[-1].ffn.register_forward_pre_hook(on_block)
+    return phase, calls, handle
+
+
+def test_the_step_cache_sees_only_the_unguided_steps(tiny_pipe):
+    config = FlowMotionConfig(num_inference_steps=8, guided_steps=3, optimization_steps=2, guidance_scale=1.0,
+                              source_guidance_scale=1.0,
+                              unguided_step_cache=1e6)  # a threshold so high that every cached step is skipped
+    phase, calls, handle = count_block_calls(tiny_pipe)
+    try:
+        out = transfer(tiny_pipe, SMALL, "a ball", config=config, generator=seeded(0), output_type="latent",
+                       on_progress=lambda p: phase.update(now=p.phase))
+    finally:
+        handle.remove()
+    assert calls["source_motion"] == 3 and calls["guided_step"] == 3 * (2 + 1)  # every block ran
+    assert calls["sampling"] == 1  # the first unguided step computes; the other four reuse it
+    assert out.stats.forward_passes == 3 + 9 + 5
+    assert not tiny_pipe.transformer.is_cache_enabled
+
+    uncached = transfer(tiny_pipe, SMALL, "a ball", config=config.replace(unguided_step_cache=0.0),
+                        generator=seeded(0), output_type="latent")
+    assert not torch.equal(out.frames, uncached.frames)
+    guided_only = dict(num_inference_steps=3, guided_steps=3)
+    a = transfer(tiny_pipe, SMALL, "a ball", config=config.replace(**guided_only), generator=seeded(0),
+                 output_type="latent")
+    b = transfer(tiny_pipe, SMALL, "a ball", config=config.replace(unguided_step_cache=0.0, **guided_only),
+                 generator=seeded(0), output_type="latent")
+    assert torch.equal(a.frames, b.frames)
+
+
+def test_the_step_cache_is_removed_when_a_transfer_is_cancelled(tiny_pipe):
+    import pytest
+
+    from flowmotion import TransferCancelled
+
+    config = FlowMotionConfig(num_inference_steps=6, guided_steps=1, optimization_steps=1, unguided_step_cache=0.1)
+    passes = []
+    with pytest.raises(TransferCancelled):
+        transfer(tiny_pipe, SMALL, "a ball", config=config, on_progress=lambda p: passes.append(p.phase),
+                 should_cancel=lambda: passes.count("sampling") >= 2)
+    assert not tiny_pipe.transformer.is_cache_enabled
