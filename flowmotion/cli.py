@@ -35,7 +35,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_arguments(args: argparse.Namespace) -> FlowMotionConfig:
-    return FlowMotionConfig(**{field.name: getattr(args, field.name) for field in dataclasses.fields(FlowMotionConfig)})
+    fields = {field.name: getattr(args, field.name) for field in dataclasses.fields(FlowMotionConfig)}
+    if getattr(args, "optimized", False):
+        return FlowMotionConfig.optimized(**{**fields, "skip_identical_source_cfg": True, "batch_guidance": True})
+    return FlowMotionConfig(**fields)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +63,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fps", type=float, default=None,
                      help="frame rate of a video result (default: the source's, or 24 for a frame folder)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--optimized", action="store_true",
+                     help="turn on the speed-ups that keep the result (single source pass, batched CFG)")
+    speed = run.add_argument_group("how the model runs (no effect on the method)")
+    speed.add_argument("--attention-backend", default=None,
+                       help="diffusers attention backend, e.g. flash, _native_cudnn, sage (default: PyTorch SDPA)")
+    speed.add_argument("--compile", action="store_true", help="compile the transformer's repeated block")
+    speed.add_argument("--vae-tiling", action="store_true", help="encode and decode in tiles (less VRAM)")
+    speed.add_argument("--offload-text-encoder", action="store_true",
+                       help="keep the text encoder in host memory, streaming its layers to the GPU")
     add_config_arguments(run)
     return parser
 
@@ -75,6 +87,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from . import load_pipeline, transfer
+    from .runtime import RuntimeOptions, apply_runtime_options
     from .transfer import forward_pass_count
     from .video import read_video, write_video
 
@@ -83,6 +96,10 @@ def run_transfer(args: argparse.Namespace) -> int:
     dtype = getattr(torch, DTYPES[args.dtype]) if args.dtype else None
     print(f"model: {_describe_model(args.model)}", file=sys.stderr)
     pipe = load_pipeline(args.model, device=args.device, dtype=dtype)
+    apply_runtime_options(pipe, RuntimeOptions(
+        attention_backend=args.attention_backend, compile_blocks=args.compile, vae_tiling=args.vae_tiling,
+        offload_text_encoder=args.offload_text_encoder,
+    ))
     bar = tqdm(total=forward_pass_count(config), unit="pass", disable=args.quiet, file=sys.stderr,
                bar_format="{desc} {bar} {n_fmt}/{total_fmt} passes [{elapsed}<{remaining}]")
 
