@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--frames", type=int, default=None, help="frames of the result (default: the source's)")
     run.add_argument("--height", type=int, default=None, help="height of the result (default: the source's)")
     run.add_argument("--width", type=int, default=None, help="width of the result (default: the source's)")
+    run.add_argument("--max-area", type=int, default=None,
+                     help="most pixels per frame the model works at; larger shots are scaled down for the model "
+                          "and the result scaled back (Wan2.1 was trained near 480x832 = 399360)")
     run.add_argument("--fps", type=float, default=None,
                      help="frame rate of a video result (default: the source's, or 24 for a frame folder)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -112,7 +115,7 @@ def run_transfer(args: argparse.Namespace) -> int:
         result = transfer(
             pipe, frames, args.prompt, negative_prompt=args.negative_prompt, config=config,
             generator=torch.Generator().manual_seed(args.seed), on_progress=on_progress,
-            num_frames=args.frames, height=args.height, width=args.width,
+            num_frames=args.frames, height=args.height, width=args.width, max_area=args.max_area,
         )
         bar.update(result.stats.forward_passes - bar.n)
     finally:

@@ -184,13 +184,15 @@ def transfer(
     num_frames: int | None = None,
     height: int | None = None,
     width: int | None = None,
+    max_area: int | None = None,
     cache: TransferCache | None = None,
 ) -> FlowMotionOutput:
     """Generate a video of `prompt` that keeps the motion of `video`.
 
     `pipe` is a diffusers WanPipeline (full size or tiny). `video` is a path, an array or a list
     of images (see `flowmotion.video.as_frames`). The result has `num_frames` x `height` x `width`
-    (by default the source's); the model itself works at the nearest legal shape. `latents` is
+    (by default the source's); the model itself works at the nearest legal shape, at most
+    `max_area` pixels a frame when given (see `flowmotion.video.plan_shape`). `latents` is
     the initial noise at the model's latent shape; without it, noise is drawn from `generator`.
     `should_cancel` is checked before every transformer forward pass. `cache` (a TransferCache
     kept by a long-lived caller) reuses prompt embeddings and the shot's source motion.
@@ -210,7 +212,7 @@ def transfer(
     plan = plan_shape(
         frames.shape[0], frames.shape[1], frames.shape[2],
         num_frames=num_frames, height=height, width=width,
-        spatial_multiple=model.spatial_multiple, temporal_multiple=model.temporal_multiple,
+        spatial_multiple=model.spatial_multiple, temporal_multiple=model.temporal_multiple, max_area=max_area,
     )
     shape = model.latent_shape(plan.model_frames, plan.model_height, plan.model_width)
     if latents is not None and tuple(latents.shape) != shape:

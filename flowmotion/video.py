@@ -58,12 +58,15 @@ def plan_shape(
     width: int | None = None,
     spatial_multiple: int = 16,
     temporal_multiple: int = 4,
+    max_area: int | None = None,
 ) -> ShapePlan:
     """Map a source and the size the caller asks for onto the model's legal size and count.
 
     The rule: the caller gets exactly `num_frames` x `height` x `width` (each defaulting to the
     source's). The model works at the nearest legal shape: each side rounded to the nearest
     multiple of `spatial_multiple`, the frame count to the nearest `temporal_multiple` * k + 1.
+    With `max_area` (pixels), a larger size is first scaled down with its aspect kept and each
+    side rounded down instead, so the model never works above the cap; the result is scaled back.
     The source is resampled over its whole duration onto the model's frames, and the result back
     onto the caller's, so the first and last frames line up with the source's first and last.
     """
@@ -73,10 +76,19 @@ def plan_shape(
     for name, value in (("num_frames", out_frames), ("height", out_height), ("width", out_width)):
         if value < 1:
             raise FlowMotionError(f"{name} must be at least 1, got {value}")
+    model_height = legal_side(out_height, spatial_multiple)
+    model_width = legal_side(out_width, spatial_multiple)
+    if max_area is not None and model_height * model_width > max_area:
+        if max_area < spatial_multiple**2:
+            raise FlowMotionError(f"max_area {max_area} is below the smallest model frame "
+                                  f"({spatial_multiple}x{spatial_multiple})")
+        scale = (max_area / (out_height * out_width)) ** 0.5
+        model_height = max(spatial_multiple, int(out_height * scale) // spatial_multiple * spatial_multiple)
+        model_width = max(spatial_multiple, int(out_width * scale) // spatial_multiple * spatial_multiple)
     return ShapePlan(
         model_frames=legal_frame_count(out_frames, temporal_multiple),
-        model_height=legal_side(out_height, spatial_multiple),
-        model_width=legal_side(out_width, spatial_multiple),
+        model_height=model_height,
+        model_width=model_width,
         out_frames=out_frames,
         out_height=out_height,
         out_width=out_width,

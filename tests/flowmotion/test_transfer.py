@@ -113,6 +113,9 @@ def test_result_has_exactly_the_asked_count_and_size(tiny_pipe):
     asked = transfer(tiny_pipe, source, "a ball", config=FAST, generator=seeded(0), num_frames=6, height=20,
                      width=24)
     assert asked.frames.shape == (6, 20, 24, 3)
+    capped = transfer(tiny_pipe, source, "a ball", config=FAST, generator=seeded(0), max_area=16 * 32)
+    assert capped.frames.shape == (10, 30, 50, 3)
+    assert (capped.plan.model_height, capped.plan.model_width) == (16, 16)
 
 
 def test_output_types(tiny_pipe, source_video):

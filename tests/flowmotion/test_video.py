@@ -32,6 +32,16 @@ def test_plan_returns_exactly_what_was_asked_and_legal_model_shape():
     assert (plan.model_frames, plan.model_height, plan.model_width) == (49, 480, 720)
 
 
+def test_plan_caps_the_model_area_and_keeps_the_asked_size():
+    plan = plan_shape(49, 1080, 1920, max_area=480 * 832)
+    assert (plan.out_height, plan.out_width) == (1080, 1920)
+    assert (plan.model_height, plan.model_width) == (464, 832)
+    assert plan.model_height * plan.model_width <= 480 * 832
+    assert plan_shape(49, 480, 720, max_area=480 * 832).model_height == 480  # under the cap: unchanged
+    with pytest.raises(FlowMotionError, match="max_area 100 is below the smallest model frame"):
+        plan_shape(9, 64, 64, max_area=100)
+
+
 def test_plan_refuses_non_positive_sizes():
     with pytest.raises(FlowMotionError, match="height must be at least 1"):
         plan_shape(9, 32, 32, height=0)
