@@ -1,0 +1,213 @@
+"""`flowmotion-backend`: serve FlowMotion jobs over ZeroMQ, make keys, and talk to a running backend.
+
+    flowmotion-backend serve [--bind tcp://127.0.0.1:5599] [--model embedded|FOLDER|HUB_ID] [--device cuda]
+    flowmotion-backend keys --dir KEYS [--client NAME]
+    flowmotion-backend submit FRAMES_FOLDER --prompt "..." [--job-id ID] [--wait]
+    flowmotion-backend status|cancel|fetch JOB_ID ;  flowmotion-backend list
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+from flowmotion import FlowMotionError
+from protocol import Accepted, JobList, JobStatus, Limits, Progress, ProtocolError, Result, Welcome
+from protocol.client import BackendClient
+
+from .errors import BackendError
+
+DEFAULT_BIND = "tcp://127.0.0.1:5599"
+DEFAULT_STORE = Path(os.environ.get("FLOWMOTION_JOBS", Path.home() / ".cache" / "flowmotion" / "jobs"))
+
+
+def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = Limits()
+    for name in defaults.to_dict():
+        parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name),
+                            help=f"(default: {getattr(defaults, name)})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowmotion-backend", description="FlowMotion job server and client.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the job server")
+    serve.add_argument("--bind", default=DEFAULT_BIND, help=f"ZeroMQ address to listen on (default: {DEFAULT_BIND})")
+    serve.add_argument("--model", default="embedded", help="'embedded', a local diffusers folder or a hub id")
+    serve.add_argument("--device", default=None, help="cuda, cuda:1 or cpu (default: cuda when present)")
+    serve.add_argument("--jobs", type=Path, default=DEFAULT_STORE, help=f"job store folder (default: {DEFAULT_STORE})")
+    serve.add_argument("--expire-days", type=float, default=7.0, help="days a finished job stays fetchable")
+    serve.add_argument("--keys", type=Path, default=None, help="CurveZMQ keys folder (from `keys`); required "
+                                                               "off loopback unless --insecure")
+    serve.add_argument("--insecure", action="store_true", help="serve off loopback without keys")
+    serve.add_argument("--max-area", type=int, default=None, help="most pixels per frame the model works at")
+    add_limit_arguments(serve)
+
+    keys = commands.add_parser("keys", help="create a CurveZMQ key pair (the server's, or an artist's)")
+    keys.add_argument("--dir", type=Path, required=True)
+    keys.add_argument("--client", default=None, help="make a client key pair with this name instead")
+
+    for name, text in (("status", "a job's state"), ("cancel", "cancel a job"), ("fetch", "save a job's frames")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("job_id")
+        if name == "fetch":
+            command.add_argument("--out", type=Path, required=True, help="folder for the PNG frames")
+    submit = commands.add_parser("submit", help="send a folder of PNG frames as a job")
+    submit.add_argument("frames", type=Path)
+    submit.add_argument("--prompt", required=True)
+    submit.add_argument("--negative-prompt", default="")
+    submit.add_argument("--seed", type=int, default=0)
+    submit.add_argument("--job-id", default=None, help="default: a new random id")
+    submit.add_argument("--wait", action="store_true", help="show progress until the job ends")
+    commands.add_parser("list", help="every job the backend holds")
+    for command in (submit, *(commands.choices[n] for n in ("status", "cancel", "fetch", "list"))):
+        command.add_argument("--address", default=DEFAULT_BIND.replace("*", "127.0.0.1"))
+        command.add_argument("--server-key", default=None, help="the server's public key, for a secured backend")
+        command.add_argument("--client-keys", type=Path, default=None, help="this client's .key_secret file")
+        command.add_argument("--timeout", type=float, default=10.0)
+    return parser
+
+
+def serve(args) -> int:
+    import flowmotion
+    from flowmotion.cache import TransferCache
+
+    from .jobs import JobStore
+    from .server import Server
+    from .worker import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    limits = Limits(**{name: getattr(args, name) for name in Limits().to_dict()})
+    store = JobStore(args.jobs, expire_after=args.expire_days * 86400)
+    device = args.device or flowmotion.loading.default_device()
+    model_note = " (the embedded model; --model Wan-AI/Wan2.1-T2V-1.3B-Diffusers for the real one)" \
+        if args.model == flowmotion.EMBEDDED_MODEL else ""
+    print(f"loading {args.model}{model_note} on {device}...", flush=True)
+    pipe = flowmotion.load_pipeline(args.model, device=device)
+    worker = Worker(pipe, store, queue.Queue(), cache=TransferCache(args.jobs / ".source-cache"),
+                    max_area=args.max_area)
+    server = Server(args.bind, store, worker, limits=limits, model_name=args.model, device=device,
+                    keys_folder=args.keys, insecure=args.insecure)
+    address = server.open()
+    print(f"serving {args.model} on {device} at {address}; jobs in {args.jobs}"
+          f" ({len(store.queue)} queued from before)", flush=True)
+    if server.public_key:
+        print(f"server public key (for the add-on's preferences): {server.public_key}", flush=True)
+        print(f"allowed client keys: {args.keys / 'allowed_clients'}", flush=True)
+    elif args.insecure:
+        print("WARNING: serving without encryption or authentication", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    while not stop.wait(0.5):
+        pass
+    print("stopping: queued and running jobs resume at the next start", flush=True)
+    server.stop()
+    return 0
+
+
+def make_keys(args) -> int:
+    from .security import ALLOWED_CLIENTS, SERVER_KEY_NAME, create_key_pair, public_key_text
+
+    name = args.client or SERVER_KEY_NAME
+    public, secret = create_key_pair(args.dir, name)
+    if args.client is None:
+        (args.dir / ALLOWED_CLIENTS).mkdir(exist_ok=True)
+    print(f"public key {public_key_text(public)}\nwrote {public} and {secret} (secret, mode 600)")
+    if args.client:
+        print(f"allow it on the backend: copy {public.name} into the server's KEYS/{ALLOWED_CLIENTS}/")
+    return 0
+
+
+def connect(args) -> BackendClient:
+    import zmq.auth
+
+    public = secret = None
+    if args.client_keys:
+        public, secret = zmq.auth.load_certificate(args.client_keys)
+    client = BackendClient(args.address, server_public_key=args.server_key, client_public_key=public,
+                           client_secret_key=secret, connect_timeout=args.timeout, name="flowmotion-backend-cli")
+    client.connect()
+    client.wait(lambda m: isinstance(m, Welcome), args.timeout)
+    return client
+
+
+def describe(status: JobStatus) -> str:
+    where = f", position {status.position} in the queue" if status.state == "queued" else ""
+    why = f": {status.message}" if status.message else ""
+    return f"{status.job_id}: {status.state}{where}{why}"
+
+
+def talk(args) -> int:
+    client = connect(args)
+    try:
+        if args.command == "submit":
+            return submit(client, args)
+        if args.command == "list":
+            client.list_jobs()
+            jobs, _ = client.wait(lambda m: isinstance(m, JobList), args.timeout)
+            for job in jobs.jobs:
+                print(describe(JobStatus(**job)), "-", job["prompt"])
+            return 0
+        if args.command == "status":
+            client.status(args.job_id)
+        elif args.command == "cancel":
+            client.cancel(args.job_id)
+        else:
+            client.fetch(args.job_id)
+            result, frames = client.wait(lambda m: isinstance(m, Result), args.timeout)
+            args.out.mkdir(parents=True, exist_ok=True)
+            for number, frame in enumerate(frames, start=1):
+                (args.out / f"frame_{number:04d}.png").write_bytes(frame)
+            print(f"wrote {len(frames)} frames ({result.width}x{result.height}) to {args.out}")
+            return 0
+        reply, _ = client.wait(lambda m: isinstance(m, (JobStatus, Accepted)), args.timeout)
+        print(describe(reply) if isinstance(reply, JobStatus) else f"{reply.job_id}: {reply.state}")
+        return 0
+    finally:
+        client.close()
+
+
+def submit(client: BackendClient, args) -> int:
+    frames = [p.read_bytes() for p in sorted(args.frames.glob("*.png"))]
+    if not frames:
+        raise BackendError(f"{args.frames} holds no PNG frames")
+    job_id = args.job_id or uuid.uuid4().hex[:12]
+    client.submit(job_id, frames, args.prompt, negative_prompt=args.negative_prompt, seed=args.seed)
+    accepted, _ = client.wait(lambda m: isinstance(m, Accepted), args.timeout)
+    print(f"{job_id}: {accepted.state}, position {accepted.position}", flush=True)
+    while args.wait:
+        message, _ = client.wait(lambda m: isinstance(m, (Progress, JobStatus)), 3600)
+        if isinstance(message, Progress):
+            eta = f", about {message.eta:.0f} s left" if message.eta is not None else ""
+            print(f"\r{message.phase} step {message.step}/{message.total}{eta}    ", end="", flush=True)
+        elif message.state in ("done", "failed", "cancelled"):
+            print("\n" + describe(message))
+            return 0 if message.state == "done" else 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return serve(args)
+        if args.command == "keys":
+            return make_keys(args)
+        return talk(args)
+    except (BackendError, ProtocolError, FlowMotionError) as error:
+        print(f"flowmotion-backend: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

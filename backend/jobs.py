@@ -1,0 +1,185 @@
+"""The job store: every job on disk (manifest + PNG frames) and the queue of jobs to run.
+
+A job's folder appears whole or not at all (it is written under a temporary name and renamed),
+its result likewise, and its manifest is replaced atomically, so a crash never leaves a
+half-written job. Jobs still queued or running at shutdown are queued again at start-up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ACTIVE = ("queued", "running")
+ENDED = ("done", "failed", "cancelled")
+DEFAULT_EXPIRY = 7 * 24 * 3600
+
+
+@dataclass
+class Job:
+    """What the backend knows of one job; its manifest.json."""
+
+    job_id: str
+    prompt: str
+    frame_count: int
+    width: int
+    height: int
+    negative_prompt: str = ""
+    seed: int = 0
+    shot: str = ""
+    fps: float = 24.0
+    settings: dict = field(default_factory=dict)
+    request_digest: str = ""
+    state: str = "queued"
+    message: str = ""
+    submitted: float = 0.0
+    started: float = 0.0
+    finished: float = 0.0
+    stats: dict = field(default_factory=dict)
+
+
+def request_digest(fields: dict, frames: list[bytes]) -> str:
+    """Identifies a submission: the same id with the same request is a resubmission, not a conflict."""
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode())
+    for frame in frames:
+        digest.update(hashlib.sha256(frame).digest())
+    return digest.hexdigest()
+
+
+def _write_json(path: Path, data: dict) -> None:
+    handle, staged = tempfile.mkstemp(prefix=".manifest.", dir=path.parent)
+    with os.fdopen(handle, "w") as stream:
+        json.dump(data, stream, indent=1)
+    os.replace(staged, path)
+
+
+def _write_frames(folder: Path, frames: list[bytes]) -> None:
+    folder.mkdir(parents=True)
+    for number, frame in enumerate(frames, start=1):
+        (folder / f"frame_{number:04d}.png").write_bytes(frame)
+
+
+class JobStore:
+    """Jobs under one folder, and the FIFO queue of those waiting. Safe to use from several threads."""
+
+    def __init__(self, root: str | os.PathLike, expire_after: float = DEFAULT_EXPIRY):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.expire_after = expire_after
+        self.lock = threading.RLock()
+        self.queue: list[str] = []
+        self.jobs: dict[str, Job] = {}
+        self._load()
+
+    def _folder(self, job_id: str) -> Path:
+        return self.root / job_id
+
+    def _load(self) -> None:
+        for leftover in self.root.glob(".incoming-*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        for manifest in self.root.glob("*/manifest.json"):
+            try:
+                job = Job(**json.loads(manifest.read_text()))
+            except (OSError, ValueError, TypeError):
+                continue  # an unreadable job is left on disk for the operator, never half-used
+            if job.state in ACTIVE:
+                job.state = "queued"
+                job.started = 0.0
+                shutil.rmtree(self._folder(job.job_id) / ".result", ignore_errors=True)
+            self.jobs[job.job_id] = job
+        self.queue = [j.job_id for j in sorted(self.jobs.values(), key=lambda j: j.submitted) if j.state == "queued"]
+        self.expire()
+
+    def save(self, job: Job) -> None:
+        with self.lock:
+            _write_json(self._folder(job.job_id) / "manifest.json", asdict(job))
+
+    def get(self, job_id: str) -> Job | None:
+        with self.lock:
+            return self.jobs.get(job_id)
+
+    def add(self, job: Job, frames: list[bytes]) -> None:
+        """Store a new job and its source frames, then queue it."""
+        with self.lock:
+            staging = Path(tempfile.mkdtemp(prefix=f".incoming-{job.job_id}-", dir=self.root))
+            try:
+                _write_frames(staging / "source", frames)
+                job.submitted = time.time()
+                _write_json(staging / "manifest.json", asdict(job))
+                os.replace(staging, self._folder(job.job_id))
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            self.jobs[job.job_id] = job
+            self.queue.append(job.job_id)
+
+    def source_frames(self, job_id: str) -> list[bytes]:
+        return [p.read_bytes() for p in sorted((self._folder(job_id) / "source").glob("frame_*.png"))]
+
+    def result_frames(self, job_id: str) -> list[bytes]:
+        return [p.read_bytes() for p in sorted((self._folder(job_id) / "result").glob("frame_*.png"))]
+
+    def position(self, job_id: str) -> int:
+        """0 for the running job (or one not waiting), 1 for the next to run, and so on."""
+        with self.lock:
+            return self.queue.index(job_id) + 1 if job_id in self.queue else 0
+
+    def active_count(self) -> int:
+        with self.lock:
+            return sum(1 for job in self.jobs.values() if job.state in ACTIVE)
+
+    def running(self) -> Job | None:
+        with self.lock:
+            return next((job for job in self.jobs.values() if job.state == "running"), None)
+
+    def next_job(self) -> Job | None:
+        """Take the first queued job and mark it running."""
+        with self.lock:
+            if not self.queue:
+                return None
+            job = self.jobs[self.queue.pop(0)]
+            job.state, job.started = "running", time.time()
+            self.save(job)
+            return job
+
+    def cancel_queued(self, job_id: str) -> bool:
+        with self.lock:
+            if job_id not in self.queue:
+                return False
+            self.queue.remove(job_id)
+            self.finish(self.jobs[job_id], "cancelled", "cancelled before it started")
+            return True
+
+    def finish(self, job: Job, state: str, message: str = "", frames: list[bytes] | None = None,
+               stats: dict | None = None) -> None:
+        """End a job; a result's frames are in place before the manifest says done."""
+        with self.lock:
+            if frames is not None:
+                staging = self._folder(job.job_id) / ".result"
+                shutil.rmtree(staging, ignore_errors=True)
+                _write_frames(staging, frames)
+                os.replace(staging, self._folder(job.job_id) / "result")
+            job.state, job.message, job.finished = state, message, time.time()
+            job.stats = stats or {}
+            self.save(job)
+
+    def expire(self, now: float | None = None) -> list[str]:
+        """Delete ended jobs older than the expiry; returns their ids."""
+        now = time.time() if now is None else now
+        with self.lock:
+            old = [j.job_id for j in self.jobs.values() if j.state in ENDED and now - j.finished > self.expire_after]
+            for job_id in old:
+                shutil.rmtree(self._folder(job_id), ignore_errors=True)
+                del self.jobs[job_id]
+            return old
+
+    def listing(self) -> list[Job]:
+        with self.lock:
+            return sorted(self.jobs.values(), key=lambda j: j.submitted)

@@ -1,0 +1,77 @@
+"""CurveZMQ for the studio network: key pairs, and the allow-list of client keys.
+
+Loopback needs no keys. Any other address needs the server's key pair and a folder of allowed
+client public keys, enforced by a ZAP authenticator, unless the operator says --insecure.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import stat
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+from .errors import BackendError
+
+SERVER_KEY_NAME = "server"
+ALLOWED_CLIENTS = "allowed_clients"
+
+
+def is_loopback(address: str) -> bool:
+    """True for ipc://, inproc:// and tcp:// on 127.0.0.0/8, ::1 or localhost."""
+    scheme = address.split("://", 1)[0]
+    if scheme in ("ipc", "inproc"):
+        return True
+    if scheme != "tcp":
+        return False
+    host = urlsplit(address).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # '*', an interface name or a host name: reachable from elsewhere
+
+
+def create_key_pair(folder: str | os.PathLike, name: str) -> tuple[Path, Path]:
+    """Write NAME.key (public) and NAME.key_secret (mode 600) into `folder`; returns both paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    public, secret = (Path(p) for p in zmq.auth.create_certificates(folder, name))
+    secret.chmod(stat.S_IRUSR | stat.S_IWUSR)
+    return public, secret
+
+
+def public_key_text(public_file: str | os.PathLike) -> str:
+    public, _ = zmq.auth.load_certificate(public_file)
+    return public.decode("ascii")
+
+
+def load_server_keys(folder: str | os.PathLike) -> tuple[bytes, bytes]:
+    secret_file = Path(folder) / f"{SERVER_KEY_NAME}.key_secret"
+    if not secret_file.is_file():
+        raise BackendError(f"no server key pair in {folder}: create one with `flowmotion-backend keys --dir {folder}`")
+    public, secret = zmq.auth.load_certificate(secret_file)
+    if secret is None:
+        raise BackendError(f"{secret_file} holds no secret key")
+    return public, secret
+
+
+def secure_socket(socket: zmq.Socket, keys_folder: str | os.PathLike) -> tuple[ThreadAuthenticator, str]:
+    """Make `socket` a CurveZMQ server that admits only the allowed client keys; returns the
+    running authenticator and the server's public key (for the add-on's preferences)."""
+    public, secret = load_server_keys(keys_folder)
+    allowed = Path(keys_folder) / ALLOWED_CLIENTS
+    allowed.mkdir(exist_ok=True)
+    authenticator = ThreadAuthenticator(socket.context)
+    authenticator.start()
+    authenticator.configure_curve(domain="*", location=str(allowed))
+    socket.curve_secretkey = secret
+    socket.curve_publickey = public
+    socket.curve_server = True
+    return authenticator, public.decode("ascii")

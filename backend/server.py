@@ -1,0 +1,281 @@
+"""The ROUTER socket and its thread: every message in and out of the backend passes here.
+
+Only this thread touches the socket. The worker reports through a queue that the loop drains
+between polls. Each message is size-limited by the socket before it is read and validated
+before it is acted on; a bad one gets an error reply naming the problem, and the loop carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import asdict
+
+import zmq
+
+from flowmotion import FlowMotionError
+from flowmotion.video import frames_from_png_bytes
+from protocol import (
+    CLIENT_MESSAGES, Accepted, Cancel, Error, Fetch, Heartbeat, Hello, JobList, JobStatus, Limits, ListJobs,
+    Progress, ProtocolError, Result, StatusRequest, Submit, Welcome, decode, encode,
+)
+from protocol.messages import peek_job_id
+from protocol import errors as codes
+
+from .jobs import Job, JobStore, request_digest
+from .security import is_loopback, secure_socket
+from .worker import Worker, job_config
+
+log = logging.getLogger("flowmotion.backend")
+
+HEARTBEAT_EVERY = 1.0
+CLIENT_FORGOTTEN_AFTER = 60.0
+EXPIRE_EVERY = 3600.0
+
+
+class Server:
+    """One backend: a ROUTER socket, a job store and a worker on one loaded model."""
+
+    def __init__(self, bind: str, store: JobStore, worker: Worker, *, limits: Limits | None = None,
+                 model_name: str = "", device: str = "", keys_folder=None, insecure: bool = False,
+                 context: zmq.Context | None = None):
+        self.bind_address = bind
+        self.store = store
+        self.worker = worker
+        self.limits = limits or Limits()
+        self.model_name = model_name
+        self.device = device
+        self.keys_folder = keys_folder
+        self.insecure = insecure
+        self.context = context or zmq.Context()
+        self.stopping = threading.Event()
+        self.clients: dict[bytes, float] = {}
+        self.watchers: dict[str, set[bytes]] = {}
+        self.authenticator = None
+        self.public_key: str | None = None
+        self.socket: zmq.Socket | None = None
+        self.address = bind
+        self.thread: threading.Thread | None = None
+
+    # Setup -----------------------------------------------------------------------------------
+
+    def open(self) -> str:
+        """Bind the socket (secured where the address needs it); returns the bound address."""
+        from .errors import BackendError
+
+        secure = self.keys_folder is not None
+        if not is_loopback(self.bind_address) and not secure and not self.insecure:
+            raise BackendError(
+                f"{self.bind_address} is reachable from other machines: create keys with `flowmotion-backend keys "
+                "--dir KEYS` and pass --keys KEYS (then add each artist's public key to KEYS/allowed_clients), "
+                "or pass --insecure to serve without encryption or authentication"
+            )
+        socket = self.context.socket(zmq.ROUTER)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.MAXMSGSIZE, self.limits.max_message_bytes)
+        socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        if secure:
+            self.authenticator, self.public_key = secure_socket(socket, self.keys_folder)
+        try:
+            socket.bind(self.bind_address)
+        except zmq.ZMQError as error:
+            socket.close(0)
+            raise BackendError(f"cannot listen on {self.bind_address}: {error}") from None
+        self.socket = socket
+        self.address = socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        return self.address
+
+    def start(self) -> "Server":
+        """Open the socket if needed and run the loop and the worker in background threads."""
+        if self.socket is None:
+            self.open()
+        self.worker.start()
+        self.thread = threading.Thread(target=self.serve, name="flowmotion-server", daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop taking messages, let the running job notice (it stays queued for the next start), close."""
+        self.stopping.set()
+        self.worker.stop()
+        self.worker.join(timeout)
+        if self.thread is not None:
+            self.thread.join(timeout)
+        if self.socket is not None:
+            self.socket.close(0)
+            self.socket = None
+        if self.authenticator is not None:
+            self.authenticator.stop()
+            self.authenticator = None
+
+    # The loop --------------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        last_heartbeat = last_expiry = 0.0
+        while not self.stopping.is_set():
+            if poller.poll(50):
+                self.receive_all()
+            self.drain_events()
+            now = time.monotonic()
+            if now - last_heartbeat >= HEARTBEAT_EVERY:
+                self.heartbeat(now)
+                last_heartbeat = now
+            if now - last_expiry >= EXPIRE_EVERY:
+                for job_id in self.store.expire():
+                    log.info("job %s: expired", job_id)
+                last_expiry = now
+
+    def receive_all(self) -> None:
+        while True:
+            try:
+                parts = self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                return
+            if len(parts) < 2:
+                continue
+            client, message_parts = parts[0], parts[1:]
+            self.clients[client] = time.monotonic()
+            try:
+                message, frames = decode(message_parts, CLIENT_MESSAGES, self.limits)
+                self.handle(client, message, frames)
+            except ProtocolError as error:
+                job_id = peek_job_id(message_parts[0], self.limits)
+                self.reply(client, Error(code=error.code, message=error.message, field=error.field, job_id=job_id))
+
+    def reply(self, client: bytes, message, frames: list[bytes] = ()) -> None:
+        try:
+            self.socket.send_multipart([client, *encode(message, list(frames))], flags=zmq.NOBLOCK)
+        except zmq.Again:
+            log.warning("dropped a %s message to a client that is not reading", message.TYPE)
+
+    def heartbeat(self, now: float) -> None:
+        running = self.store.running()
+        beat = Heartbeat(time=time.time(), queue_length=self.store.active_count(),
+                         running=running.job_id if running else None)
+        for client, seen in list(self.clients.items()):
+            if now - seen > CLIENT_FORGOTTEN_AFTER:
+                del self.clients[client]
+            else:
+                self.reply(client, beat)
+
+    def drain_events(self) -> None:
+        while True:
+            try:
+                kind, job_id, payload = self.worker.events.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "progress":
+                p = payload
+                self.notify(job_id, Progress(job_id=job_id, phase=p.phase, step=p.step, total=p.total,
+                                             elapsed=p.elapsed, eta=p.eta_seconds, forward_passes=p.forward_passes))
+            else:
+                job = self.store.get(job_id)
+                if job is not None:
+                    self.notify(job_id, self.status_of(job))
+
+    def notify(self, job_id: str, message) -> None:
+        for client in self.watchers.get(job_id, ()):
+            self.reply(client, message)
+
+    def watch(self, client: bytes, job_id: str) -> None:
+        self.watchers.setdefault(job_id, set()).add(client)
+
+    # Messages --------------------------------------------------------------------------------
+
+    def handle(self, client: bytes, message, frames: list[bytes]) -> None:
+        if isinstance(message, Hello):
+            self.reply(client, self.welcome())
+        elif isinstance(message, Submit):
+            self.submit(client, message, frames)
+        elif isinstance(message, Cancel):
+            self.cancel(client, message.job_id)
+        elif isinstance(message, StatusRequest):
+            job = self.known(message.job_id)
+            self.watch(client, job.job_id)
+            self.reply(client, self.status_of(job))
+        elif isinstance(message, Fetch):
+            self.fetch(client, message.job_id)
+        elif isinstance(message, ListJobs):
+            self.reply(client, JobList(jobs=[asdict(self.status_of(job)) for job in self.store.listing()]))
+
+    def welcome(self) -> Welcome:
+        return Welcome(server="flowmotion-backend", model=self.model_name, device=self.device,
+                       limits=self.limits.to_dict(), queue_length=self.store.active_count(),
+                       secure=self.public_key is not None)
+
+    def known(self, job_id: str) -> Job:
+        job = self.store.get(job_id)
+        if job is None:
+            raise ProtocolError(codes.UNKNOWN_JOB, f"no job {job_id!r} on this backend (never submitted, or expired)",
+                                "job_id")
+        return job
+
+    def status_of(self, job: Job) -> JobStatus:
+        return JobStatus(job_id=job.job_id, state=job.state, position=self.store.position(job.job_id),
+                         message=job.message, prompt=job.prompt, seed=job.seed, shot=job.shot,
+                         frame_count=job.frame_count, submitted=job.submitted)
+
+    def submit(self, client: bytes, message: Submit, frames: list[bytes]) -> None:
+        fields = {k: v for k, v in asdict(message).items() if k != "job_id"}
+        digest = request_digest(fields, frames)
+        existing = self.store.get(message.job_id)
+        if existing is not None:
+            if existing.request_digest != digest:
+                raise ProtocolError(codes.JOB_CONFLICT, f"job id {message.job_id!r} is taken by a different request; "
+                                                        "choose a new id", "job_id")
+            self.watch(client, existing.job_id)
+            self.reply(client, Accepted(job_id=existing.job_id, state=existing.state,
+                                        position=self.store.position(existing.job_id)))
+            return
+        if self.store.active_count() >= self.limits.max_queue:
+            raise ProtocolError(codes.LIMIT_EXCEEDED, f"the queue is full ({self.limits.max_queue} jobs); "
+                                                      "try again when a job has finished")
+        try:
+            job_config(message.settings)
+        except (FlowMotionError, TypeError) as error:
+            raise ProtocolError(codes.BAD_FIELD, f"field 'settings': {error}", "settings") from None
+        try:
+            decoded = frames_from_png_bytes(frames)
+        except FlowMotionError as error:
+            raise ProtocolError(codes.BAD_FRAMES, str(error), "frames") from None
+        height, width = decoded.shape[1:3]
+        if width > self.limits.max_width or height > self.limits.max_height:
+            raise ProtocolError(codes.LIMIT_EXCEEDED, f"frames are {width}x{height}; this backend takes at most "
+                                                      f"{self.limits.max_width}x{self.limits.max_height}", "frames")
+        job = Job(job_id=message.job_id, prompt=message.prompt, frame_count=message.frame_count, width=width,
+                  height=height, negative_prompt=message.negative_prompt, seed=message.seed, shot=message.shot,
+                  fps=message.fps, settings=message.settings, request_digest=digest)
+        self.store.add(job, frames)
+        self.worker.wake.set()
+        self.watch(client, job.job_id)
+        log.info("job %s: queued at %d (%d frames %dx%d)", job.job_id, self.store.position(job.job_id),
+                 job.frame_count, width, height)
+        self.reply(client, Accepted(job_id=job.job_id, state=job.state, position=self.store.position(job.job_id)))
+
+    def cancel(self, client: bytes, job_id: str) -> None:
+        job = self.known(job_id)
+        self.watch(client, job_id)
+        if self.store.cancel_queued(job_id):
+            log.info("job %s: cancelled while queued", job_id)
+        elif job.state == "running":
+            self.worker.cancel(job_id)
+            self.reply(client, Accepted(job_id=job_id, state="running", position=0))
+            return  # the worker's ending reports 'cancelled'
+        self.reply(client, self.status_of(job))
+
+    def fetch(self, client: bytes, job_id: str) -> None:
+        job = self.known(job_id)
+        self.watch(client, job_id)
+        if job.state == "failed":
+            raise ProtocolError(codes.JOB_FAILED, job.message, "job_id")
+        if job.state != "done":
+            raise ProtocolError(codes.NOT_READY, f"job {job_id!r} is {job.state}; fetch it once it is done", "job_id")
+        frames = self.store.result_frames(job_id)
+        self.reply(client, Result(job_id=job_id, frame_count=len(frames), width=job.width, height=job.height,
+                                  fps=job.fps, prompt=job.prompt, negative_prompt=job.negative_prompt, seed=job.seed,
+                                  shot=job.shot, settings=job.settings, stats=job.stats), frames)
+

@@ -1,0 +1,18 @@
+"""The FlowMotion protocol: messages between the Blender add-on and the backend, over ZeroMQ.
+
+Pure Python with msgpack (and pyzmq for the client): the single definition both sides use. The
+add-on's zip carries a copy made by build_addon.py. docs/protocol.md describes every message.
+"""
+
+from .errors import CODES, ProtocolError
+from .limits import Limits
+from .messages import (
+    CLIENT_MESSAGES, PROTOCOL_VERSION, SERVER_MESSAGES, Accepted, Cancel, Error, Fetch, Heartbeat, Hello,
+    JobList, JobStatus, ListJobs, Message, Progress, Result, StatusRequest, Submit, Welcome, decode, encode,
+)
+
+__all__ = [
+    "CLIENT_MESSAGES", "CODES", "PROTOCOL_VERSION", "SERVER_MESSAGES", "Accepted", "Cancel", "Error", "Fetch",
+    "Heartbeat", "Hello", "JobList", "JobStatus", "Limits", "ListJobs", "Message", "Progress", "ProtocolError",
+    "Result", "StatusRequest", "Submit", "Welcome", "decode", "encode",
+]

@@ -1,0 +1,165 @@
+"""The client side of the protocol: a non-blocking DEALER socket that a UI timer can poll.
+
+Nothing here blocks unless a method says so (`wait`, for command lines and tests): `poll()`
+returns what has arrived and returns at once, so Blender's UI never freezes.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterable
+
+import zmq
+
+from .errors import BAD_MESSAGE, UNREACHABLE, ProtocolError
+from .limits import Limits
+from .messages import (
+    SERVER_MESSAGES, Cancel, Error, Fetch, Heartbeat, Hello, ListJobs, Message, StatusRequest, Submit, Welcome,
+    decode, encode,
+)
+
+HEARTBEAT_TIMEOUT = 4.0
+"""Seconds without any message after which the backend counts as gone (it sends one a second)."""
+
+# A result of many full-HD frames is large: the client's own decoding limits are generous.
+CLIENT_LIMITS = Limits(max_message_bytes=256 * 2**20, max_header_bytes=16 * 2**20, max_frames=100_000)
+
+
+class BackendClient:
+    """One connection to a FlowMotion backend."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        server_public_key: str | bytes | None = None,
+        client_public_key: str | bytes | None = None,
+        client_secret_key: str | bytes | None = None,
+        connect_timeout: float = 5.0,
+        name: str = "flowmotion-client",
+        context: zmq.Context | None = None,
+    ):
+        self.address = address
+        self.connect_timeout = connect_timeout
+        self.name = name
+        self.context = context or zmq.Context.instance()
+        self.keys = (server_public_key, client_public_key, client_secret_key)
+        self.socket: zmq.Socket | None = None
+        self.welcome: Welcome | None = None
+        self.connected_at = 0.0
+        self.last_seen = 0.0
+
+    def connect(self) -> "BackendClient":
+        """Open the socket and say hello; returns at once (ZeroMQ connects in the background)."""
+        self.close()
+        socket = self.context.socket(zmq.DEALER)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.MAXMSGSIZE, CLIENT_LIMITS.max_message_bytes)
+        server_key, public_key, secret_key = self.keys
+        if server_key:
+            if not (public_key and secret_key):
+                socket.close(0)
+                raise ProtocolError(BAD_MESSAGE, "a secured backend needs this client's key pair; create one first")
+            socket.curve_serverkey = _key(server_key)
+            socket.curve_publickey = _key(public_key)
+            socket.curve_secretkey = _key(secret_key)
+        try:
+            socket.connect(self.address)
+        except zmq.ZMQError as error:
+            socket.close(0)
+            raise ProtocolError(UNREACHABLE, f"cannot connect to {self.address!r}: {error}") from None
+        self.socket = socket
+        self.welcome = None
+        self.connected_at = time.monotonic()
+        self.send(Hello(client=self.name))
+        return self
+
+    def close(self) -> None:
+        if self.socket is not None:
+            self.socket.close(0)
+            self.socket = None
+
+    @property
+    def alive(self) -> bool:
+        """The backend has answered, and spoke within the last few seconds."""
+        return self.welcome is not None and time.monotonic() - self.last_seen < HEARTBEAT_TIMEOUT
+
+    def check_reachable(self) -> None:
+        """Raise ProtocolError(UNREACHABLE) once the backend has been silent for too long."""
+        now = time.monotonic()
+        if self.welcome is None and now - self.connected_at > self.connect_timeout:
+            raise ProtocolError(
+                UNREACHABLE,
+                f"the backend at {self.address} did not answer within {self.connect_timeout:g} s: is "
+                "`flowmotion-backend serve` running there, and are the address and the server key right?",
+            )
+        if self.welcome is not None and now - self.last_seen > HEARTBEAT_TIMEOUT:
+            raise ProtocolError(UNREACHABLE, f"the backend at {self.address} stopped answering")
+
+    def send(self, message: Message, frames: Iterable[bytes] = ()) -> None:
+        if self.socket is None:
+            raise ProtocolError(UNREACHABLE, "not connected; call connect() first")
+        try:
+            self.socket.send_multipart(encode(message, list(frames)), flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            raise ProtocolError(UNREACHABLE, f"the backend at {self.address} is not accepting messages") from None
+
+    def submit(self, job_id: str, frames: list[bytes], prompt: str, **fields) -> None:
+        """Send a job: PNG bytes per frame, the prompt, and Submit's other fields by name."""
+        self.send(Submit(job_id=job_id, prompt=prompt, frame_count=len(frames), **fields), frames)
+
+    def cancel(self, job_id: str) -> None:
+        self.send(Cancel(job_id=job_id))
+
+    def status(self, job_id: str) -> None:
+        self.send(StatusRequest(job_id=job_id))
+
+    def fetch(self, job_id: str) -> None:
+        self.send(Fetch(job_id=job_id))
+
+    def list_jobs(self) -> None:
+        self.send(ListJobs())
+
+    def poll(self) -> list[tuple[Message, list[bytes]]]:
+        """Every message that has arrived, decoded; never blocks. A message that cannot be decoded
+        comes back as a local Error, so one bad message never stops the caller."""
+        received = []
+        while self.socket is not None:
+            try:
+                parts = self.socket.recv_multipart(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            self.last_seen = time.monotonic()
+            try:
+                message, frames = decode(parts, SERVER_MESSAGES, CLIENT_LIMITS)
+            except ProtocolError as error:
+                message, frames = Error(code=error.code, message=f"from the backend: {error.message}"), []
+            if isinstance(message, Welcome):
+                self.welcome = message
+            if not isinstance(message, Heartbeat):
+                received.append((message, frames))
+        return received
+
+    def wait(self, accept: Callable[[Message], bool], timeout: float) -> tuple[Message, list[bytes]]:
+        """Block until a message that `accept` takes arrives (for command lines and tests).
+
+        Errors from the backend that are not accepted raise ProtocolError; silence raises UNREACHABLE.
+        """
+        deadline = time.monotonic() + timeout
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        while True:
+            for message, frames in self.poll():
+                if accept(message):
+                    return message, frames
+                if isinstance(message, Error):
+                    raise ProtocolError(message.code, message.message, message.field)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ProtocolError(UNREACHABLE, f"no answer from the backend at {self.address} within {timeout:g} s")
+            self.check_reachable()
+            poller.poll(min(remaining, 0.2) * 1000)
+
+
+def _key(value: str | bytes) -> bytes:
+    return value.encode("ascii") if isinstance(value, str) else value

@@ -1,0 +1,328 @@
+"""Every message of the FlowMotion protocol, and its encoding on the wire.
+
+A message is a ZeroMQ multipart message: first a small msgpack map (the header), then, for the
+messages that carry frames (submit, result), one PNG image per part. The header always holds
+`type` and `v` (the protocol version) and the fields of its type, nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import msgpack
+
+from .errors import BAD_FIELD, BAD_MESSAGE, LIMIT_EXCEEDED, UNKNOWN_TYPE, VERSION_MISMATCH, ProtocolError
+from .limits import Limits
+
+PROTOCOL_VERSION = 1
+JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+SETTING_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}")
+JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
+MAX_SEED = 2**63 - 1
+MAX_SETTINGS = 64
+MAX_TEXT = 4096
+
+
+def _job_id(value: str, limits: Limits) -> None:
+    if not JOB_ID.fullmatch(value):
+        raise ValueError("must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+
+
+def _prompt(value: str, limits: Limits) -> None:
+    if len(value) > limits.max_prompt_chars:
+        raise ProtocolError(LIMIT_EXCEEDED, f"is {len(value)} characters; the limit is {limits.max_prompt_chars}")
+
+
+def _frame_count(value: int, limits: Limits) -> None:
+    if not 1 <= value <= limits.max_frames:
+        raise ProtocolError(LIMIT_EXCEEDED, f"is {value}; a job takes 1 to {limits.max_frames} frames")
+
+
+def _seed(value: int, limits: Limits) -> None:
+    if not 0 <= value <= MAX_SEED:
+        raise ValueError(f"must be between 0 and {MAX_SEED}")
+
+
+def _fps(value: float, limits: Limits) -> None:
+    if not (math.isfinite(value) and 0 < value <= 1000):
+        raise ValueError("must be a frame rate above 0 and at most 1000")
+
+
+def _settings(value: dict, limits: Limits) -> None:
+    if len(value) > MAX_SETTINGS:
+        raise ValueError(f"has {len(value)} entries; at most {MAX_SETTINGS}")
+    for name, setting in value.items():
+        if not isinstance(name, str) or not SETTING_NAME.fullmatch(name):
+            raise ValueError(f"has a bad setting name {name!r}")
+        if not isinstance(setting, (bool, int, float, str)) or (isinstance(setting, str) and len(setting) > MAX_TEXT):
+            raise ValueError(f"setting {name!r} must be a number, a boolean or a short text")
+        if isinstance(setting, float) and not math.isfinite(setting):
+            raise ValueError(f"setting {name!r} must be a finite number")
+
+
+def _non_negative(value, limits: Limits) -> None:
+    if value < 0:
+        raise ValueError("must be 0 or more")
+
+
+def _state(value: str, limits: Limits) -> None:
+    if value not in JOB_STATES:
+        raise ValueError(f"must be one of {', '.join(JOB_STATES)}")
+
+
+def check(fn):
+    return {"check": fn}
+
+
+@dataclass(frozen=True)
+class Message:
+    TYPE: ClassVar[str] = ""
+    CARRIES_FRAMES: ClassVar[bool] = False
+
+
+# Client to server ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Hello(Message):
+    """First message of a client: answered with a Welcome."""
+    TYPE: ClassVar[str] = "hello"
+    client: str = ""
+
+
+@dataclass(frozen=True)
+class Submit(Message):
+    """A new job: the playblast's frames follow the header, one PNG per part."""
+    TYPE: ClassVar[str] = "submit"
+    CARRIES_FRAMES: ClassVar[bool] = True
+    job_id: str = field(metadata=check(_job_id))
+    prompt: str = field(metadata=check(_prompt))
+    frame_count: int = field(metadata=check(_frame_count))
+    negative_prompt: str = field(default="", metadata=check(_prompt))
+    seed: int = field(default=0, metadata=check(_seed))
+    shot: str = ""
+    fps: float = field(default=24.0, metadata=check(_fps))
+    settings: dict = field(default_factory=dict, metadata=check(_settings))
+
+
+@dataclass(frozen=True)
+class Cancel(Message):
+    TYPE: ClassVar[str] = "cancel"
+    job_id: str = field(metadata=check(_job_id))
+
+
+@dataclass(frozen=True)
+class StatusRequest(Message):
+    TYPE: ClassVar[str] = "status"
+    job_id: str = field(metadata=check(_job_id))
+
+
+@dataclass(frozen=True)
+class Fetch(Message):
+    """Ask for a finished job's frames; answered with a Result, or an Error saying why not."""
+    TYPE: ClassVar[str] = "fetch"
+    job_id: str = field(metadata=check(_job_id))
+
+
+@dataclass(frozen=True)
+class ListJobs(Message):
+    TYPE: ClassVar[str] = "list"
+
+
+# Server to client ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Welcome(Message):
+    TYPE: ClassVar[str] = "welcome"
+    server: str
+    model: str
+    device: str
+    limits: dict
+    queue_length: int = field(metadata=check(_non_negative))
+    secure: bool = False
+
+
+@dataclass(frozen=True)
+class Accepted(Message):
+    """A job is known to the backend: its state and its place in the queue (0: running now)."""
+    TYPE: ClassVar[str] = "accepted"
+    job_id: str = field(metadata=check(_job_id))
+    state: str = field(metadata=check(_state))
+    position: int = field(metadata=check(_non_negative))
+
+
+@dataclass(frozen=True)
+class Progress(Message):
+    TYPE: ClassVar[str] = "progress"
+    job_id: str = field(metadata=check(_job_id))
+    phase: str
+    step: int
+    total: int
+    elapsed: float
+    eta: float | None
+    forward_passes: int
+
+
+@dataclass(frozen=True)
+class JobStatus(Message):
+    TYPE: ClassVar[str] = "job"
+    job_id: str = field(metadata=check(_job_id))
+    state: str = field(metadata=check(_state))
+    position: int = field(metadata=check(_non_negative))
+    message: str = ""
+    prompt: str = ""
+    seed: int = 0
+    shot: str = ""
+    frame_count: int = 0
+    submitted: float = 0.0
+
+
+@dataclass(frozen=True)
+class Result(Message):
+    """A finished job: its frames follow the header, one PNG per part."""
+    TYPE: ClassVar[str] = "result"
+    CARRIES_FRAMES: ClassVar[bool] = True
+    job_id: str = field(metadata=check(_job_id))
+    frame_count: int
+    width: int
+    height: int
+    fps: float
+    prompt: str
+    negative_prompt: str
+    seed: int
+    shot: str
+    settings: dict
+    stats: dict
+
+
+@dataclass(frozen=True)
+class JobList(Message):
+    TYPE: ClassVar[str] = "jobs"
+    jobs: list
+
+
+@dataclass(frozen=True)
+class Error(Message):
+    TYPE: ClassVar[str] = "error"
+    code: str
+    message: str
+    field: str | None = None
+    job_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Heartbeat(Message):
+    """Sent every second to every client seen lately: the backend is alive, even mid-step."""
+    TYPE: ClassVar[str] = "heartbeat"
+    time: float
+    queue_length: int
+    running: str | None = None
+
+
+CLIENT_MESSAGES = {m.TYPE: m for m in (Hello, Submit, Cancel, StatusRequest, Fetch, ListJobs)}
+SERVER_MESSAGES = {m.TYPE: m for m in (Welcome, Accepted, Progress, JobStatus, Result, JobList, Error, Heartbeat)}
+
+_KINDS = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "dict": (dict,), "list": (list,)}
+_KIND_NAMES = {"str": "text", "int": "an integer", "float": "a number", "bool": "true or false", "dict": "a map",
+               "list": "a list"}
+
+
+def encode(message: Message, frames: list[bytes] | tuple = ()) -> list[bytes]:
+    """The message's parts: its header, then its frames."""
+    header = {"type": message.TYPE, "v": PROTOCOL_VERSION, **dataclasses.asdict(message)}
+    expected = message.frame_count if message.CARRIES_FRAMES else 0
+    if len(frames) != expected:
+        raise ProtocolError(BAD_MESSAGE, f"a {message.TYPE} message carries {expected} frames, not {len(frames)}")
+    return [msgpack.packb(header, use_bin_type=True), *frames]
+
+
+def _parse_header(data: bytes, limits: Limits) -> dict:
+    if len(data) > limits.max_header_bytes:
+        raise ProtocolError(LIMIT_EXCEEDED, f"the header is {len(data)} bytes; the limit is {limits.max_header_bytes}")
+    try:
+        header = msgpack.unpackb(
+            data, raw=False, strict_map_key=True, use_list=True,
+            max_str_len=limits.max_header_bytes, max_bin_len=0, max_ext_len=0,
+            max_array_len=4096, max_map_len=256,
+        )
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as error:
+        raise ProtocolError(BAD_MESSAGE, f"the header is not valid msgpack ({type(error).__name__})") from None
+    if not isinstance(header, dict):
+        raise ProtocolError(BAD_MESSAGE, "the header must be a msgpack map")
+    return header
+
+
+def peek_job_id(header: bytes, limits: Limits) -> str | None:
+    """The job id a header names, if it can be read at all: lets an error reply say which job it is about."""
+    try:
+        fields = _parse_header(header, limits)
+    except ProtocolError:
+        return None
+    job_id = fields.get("job_id")
+    return job_id if isinstance(job_id, str) and JOB_ID.fullmatch(job_id) else None
+
+
+def _check_kind(name: str, value, annotation: str) -> None:
+    optional = annotation.endswith("| None")
+    kind = annotation.replace("| None", "").strip()
+    if value is None and optional:
+        return
+    allowed = _KINDS[kind]
+    is_bool = isinstance(value, bool)
+    if not isinstance(value, allowed) or (is_bool and kind != "bool"):
+        raise ProtocolError(BAD_FIELD, f"field '{name}' must be {_KIND_NAMES[kind]}", name)
+
+
+def decode(parts: list[bytes], table: dict[str, type], limits: Limits | None = None) -> tuple[Message, list[bytes]]:
+    """Parse and validate a multipart message against `table` (CLIENT_MESSAGES or SERVER_MESSAGES).
+
+    Returns the message and its frames. Anything wrong raises ProtocolError naming the field.
+    """
+    limits = limits or Limits()
+    if not parts:
+        raise ProtocolError(BAD_MESSAGE, "the message is empty")
+    header = _parse_header(parts[0], limits)
+    kind = header.pop("type", None)
+    if not isinstance(kind, str):
+        raise ProtocolError(BAD_FIELD, "field 'type' is missing or not text", "type")
+    version = header.pop("v", None)
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(
+            VERSION_MISMATCH,
+            f"this side speaks protocol version {PROTOCOL_VERSION} but the message is version {version!r}; "
+            "install the same FlowMotion release on both the backend and the add-on",
+            "v",
+        )
+    if kind not in table:
+        raise ProtocolError(UNKNOWN_TYPE, f"unknown message type {kind[:40]!r}", "type")
+    cls = table[kind]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(header) - set(fields), key=str)
+    if unknown:
+        raise ProtocolError(BAD_FIELD, f"unknown field {str(unknown[0])[:40]!r} in a {kind} message", str(unknown[0]))
+    for name, spec in fields.items():
+        if name not in header:
+            if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
+                raise ProtocolError(BAD_FIELD, f"field '{name}' is missing from a {kind} message", name)
+            continue
+        _check_kind(name, header[name], spec.type)
+        validate = spec.metadata.get("check")
+        if validate is not None and header[name] is not None:
+            try:
+                validate(header[name], limits)
+            except ValueError as error:
+                raise ProtocolError(BAD_FIELD, f"field '{name}' {error}", name) from None
+            except ProtocolError as error:
+                raise ProtocolError(error.code, f"field '{name}' {error.message}", name) from None
+    message = cls(**header)
+    frames = list(parts[1:])
+    if cls.CARRIES_FRAMES:
+        if len(frames) != message.frame_count:
+            raise ProtocolError(BAD_MESSAGE, f"the header announces {message.frame_count} frames but "
+                                             f"{len(frames)} follow", "frame_count")
+    elif frames:
+        raise ProtocolError(BAD_MESSAGE, f"a {kind} message carries no frames but {len(frames)} parts follow")
+    return message, frames
