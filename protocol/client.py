@@ -7,6 +7,7 @@ returns what has arrived and returns at once, so Blender's UI never freezes.
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Callable, Iterable
 
 import zmq
@@ -48,6 +49,7 @@ class BackendClient:
         self.welcome: Welcome | None = None
         self.connected_at = 0.0
         self.last_seen = 0.0
+        self.inbox: deque = deque()  # arrived after the message `wait` returned
 
     def connect(self) -> "BackendClient":
         """Open the socket and say hello; returns at once (ZeroMQ connects in the background)."""
@@ -123,7 +125,7 @@ class BackendClient:
     def poll(self) -> list[tuple[Message, list[bytes]]]:
         """Every message that has arrived, decoded; never blocks. A message that cannot be decoded
         comes back as a local Error, so one bad message never stops the caller."""
-        received = []
+        received, self.inbox = list(self.inbox), deque()
         while self.socket is not None:
             try:
                 parts = self.socket.recv_multipart(flags=zmq.NOBLOCK)
@@ -149,7 +151,9 @@ class BackendClient:
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
         while True:
-            for message, frames in self.poll():
+            self.inbox = deque(self.poll())
+            while self.inbox:
+                message, frames = self.inbox.popleft()
                 if accept(message):
                     return message, frames
                 if isinstance(message, Error):

@@ -1,0 +1,77 @@
+import queue
+
+import numpy as np
+import pytest
+
+from backend.jobs import JobStore
+from backend.server import Server
+from backend.worker import Worker
+from flowmotion.tiny import build_tiny_pipeline
+from flowmotion.video import frames_to_png_bytes
+from protocol import Limits, Welcome
+from protocol.client import BackendClient
+
+# Few steps keep a job under a second on the CPU; the backend's own defaults are the paper's.
+FAST = {"num_inference_steps": 4, "guided_steps": 2, "optimization_steps": 1}
+TIMEOUT = 20.0
+
+
+@pytest.fixture(scope="session")
+def pipe():
+    return build_tiny_pipeline()
+
+
+def playblast(frames: int = 5, height: int = 32, width: int = 48, shift: int = 0) -> list[bytes]:
+    video = np.full((frames, height, width, 3), 30, np.uint8)
+    for f in range(frames):
+        x = (f * 6 + shift) % (width - 8)
+        video[f, 8:16, x:x + 8] = 220
+    return frames_to_png_bytes(video)
+
+
+class Backend:
+    """A live backend on a random loopback port, restartable on the same job store."""
+
+    def __init__(self, pipe, root, limits: Limits | None = None, keys_folder=None, bind="tcp://127.0.0.1:*",
+                 insecure=False):
+        self.pipe, self.root, self.limits = pipe, root, limits or Limits()
+        self.keys_folder, self.bind, self.insecure = keys_folder, bind, insecure
+        self.server = None
+        self.clients: list[BackendClient] = []
+
+    def start(self) -> "Backend":
+        store = JobStore(self.root)
+        worker = Worker(self.pipe, store, queue.Queue())
+        self.server = Server(self.bind, store, worker, limits=self.limits, model_name="embedded", device="cpu",
+                             keys_folder=self.keys_folder, insecure=self.insecure)
+        self.server.start()
+        return self
+
+    @property
+    def address(self) -> str:
+        return self.server.address
+
+    def client(self, **keys) -> BackendClient:
+        client = BackendClient(self.address, connect_timeout=TIMEOUT, **keys).connect()
+        self.clients.append(client)
+        return client
+
+    def stop(self) -> None:
+        for client in self.clients:
+            client.close()
+        self.clients.clear()
+        if self.server is not None:
+            self.server.stop()
+            self.server.context.term()
+            self.server = None
+
+
+@pytest.fixture
+def backend(pipe, tmp_path):
+    live = Backend(pipe, tmp_path / "jobs").start()
+    yield live
+    live.stop()
+
+
+def welcomed(client: BackendClient) -> Welcome:
+    return client.wait(lambda m: isinstance(m, Welcome), TIMEOUT)[0]

@@ -1,0 +1,283 @@
+"""A live backend on loopback with the tiny model: jobs, queue, cancel, persistence, bad input."""
+
+import time
+
+import msgpack
+import pytest
+import zmq
+
+from protocol import Accepted, Error, JobList, JobStatus, Limits, Progress, ProtocolError, Result, Welcome
+from protocol import errors as codes
+from protocol.client import BackendClient
+
+from .conftest import FAST, TIMEOUT, Backend, playblast, welcomed
+
+SLOW = {"num_inference_steps": 50, "guided_steps": 10}
+
+
+def until_state(client, job_id, states=("done", "failed", "cancelled"), timeout=TIMEOUT) -> JobStatus:
+    status, _ = client.wait(lambda m: isinstance(m, JobStatus) and m.job_id == job_id and m.state in states, timeout)
+    return status
+
+
+def fetched(client, job_id):
+    client.fetch(job_id)
+    return client.wait(lambda m: isinstance(m, Result) and m.job_id == job_id, TIMEOUT)
+
+
+def error_reply(client) -> Error:
+    return client.wait(lambda m: isinstance(m, Error), TIMEOUT)[0]
+
+
+def test_a_full_job(backend):
+    client = backend.client()
+    welcome = welcomed(client)
+    assert welcome.model == "embedded" and welcome.limits["max_frames"] == Limits().max_frames
+    client.submit("shot1-take1", playblast(frames=5, height=32, width=48), "a red ball", seed=3, settings=FAST)
+    accepted = client.wait(lambda m: isinstance(m, Accepted), TIMEOUT)[0]
+    assert (accepted.state, accepted.position) == ("queued", 1)
+    progress = []
+    while True:
+        message, _ = client.wait(lambda m: isinstance(m, (Progress, JobStatus)), TIMEOUT)
+        if isinstance(message, Progress):
+            progress.append(message)
+        elif message.state == "done":
+            break
+    assert {p.phase for p in progress} >= {"guided_step", "sampling", "decode"}
+    assert all(p.job_id == "shot1-take1" for p in progress)
+    assert progress[-1].eta is not None and progress[-1].forward_passes > 0
+    result, frames = fetched(client, "shot1-take1")
+    assert (result.frame_count, result.width, result.height, len(frames)) == (5, 48, 32, 5)
+    assert result.prompt == "a red ball" and result.seed == 3 and result.settings == FAST
+    assert all(frame.startswith(b"\x89PNG") for frame in frames)
+
+
+def test_two_clients_queue_positions_and_cancel_queued(backend):
+    first, second = backend.client(), backend.client()
+    welcomed(first), welcomed(second)
+    first.submit("a", playblast(), "one", settings=SLOW)
+    assert first.wait(lambda m: isinstance(m, Accepted), TIMEOUT)[0].position == 1
+    until_state(first, "a", ("running",))
+    second.submit("b", playblast(shift=1), "two", settings=FAST)
+    second.submit("c", playblast(shift=2), "three", settings=FAST)
+    positions = {}
+    while len(positions) < 2:
+        message = second.wait(lambda m: isinstance(m, Accepted), TIMEOUT)[0]
+        positions[message.job_id] = message.position
+    assert positions == {"b": 1, "c": 2}
+    second.cancel("c")
+    assert until_state(second, "c", ("cancelled",)).message == "cancelled before it started"
+    first.cancel("a")
+    assert until_state(first, "a", ("cancelled",)).state == "cancelled"
+    assert until_state(second, "b").state == "done"  # the next job starts after a cancel
+
+
+def test_cancel_of_a_running_job_takes_effect_promptly(backend):
+    client = backend.client()
+    client.submit("long", playblast(), "slow", settings={"num_inference_steps": 400, "guided_steps": 10})
+    client.wait(lambda m: isinstance(m, Progress) and m.phase == "guided_step", TIMEOUT)
+    asked = time.monotonic()
+    client.cancel("long")
+    until_state(client, "long", ("cancelled",))
+    assert time.monotonic() - asked < 2.0
+    client.fetch("long")
+    assert error_reply(client).code == codes.NOT_READY
+
+
+def test_disconnect_then_fetch_from_a_new_client(backend):
+    client = backend.client()
+    client.submit("walk", playblast(), "a cube", settings=FAST)
+    client.wait(lambda m: isinstance(m, Accepted), TIMEOUT)
+    client.close()
+    later = backend.client()
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        later.status("walk")
+        status = later.wait(lambda m: isinstance(m, JobStatus), TIMEOUT)[0]
+        if status.state == "done" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert status.state == "done"
+    assert fetched(later, "walk")[0].frame_count == 5
+
+
+def test_results_and_queued_jobs_survive_a_restart(pipe, tmp_path):
+    live = Backend(pipe, tmp_path / "jobs").start()
+    client = live.client()
+    client.submit("kept", playblast(), "a cube", settings=FAST)
+    until_state(client, "kept")
+    client.submit("blocker", playblast(shift=1), "slow", settings={"num_inference_steps": 400, "guided_steps": 1})
+    until_state(client, "blocker", ("running",))
+    client.submit("waiting", playblast(shift=2), "queued at shutdown", settings=FAST)
+    client.wait(lambda m: isinstance(m, Accepted) and m.job_id == "waiting", TIMEOUT)
+    live.stop()
+
+    live.start()
+    try:
+        client = live.client()
+        result, frames = fetched(client, "kept")
+        assert result.prompt == "a cube" and len(frames) == 5
+        client.cancel("blocker")  # it resumed as the first queued job
+        client.status("waiting")  # asking about a job also subscribes to its news
+        assert until_state(client, "waiting").state == "done"
+        client.list_jobs()
+        listing = client.wait(lambda m: isinstance(m, JobList), TIMEOUT)[0]
+        assert [job["job_id"] for job in listing.jobs] == ["kept", "blocker", "waiting"]
+    finally:
+        live.stop()
+
+
+def test_resubmitting_the_same_id_is_idempotent_and_a_different_request_conflicts(backend):
+    client = backend.client()
+    frames = playblast()
+    client.submit("same", frames, "a ball", settings=FAST)
+    until_state(client, "same")
+    client.submit("same", frames, "a ball", settings=FAST)
+    again = client.wait(lambda m: isinstance(m, Accepted), TIMEOUT)[0]
+    assert (again.job_id, again.state) == ("same", "done")
+    client.submit("same", frames, "another prompt", settings=FAST)
+    error = error_reply(client)
+    assert (error.code, error.field, error.job_id) == (codes.JOB_CONFLICT, "job_id", "same")
+    client.list_jobs()
+    assert len(client.wait(lambda m: isinstance(m, JobList), TIMEOUT)[0].jobs) == 1
+
+
+def test_a_failing_job_is_reported_and_the_backend_carries_on(backend, monkeypatch):
+    import flowmotion
+
+    original = flowmotion.transfer
+
+    def broken(pipe, video, prompt, **kwargs):
+        if prompt == "explode":
+            raise RuntimeError("simulated driver fault")
+        return original(pipe, video, prompt, **kwargs)
+
+    monkeypatch.setattr(flowmotion, "transfer", broken)
+    client = backend.client()
+    client.submit("bad", playblast(), "explode", settings=FAST)
+    failed = until_state(client, "bad")
+    assert failed.state == "failed" and "RuntimeError: simulated driver fault" in failed.message
+    client.fetch("bad")
+    assert error_reply(client).code == codes.JOB_FAILED
+    client.submit("good", playblast(), "a ball", settings=FAST)
+    assert until_state(client, "good").state == "done"
+
+
+def test_bad_settings_are_refused_at_submit(backend):
+    client = backend.client()
+    client.submit("x", playblast(), "a ball", settings={"guided_steps": 60})
+    error = error_reply(client)
+    assert error.code == codes.BAD_FIELD and error.field == "settings" and "guided_steps (60)" in error.message
+    client.submit("y", playblast(), "a ball", settings={"warp_factor": 9})
+    assert "warp_factor" in error_reply(client).message
+
+
+def test_bad_frames_are_refused_with_the_frame_named(backend):
+    client = backend.client()
+    frames = playblast(frames=3)
+    client.submit("x", [frames[0], b"GIF89a not a png", frames[2]], "a ball")
+    error = error_reply(client)
+    assert error.code == codes.BAD_FRAMES and "frame 2 is not a PNG" in error.message
+    client.submit("y", [frames[0], playblast(frames=1, height=16, width=16)[0]], "a ball")
+    assert "frame 2 is 16x16 but frame 1 is 48x32" in error_reply(client).message
+
+
+def test_limits_are_enforced_and_named(pipe, tmp_path):
+    limits = Limits(max_frames=4, max_width=40, max_height=40, max_prompt_chars=10, max_queue=1)
+    live = Backend(pipe, tmp_path / "jobs", limits=limits).start()
+    try:
+        client = live.client()
+        client.submit("many", playblast(frames=5, height=16, width=16), "a ball")
+        assert "1 to 4 frames" in error_reply(client).message
+        client.submit("wide", playblast(frames=3, height=16, width=48), "a ball")
+        assert "at most 40x40" in error_reply(client).message
+        client.submit("wordy", playblast(frames=3, height=16, width=16), "a" * 11)
+        assert "the limit is 10" in error_reply(client).message
+        client.submit("one", playblast(frames=3, height=16, width=16), "slow",
+                      settings={"num_inference_steps": 400, "guided_steps": 1})
+        client.wait(lambda m: isinstance(m, Accepted), TIMEOUT)
+        client.submit("two", playblast(frames=3, height=16, width=16, shift=1), "b")
+        assert "the queue is full (1 jobs)" in error_reply(client).message
+        client.cancel("one")
+    finally:
+        live.stop()
+
+
+def send_raw(address: str, parts: list[bytes]) -> list[bytes] | None:
+    """One message from a fresh DEALER; the first reply that is not a heartbeat, or None after 2 s."""
+    context = zmq.Context.instance()
+    dealer = context.socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.connect(address)
+    try:
+        dealer.send_multipart(parts)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            if dealer.poll(100):
+                reply = dealer.recv_multipart()
+                if msgpack.unpackb(reply[0]).get("type") != "heartbeat":
+                    return reply
+        return None
+    finally:
+        dealer.close(0)
+
+
+@pytest.mark.parametrize(
+    "parts, code",
+    [
+        ([bytes(range(200))], codes.BAD_MESSAGE),
+        ([b"\x85\xa4type\xa6submit"], codes.BAD_MESSAGE),
+        ([b"\xdb\x7f\xff\xff\xff" + b"x" * 10], codes.BAD_MESSAGE),
+        ([msgpack.packb({"type": "submit", "v": 1, "job_id": "a", "prompt": 5, "frame_count": 1}), b"x"],
+         codes.BAD_FIELD),
+        ([msgpack.packb({"type": "teleport", "v": 1})], codes.UNKNOWN_TYPE),
+        ([msgpack.packb({"type": "hello", "v": 0})], codes.VERSION_MISMATCH),
+    ],
+)
+def test_garbage_gets_an_error_reply_and_the_backend_still_works(backend, parts, code):
+    reply = send_raw(backend.address, parts)
+    assert reply is not None and msgpack.unpackb(reply[0])["code"] == code
+    client = backend.client()
+    client.submit("after", playblast(), "a ball", settings=FAST)
+    assert until_state(client, "after").state == "done"
+
+
+def test_an_oversized_message_disconnects_the_sender_only(pipe, tmp_path):
+    live = Backend(pipe, tmp_path / "jobs", limits=Limits(max_message_bytes=4096)).start()
+    try:
+        header = msgpack.packb({"type": "submit", "v": 1, "job_id": "big", "prompt": "p", "frame_count": 1})
+        assert send_raw(live.address, [header, b"\x89PNG" + b"\0" * 10_000]) is None
+        client = live.client()
+        client.submit("small", playblast(frames=1, height=16, width=16), "a ball", settings=FAST)
+        assert until_state(client, "small").state == "done"
+    finally:
+        live.stop()
+
+
+def test_heartbeats_arrive_during_a_long_job(backend):
+    client = backend.client()
+    client.submit("long", playblast(), "slow", settings={"num_inference_steps": 400, "guided_steps": 10})
+    client.wait(lambda m: isinstance(m, Progress), TIMEOUT)
+    time.sleep(1.5)
+    client.poll()
+    assert client.alive and time.monotonic() - client.last_seen < 1.5
+    client.cancel("long")
+
+
+def test_unknown_job(backend):
+    client = backend.client()
+    client.status("never-submitted")
+    error = error_reply(client)
+    assert error.code == codes.UNKNOWN_JOB and "never-submitted" in error.message
+
+
+def test_client_wait_raises_backend_errors(backend):
+    client = backend.client()
+    client.fetch("missing")
+    with pytest.raises(ProtocolError, match="no job 'missing'"):
+        client.wait(lambda m: isinstance(m, Result), TIMEOUT)
+
+
+def test_welcome_comes_back_to_each_client(backend):
+    clients = [backend.client() for _ in range(3)]
+    assert all(isinstance(welcomed(c), Welcome) for c in clients)
