@@ -84,6 +84,9 @@ def serve(args) -> int:
     from .server import Server
     from .worker import Worker
 
+    from .security import check_bind
+
+    check_bind(args.bind, args.keys, args.insecure)  # before the minutes a real model takes to load
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     limits = Limits(**{name: getattr(args, name) for name in Limits().to_dict()})
     store = JobStore(args.jobs, expire_after=args.expire_days * 86400)

@@ -38,6 +38,18 @@ def is_loopback(address: str) -> bool:
         return False  # '*', an interface name or a host name: reachable from elsewhere
 
 
+def check_bind(address: str, keys_folder, insecure: bool) -> None:
+    """Refuse to serve an address other machines can reach without keys, unless told --insecure."""
+    if keys_folder is not None:
+        load_server_keys(keys_folder)
+    elif not is_loopback(address) and not insecure:
+        raise BackendError(
+            f"{address} is reachable from other machines: create keys with `flowmotion-backend keys --dir KEYS` "
+            "and pass --keys KEYS (then add each artist's public key to KEYS/allowed_clients), or pass "
+            "--insecure to serve without encryption or authentication"
+        )
+
+
 def create_key_pair(folder: str | os.PathLike, name: str) -> tuple[Path, Path]:
     """Write NAME.key (public) and NAME.key_secret (mode 600) into `folder`; returns both paths."""
     folder = Path(folder)

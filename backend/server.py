@@ -25,7 +25,8 @@ from protocol.messages import peek_job_id
 from protocol import errors as codes
 
 from .jobs import Job, JobStore, request_digest
-from .security import is_loopback, secure_socket
+from .errors import BackendError
+from .security import check_bind, secure_socket
 from .worker import Worker, job_config
 
 log = logging.getLogger("flowmotion.backend")
@@ -63,20 +64,12 @@ class Server:
 
     def open(self) -> str:
         """Bind the socket (secured where the address needs it); returns the bound address."""
-        from .errors import BackendError
-
-        secure = self.keys_folder is not None
-        if not is_loopback(self.bind_address) and not secure and not self.insecure:
-            raise BackendError(
-                f"{self.bind_address} is reachable from other machines: create keys with `flowmotion-backend keys "
-                "--dir KEYS` and pass --keys KEYS (then add each artist's public key to KEYS/allowed_clients), "
-                "or pass --insecure to serve without encryption or authentication"
-            )
+        check_bind(self.bind_address, self.keys_folder, self.insecure)
         socket = self.context.socket(zmq.ROUTER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.MAXMSGSIZE, self.limits.max_message_bytes)
         socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        if secure:
+        if self.keys_folder is not None:
             self.authenticator, self.public_key = secure_socket(socket, self.keys_folder)
         try:
             socket.bind(self.bind_address)

@@ -90,13 +90,16 @@ class BackendClient:
         """Raise ProtocolError(UNREACHABLE) once the backend has been silent for too long."""
         now = time.monotonic()
         if self.welcome is None and now - self.connected_at > self.connect_timeout:
-            raise ProtocolError(
-                UNREACHABLE,
-                f"the backend at {self.address} did not answer within {self.connect_timeout:g} s: is "
-                "`flowmotion-backend serve` running there, and are the address and the server key right?",
-            )
+            raise self._never_answered(self.connect_timeout)
         if self.welcome is not None and now - self.last_seen > HEARTBEAT_TIMEOUT:
             raise ProtocolError(UNREACHABLE, f"the backend at {self.address} stopped answering")
+
+    def _never_answered(self, seconds: float) -> ProtocolError:
+        return ProtocolError(
+            UNREACHABLE,
+            f"the backend at {self.address} did not answer within {seconds:g} s: is `flowmotion-backend serve` "
+            "running there, and are the address and the server key right?",
+        )
 
     def send(self, message: Message, frames: Iterable[bytes] = ()) -> None:
         if self.socket is None:
@@ -160,6 +163,8 @@ class BackendClient:
                     raise ProtocolError(message.code, message.message, message.field)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                if self.welcome is None:
+                    raise self._never_answered(timeout)
                 raise ProtocolError(UNREACHABLE, f"no answer from the backend at {self.address} within {timeout:g} s")
             self.check_reachable()
             poller.poll(min(remaining, 0.2) * 1000)

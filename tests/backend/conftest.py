@@ -51,8 +51,8 @@ class Backend:
     def address(self) -> str:
         return self.server.address
 
-    def client(self, **keys) -> BackendClient:
-        client = BackendClient(self.address, connect_timeout=TIMEOUT, **keys).connect()
+    def client(self, address: str | None = None, **keys) -> BackendClient:
+        client = BackendClient(address or self.address, connect_timeout=TIMEOUT, **keys).connect()
         self.clients.append(client)
         return client
 

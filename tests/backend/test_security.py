@@ -1,0 +1,84 @@
+import stat
+import time
+
+import pytest
+import zmq.auth
+
+from backend.cli import main
+from backend.errors import BackendError
+from backend.security import create_key_pair, is_loopback
+from protocol import Welcome
+
+from .conftest import FAST, TIMEOUT, Backend, playblast
+
+
+@pytest.mark.parametrize("address, local", [
+    ("tcp://127.0.0.1:5599", True), ("tcp://localhost:5599", True), ("tcp://[::1]:5599", True),
+    ("tcp://127.4.5.6:1", True), ("ipc:///tmp/flowmotion", True), ("inproc://x", True),
+    ("tcp://0.0.0.0:5599", False), ("tcp://*:5599", False), ("tcp://192.168.1.20:5599", False),
+    ("tcp://eth0:5599", False), ("tcp://render-box:5599", False),
+])
+def test_loopback_detection(address, local):
+    assert is_loopback(address) is local
+
+
+@pytest.fixture
+def keys(tmp_path):
+    folder = tmp_path / "keys"
+    assert main(["keys", "--dir", str(folder)]) == 0
+    public, secret = create_key_pair(tmp_path / "artist", "artist")
+    (folder / "allowed_clients" / public.name).write_bytes(public.read_bytes())
+    return folder, public, secret
+
+
+def test_key_files_keep_the_secret_private(keys):
+    folder, _, secret = keys
+    for private in (folder / "server.key_secret", secret):
+        assert stat.S_IMODE(private.stat().st_mode) == 0o600
+
+
+def test_allowed_client_works_and_unknown_key_gets_nothing(pipe, tmp_path, keys):
+    folder, public, secret = keys
+    live = Backend(pipe, tmp_path / "jobs", keys_folder=folder).start()
+    try:
+        server_key = live.server.public_key
+        assert server_key and len(server_key) == 40
+        artist_public, artist_secret = zmq.auth.load_certificate(secret)
+        allowed = live.client(server_public_key=server_key, client_public_key=artist_public,
+                              client_secret_key=artist_secret)
+        assert allowed.wait(lambda m: isinstance(m, Welcome), TIMEOUT)[0].secure
+        allowed.submit("secure-job", playblast(), "a ball", settings=FAST)
+        allowed.wait(lambda m: getattr(m, "state", None) == "done", TIMEOUT)
+
+        stranger_public, stranger_secret = zmq.curve_keypair()
+        stranger = live.client(server_public_key=server_key, client_public_key=stranger_public,
+                               client_secret_key=stranger_secret)
+        plain = live.client()
+        time.sleep(1.5)
+        assert stranger.poll() == [] and plain.poll() == []
+        assert stranger.welcome is None and plain.welcome is None
+    finally:
+        live.stop()
+
+
+def test_a_non_loopback_bind_without_keys_is_refused(pipe, tmp_path):
+    live = Backend(pipe, tmp_path / "jobs", bind="tcp://0.0.0.0:*")
+    with pytest.raises(BackendError, match="--insecure"):
+        live.start()
+    live.server.worker.stop()
+
+
+def test_insecure_must_be_explicit_and_then_serves(pipe, tmp_path):
+    live = Backend(pipe, tmp_path / "jobs", bind="tcp://0.0.0.0:*", insecure=True).start()
+    try:
+        port = live.address.rsplit(":", 1)[1]
+        client = live.client(address=f"tcp://127.0.0.1:{port}")
+        assert not client.wait(lambda m: isinstance(m, Welcome), TIMEOUT)[0].secure
+    finally:
+        live.stop()
+
+
+def test_serve_refuses_missing_keys_folder(tmp_path, capsys):
+    code = main(["serve", "--bind", "tcp://0.0.0.0:5599", "--keys", str(tmp_path / "none"), "--jobs",
+                 str(tmp_path / "jobs")])
+    assert code == 2 and "no server key pair" in capsys.readouterr().err
