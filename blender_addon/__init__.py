@@ -1,0 +1,25 @@
+"""FlowMotion Previs: playblast a shot, send it to the FlowMotion backend, get takes in the Sequencer."""
+
+from . import operators, panels, preferences, properties, reattach, session
+
+CLASSES = preferences.CLASSES + operators.CLASSES + panels.CLASSES
+
+
+def register():
+    import bpy
+
+    properties.register()
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    reattach.register()
+
+
+def unregister():
+    import bpy
+
+    session.stop_timer()
+    session.disconnect()
+    reattach.unregister()
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
+    properties.unregister()

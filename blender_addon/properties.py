@@ -1,0 +1,100 @@
+"""What the add-on stores in the .blend: one PropertyGroup on the scene, its takes and settings."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
+                       StringProperty)
+
+TAKE_STATES = ("sending", "queued", "running", "done", "failed", "cancelled", "imported")
+
+
+class FlowMotionSettings(bpy.types.PropertyGroup):
+    """FlowMotion's settings, sent with each job; defaults are the paper's."""
+
+    num_inference_steps: IntProperty(name="Steps", default=50, min=1, max=200,
+                                     description="Denoising steps")
+    guided_steps: IntProperty(name="Guided Steps", default=10, min=0, max=200,
+                              description="First steps in which the take is steered towards the playblast's motion")
+    optimization_steps: IntProperty(name="Iterations", default=3, min=0, max=20,
+                                    description="Optimisation iterations per guided step")
+    learning_rate: FloatProperty(name="Learning Rate", default=0.003, min=1e-6, max=1.0, precision=4,
+                                 description="Step size of the motion optimisation")
+    latent_alignment_weight: FloatProperty(name="Latent Alignment", default=20.0, min=0.0,
+                                           description="Weight of matching the playblast's motion directly")
+    difference_alignment_weight: FloatProperty(name="Difference Alignment", default=5.0, min=0.0,
+                                               description="Weight of matching frame-to-frame changes")
+    velocity_regularization_gamma: FloatProperty(name="Velocity Gamma", default=0.1, min=0.0, max=1.0,
+                                                 description="Share of off-course velocity kept")
+    guidance_scale: FloatProperty(name="Prompt Strength", default=6.0, min=0.0, max=30.0,
+                                  description="Classifier-free guidance scale of the prompt")
+    source_guidance_scale: FloatProperty(name="Source Guidance", default=1.5, min=0.0, max=30.0,
+                                         description="Guidance scale of the playblast's motion estimate")
+    source_motion: EnumProperty(
+        name="Motion From",
+        items=[("latent_prediction", "Latent Prediction", "The paper's default: follows the prompt well"),
+               ("clean_latent", "Clean Latent", "Follows complex motion more exactly, the prompt less")],
+        default="latent_prediction")
+    motion_guidance: BoolProperty(name="Motion Guidance", default=True,
+                                  description="Steer towards the playblast's motion (off: plain text-to-video)")
+    difference_alignment: BoolProperty(name="Difference Alignment", default=True)
+    velocity_regularization: BoolProperty(name="Velocity Regularisation", default=True)
+    source_seed: IntProperty(name="Source Seed", default=0, min=0,
+                             description="Noise seed of the playblast's motion estimate, fixed per shot")
+    unguided_step_cache: FloatProperty(name="Step Cache", default=0.0, min=0.0, max=1.0, precision=3,
+                                       description="Reuse work across the unguided steps above this change "
+                                                   "(0: off); faster, some quality cost")
+
+    def to_dict(self) -> dict:
+        return {name: getattr(self, name) for name in SETTING_NAMES}
+
+
+SETTING_NAMES = tuple(FlowMotionSettings.__annotations__)
+
+
+class FlowMotionTake(bpy.types.PropertyGroup):
+    """One generated take of the shot."""
+
+    job_id: StringProperty()
+    prompt: StringProperty()
+    negative_prompt: StringProperty()
+    seed: IntProperty()
+    state: StringProperty(default="sending")
+    message: StringProperty()
+    phase: StringProperty()
+    step: IntProperty()
+    total: IntProperty()
+    eta: FloatProperty(default=-1.0)
+    position: IntProperty()
+    frame_count: IntProperty()
+    folder: StringProperty(subtype="DIR_PATH")
+    strip_name: StringProperty()
+
+
+class FlowMotionShot(bpy.types.PropertyGroup):
+    """The shot's FlowMotion state: the prompt, the settings and every take."""
+
+    prompt: StringProperty(name="Prompt", description="What the take should show")
+    negative_prompt: StringProperty(name="Negative", description="What the take should not show")
+    seed: IntProperty(name="Seed", default=0, min=0, description="Noise seed of the take")
+    max_side: IntProperty(name="Max Size", default=832, min=16, max=4096, subtype="PIXEL",
+                          description="Longest side of the playblast sent; larger outputs are scaled down")
+    settings: PointerProperty(type=FlowMotionSettings)
+    takes: CollectionProperty(type=FlowMotionTake)
+    active_take: IntProperty()
+    status: StringProperty(description="The last thing that went wrong, shown in the panel")
+
+
+CLASSES = (FlowMotionSettings, FlowMotionTake, FlowMotionShot)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.flowmotion = PointerProperty(type=FlowMotionShot)
+
+
+def unregister() -> None:
+    del bpy.types.Scene.flowmotion
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

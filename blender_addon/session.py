@@ -1,0 +1,152 @@
+"""The add-on's one connection to the backend, and the timer that polls it.
+
+Only the main thread touches the socket, from a bpy.app.timers callback that never blocks:
+`tick()` reads what has arrived, updates the takes, and fetches and imports finished ones.
+"""
+
+from __future__ import annotations
+
+import json
+
+import bpy
+
+from . import sequencer
+from .preferences import client_keys, preferences
+from .protocol import Accepted, Error, JobStatus, Progress, ProtocolError, Result
+from .protocol.client import BackendClient
+
+TICK_SECONDS = 0.2
+ACTIVE_STATES = ("sending", "queued", "running", "done")
+
+_client: BackendClient | None = None
+_client_settings: tuple | None = None
+_last_error = ""
+
+
+def client(context=None) -> BackendClient:
+    """The connection for the current preferences; a new one when they changed."""
+    global _client, _client_settings
+    prefs = preferences(context or bpy.context)
+    public, secret = client_keys(prefs)
+    wanted = (prefs.address, prefs.server_public_key, public, secret, prefs.connect_timeout)
+    if _client is None or _client_settings != wanted:
+        disconnect()
+        _client = BackendClient(prefs.address, server_public_key=prefs.server_public_key or None,
+                                client_public_key=public, client_secret_key=secret,
+                                connect_timeout=prefs.connect_timeout, name=f"blender-{bpy.app.version_string}")
+        _client.connect()
+        _client_settings = wanted
+    return _client
+
+
+def current() -> BackendClient | None:
+    return _client
+
+
+def disconnect() -> None:
+    global _client, _client_settings
+    if _client is not None:
+        _client.close()
+    _client, _client_settings = None, None
+
+
+def last_error() -> str:
+    return _last_error
+
+
+def find_take(job_id: str):
+    for scene in bpy.data.scenes:
+        for take in scene.flowmotion.takes:
+            if take.job_id == job_id:
+                return scene, take
+    return None, None
+
+
+def active_takes():
+    for scene in bpy.data.scenes:
+        for take in scene.flowmotion.takes:
+            if take.state in ACTIVE_STATES:
+                yield scene, take
+
+
+def import_result(scene, take, result: Result, frames: list[bytes]) -> None:
+    folder, temporary = sequencer.take_folder(scene, take.name)
+    names = sequencer.write_frames(folder, frames)
+    sequencer.remove_strip(scene, take.strip_name)
+    settings = json.dumps(result.settings, sort_keys=True)
+    strip = sequencer.add_strip(scene, take.name, folder, names, {
+        "prompt": result.prompt, "negative_prompt": result.negative_prompt, "seed": result.seed,
+        "job_id": result.job_id, "settings": settings,
+    })
+    take.folder, take.strip_name, take.frame_count = str(folder), strip.name, len(names)
+    take.state, take.message = "imported", ""
+    if temporary:
+        take.message = "the .blend is not saved: frames are in a temporary folder; save and re-import to keep them"
+
+
+def handle(message, frames) -> None:
+    scene, take = find_take(getattr(message, "job_id", None) or "")
+    if take is None:
+        return
+    if isinstance(message, Accepted):
+        take.state, take.position = message.state, message.position
+        if message.state == "done":
+            current().fetch(take.job_id)
+    elif isinstance(message, Progress):
+        take.state, take.phase, take.step, take.total = "running", message.phase, message.step, message.total
+        take.eta = -1.0 if message.eta is None else message.eta
+    elif isinstance(message, JobStatus):
+        take.state, take.position, take.message = message.state, message.position, message.message
+        if message.state == "done":
+            current().fetch(take.job_id)
+    elif isinstance(message, Result):
+        import_result(scene, take, message, frames)
+    elif isinstance(message, Error):
+        take.state, take.message = "failed", message.message
+        if message.code == "not_ready":
+            take.state = "queued"
+
+
+def tick() -> float | None:
+    """One poll of the backend, the timer's callback; never blocks. Returns the next interval."""
+    global _last_error
+    link = current()
+    if link is None:
+        return None
+    try:
+        for message, frames in link.poll():
+            if isinstance(message, Error) and not message.job_id:
+                _last_error = message.message
+            handle(message, frames)
+        waiting = [take for _, take in active_takes() if take.state != "done"]
+        if waiting:
+            link.check_reachable()
+        if link.alive:
+            _last_error = ""
+    except ProtocolError as error:
+        # The jobs live on the backend: the takes keep their state and resume when it answers again.
+        _last_error = str(error)
+        for _, take in active_takes():
+            take.message = _last_error
+    _redraw()
+    return TICK_SECONDS if any(True for _ in active_takes()) else TICK_SECONDS * 5
+
+
+def ensure_timer() -> None:
+    if not bpy.app.timers.is_registered(tick):
+        bpy.app.timers.register(tick, first_interval=TICK_SECONDS, persistent=True)
+
+
+def stop_timer() -> None:
+    if bpy.app.timers.is_registered(tick):
+        bpy.app.timers.unregister(tick)
+
+
+def _redraw() -> None:
+    window_manager = getattr(bpy.context, "window_manager", None)
+    if window_manager is None:
+        return
+    for window in window_manager.windows:
+        for area in window.screen.areas:
+            if area.type in ("VIEW_3D", "SEQUENCE_EDITOR"):
+                area.tag_redraw()
