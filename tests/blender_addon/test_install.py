@@ -1,0 +1,40 @@
+import zipfile
+
+from .conftest import run_blender
+
+
+def test_zips_are_validated_and_hold_one_wheel_per_platform_per_package(addon_zips):
+    assert addon_zips["output"].count("Success parsing TOML") == 2
+    for tag, python in (("py311", "cp311"), ("py313", "cp313")):
+        names = zipfile.ZipFile(addon_zips[tag]).namelist()
+        wheels = [n for n in names if n.startswith("wheels/")]
+        assert wheels and all(f"-{python}-" in w or "-abi3-" in w for w in wheels)
+        for package in ("pyzmq", "msgpack"):
+            ours = [w for w in wheels if w.startswith(f"wheels/{package}-")]
+            assert sum("linux" in w for w in ours) == 1 and sum("win_amd64" in w for w in ours) == 1
+            mac = [w for w in ours if "macosx" in w]
+            assert sum("arm64" in w or "universal2" in w for w in mac) == 1
+            assert sum("x86_64" in w or "universal2" in w for w in mac) == 1
+        assert "protocol/client.py" in names and "blender_manifest.toml" in names
+        manifest = zipfile.ZipFile(addon_zips[tag]).read("blender_manifest.toml").decode()
+        assert ('blender_version_max = "5.1.0"' in manifest) == (tag == "py311")
+
+
+def test_the_protocol_copy_is_the_repositorys(addon_zips):
+    from pathlib import Path
+
+    archive = zipfile.ZipFile(addon_zips["py311"])
+    root = Path(__file__).resolve().parents[2] / "protocol"
+    for path in root.glob("*.py"):
+        assert archive.read(f"protocol/{path.name}") == path.read_bytes()
+
+
+def test_blender_installs_the_zip_and_the_bundled_wheels_import(addon_zips, tmp_path):
+    report = run_blender("install", {"zip": str(addon_zips["py311"])}, tmp_path)
+    assert report["install"] == ["FINISHED"] and report["enabled"] and report["has_scene_property"]
+    bundled = report["bundled"]
+    assert bundled["returncode"] == 0, bundled["stderr"]
+    assert bundled["zmq"].startswith(report["wheels_dir"]) and bundled["msgpack"].startswith(report["wheels_dir"])
+    assert bundled["libzmq"].count(".") == 2
+    assert {"FLOWMOTION_PT_main_view3d", "FLOWMOTION_PT_main_sequencer", "FLOWMOTION_PT_advanced_view3d"} <= set(
+        report["panels"])
