@@ -142,6 +142,8 @@ def generate(options: dict) -> dict:
 
 def reattach(options: dict) -> dict:
     report = install(options["zip"])
+    # The artist's preferences live in their user folder, not in the .blend.
+    bpy.context.preferences.addons[EXTENSION].preferences.address = options["address"]
     bpy.ops.wm.open_mainfile(filepath=options["blend"])  # load_post reattaches
     scene = bpy.context.scene
     take = scene.flowmotion.takes[-1]

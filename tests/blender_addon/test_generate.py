@@ -1,0 +1,74 @@
+"""Generate against a live backend on loopback, in real Blender, with the tiny model."""
+
+import socket
+from pathlib import Path
+
+import imageio.v3 as iio
+import pytest
+
+from flowmotion.tiny import build_tiny_pipeline
+from tests.backend.conftest import Backend
+
+from .conftest import run_blender
+
+
+@pytest.fixture(scope="module")
+def live_backend(tmp_path_factory):
+    backend = Backend(build_tiny_pipeline(), tmp_path_factory.mktemp("jobs")).start()
+    yield backend
+    backend.stop()
+
+
+def test_generate_lands_a_strip_with_its_frames_and_properties(addon_zips, live_backend, tmp_path):
+    blend = tmp_path / "shot.blend"
+    report = run_blender("generate", {"zip": str(addon_zips["py311"]), "address": live_backend.address,
+                                      "blend": str(blend), "prompt": "a red ball on grass", "seed": 7}, tmp_path)
+    assert report["generate"] == ["FINISHED"] and report["render_settings_kept"]
+    assert report["plan"] == {"frames": [1, 2, 3, 4, 5, 6, 7, 8, 9], "width": 80, "height": 48}
+    take = report["takes"][-1]
+    assert take["state"] == "imported", take
+    assert take["frame_count"] == 9
+    folder = Path(take["folder"])
+    assert folder == tmp_path / "flowmotion" / "Scene" / take["name"]
+    frames = sorted(folder.glob("frame_*.png"))
+    assert len(frames) == 9 and iio.imread(frames[0]).shape == (48, 80, 3)
+    strip = report["strips"][0]
+    assert (strip["start"], strip["channel"], strip["duration"], strip["elements"]) == (1, 1, 9, 9)
+    assert strip["size"] == [80, 48] and strip["name"] == take["name"]
+    props = strip["props"]
+    assert props["flowmotion_prompt"] == "a red ball on grass" and props["flowmotion_seed"] == 7
+    assert props["flowmotion_job_id"] == take["job_id"] and '"guided_steps": 2' in props["flowmotion_settings"]
+    assert not list(tmp_path.glob("flowmotion/Scene/.*"))  # no staging folder left behind
+
+
+def test_cancel_mid_job(addon_zips, live_backend, tmp_path):
+    report = run_blender("generate", {"zip": str(addon_zips["py311"]), "address": live_backend.address,
+                                      "mode": "cancel", "settings": {"num_inference_steps": 200}}, tmp_path)
+    take = report["takes"][-1]
+    assert take["state"] == "cancelled" and report["seconds"] < 10
+    assert report["strips"] == []
+
+
+def test_save_close_reopen_reattaches_and_fetches(addon_zips, live_backend, tmp_path):
+    blend = tmp_path / "shot.blend"
+    first = run_blender("generate", {"zip": str(addon_zips["py311"]), "address": live_backend.address,
+                                     "blend": str(blend), "mode": "save_and_quit",
+                                     "settings": {"num_inference_steps": 30}}, tmp_path)
+    assert first["takes"][-1]["state"] in ("queued", "running") and first["strips"] == []
+    second = run_blender("reattach", {"zip": str(addon_zips["py311"]), "blend": str(blend),
+                                      "address": live_backend.address}, tmp_path)
+    assert second["state_on_open"] in ("queued", "running", "done")
+    take = second["takes"][-1]
+    assert take["state"] == "imported" and take["job_id"] == first["takes"][-1]["job_id"]
+    assert second["strips"][0]["elements"] == 9
+
+
+def test_unreachable_backend_reports_within_the_timeout(addon_zips, tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    report = run_blender("generate", {"zip": str(addon_zips["py311"]), "address": f"tcp://127.0.0.1:{port}",
+                                      "mode": "unreachable", "timeout": 1.0}, tmp_path)
+    take = report["takes"][-1]
+    assert "did not answer within 1 s" in take["message"] and report["seconds"] < 5
+    assert "did not answer" in report["error"]
