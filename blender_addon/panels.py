@@ -30,7 +30,7 @@ def draw_backend(layout, context) -> None:
     elif link.alive and link.welcome is not None:
         welcome = link.welcome
         box.label(text=f"{welcome.model} on {welcome.device}", icon="LINKED")
-        box.label(text=f"Queue: {welcome.queue_length} job(s)" + (" · secured" if welcome.secure else ""))
+        box.label(text=f"Queue: {link.queue_length} job(s)" + (" · secured" if welcome.secure else ""))
     else:
         row = box.row()
         row.label(text=f"Backend: waiting for {link.address}", icon="TIME")

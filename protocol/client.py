@@ -50,6 +50,7 @@ class BackendClient:
         self.connected_at = 0.0
         self.last_seen = 0.0
         self.inbox: deque = deque()  # arrived after the message `wait` returned
+        self.queue_length = 0
 
     def connect(self) -> "BackendClient":
         """Open the socket and say hello; returns at once (ZeroMQ connects in the background)."""
@@ -141,6 +142,8 @@ class BackendClient:
                 message, frames = Error(code=error.code, message=f"from the backend: {error.message}"), []
             if isinstance(message, Welcome):
                 self.welcome = message
+            if isinstance(message, (Welcome, Heartbeat)):
+                self.queue_length = message.queue_length
             if not isinstance(message, Heartbeat):
                 received.append((message, frames))
         return received

@@ -153,7 +153,25 @@ def reattach(options: dict) -> dict:
     return report
 
 
-SCENARIOS = {"install": lambda options: install(options["zip"]), "generate": generate, "reattach": reattach}
+def problems(options: dict) -> dict:
+    """What Generate says when the shot cannot be sent, and that nothing is sent."""
+    install(options["zip"])
+    scene = bpy.context.scene
+    build_shot(scene)
+    scene.flowmotion.prompt = "a red ball"
+    report = {"ready": bpy.ops.flowmotion.generate.poll()}
+    scene.frame_end = scene.frame_start - 1  # Blender keeps the range at one frame or more
+    report["shortest_plan"] = addon().playblast.plan(scene, scene.flowmotion.max_side).frames
+    scene.frame_end = scene.frame_start + 8
+    bpy.data.objects.remove(scene.camera)
+    report["no_camera"] = addon().operators.shot_problem(bpy.context)
+    report["no_camera_poll"] = bpy.ops.flowmotion.generate.poll()
+    report["takes"] = len(scene.flowmotion.takes)
+    return report
+
+
+SCENARIOS = {"install": lambda options: install(options["zip"]), "generate": generate, "reattach": reattach,
+             "problems": problems}
 
 if __name__ == "__main__":
     scenario, options = sys.argv[1], json.loads(sys.argv[2])

@@ -72,3 +72,11 @@ def test_unreachable_backend_reports_within_the_timeout(addon_zips, tmp_path):
     take = report["takes"][-1]
     assert "did not answer within 1 s" in take["message"] and report["seconds"] < 5
     assert "did not answer" in report["error"]
+
+
+def test_a_shot_without_camera_or_frames_cannot_be_sent(addon_zips, tmp_path):
+    report = run_blender("problems", {"zip": str(addon_zips["py311"])}, tmp_path)
+    assert report["ready"] is True
+    assert len(report["shortest_plan"]) == 1
+    assert report["no_camera"].startswith("the scene has no camera") and not report["no_camera_poll"]
+    assert report["takes"] == 0
