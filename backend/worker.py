@@ -37,20 +37,16 @@ class Worker(threading.Thread):
         self.max_area = max_area
         self.stopping = threading.Event()
         self.wake = threading.Event()
-        self.cancel_requested = threading.Event()
-        self.current: str | None = None
+        # Ids whose cancel was asked for; a set, so a cancel that races the job's start still lands.
+        self.cancelled: set[str] = set()
 
     def stop(self) -> None:
         self.stopping.set()
-        self.cancel_requested.set()
         self.wake.set()
 
-    def cancel(self, job_id: str) -> bool:
-        """Ask the running job to stop; it ends within one forward pass."""
-        if self.current != job_id:
-            return False
-        self.cancel_requested.set()
-        return True
+    def cancel(self, job_id: str) -> None:
+        """Ask a running job to stop; it ends before its next forward pass."""
+        self.cancelled.add(job_id)
 
     def run(self) -> None:
         while not self.stopping.is_set():
@@ -59,13 +55,11 @@ class Worker(threading.Thread):
                 self.wake.wait(0.2)
                 self.wake.clear()
                 continue
-            self.current = job.job_id
-            self.cancel_requested.clear()
             self.events.put(("started", job.job_id, None))
             try:
                 self.run_job(job)
             finally:
-                self.current = None
+                self.cancelled.discard(job.job_id)
 
     def run_job(self, job: Job) -> None:
         log.info("job %s: running (%s frames, %dx%d) %r", job.job_id, job.frame_count, job.width, job.height,
@@ -79,7 +73,8 @@ class Worker(threading.Thread):
             result = flowmotion.transfer(
                 self.pipe, frames, job.prompt, negative_prompt=job.negative_prompt, config=job_config(job.settings),
                 generator=torch.Generator().manual_seed(job.seed), on_progress=on_progress,
-                should_cancel=self.cancel_requested.is_set, cache=self.cache, max_area=self.max_area,
+                should_cancel=lambda: self.stopping.is_set() or job.job_id in self.cancelled, cache=self.cache,
+                max_area=self.max_area,
             )
             stats = {"seconds": result.stats.seconds, "forward_passes": result.stats.forward_passes,
                      "peak_memory_bytes": result.stats.peak_memory_bytes,
