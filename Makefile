@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU build of torch that the test machines hold on local disk; a GPU workstation installs its own.
 TORCH ?= torch==2.13.0
-DEMO_PROMPT ?= a red ball bouncing on green grass
+DEMO_PROMPT ?= a red ball bouncing past a blue cube on green grass
 
 .PHONY: setup demo test clean
 
@@ -17,7 +17,7 @@ $(VENV)/.ready: pyproject.toml
 setup: $(VENV)/.ready
 
 demo: setup
-	HF_HUB_OFFLINE=1 $(BIN)/flowmotion transfer examples/playblast.mp4 --prompt "$(DEMO_PROMPT)" --out out/demo.mp4
+	HF_HUB_OFFLINE=1 $(BIN)/python examples/demo.py --prompt "$(DEMO_PROMPT)"
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

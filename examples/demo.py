@@ -1,0 +1,134 @@
+"""The whole loop, headless: Blender shot -> playblast -> backend -> take in the Sequencer.
+
+    python examples/demo.py [--prompt "..."] [--out out/demo]
+
+Builds the add-on zip, installs it into a Blender user folder of its own, starts
+`flowmotion-backend serve` on loopback with the embedded model, opens examples/shot.blend,
+presses Generate through the add-on's own operator, waits for the take to land as a strip, saves
+the .blend, and writes a side-by-side video and a contact sheet (playblast | take).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXTENSION = "bl_ext.user_default.flowmotion_previs"
+
+
+def start_backend(jobs: Path) -> tuple[subprocess.Popen, str]:
+    """flowmotion-backend on a free loopback port; returns the process and its address."""
+    command = [sys.executable, "-m", "backend.cli", "serve", "--bind", "tcp://127.0.0.1:*", "--jobs", str(jobs),
+               "--device", "cpu"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                               cwd=ROOT)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        print("  backend:", line.rstrip())
+        if line.startswith("serving"):
+            return process, line.split(" at ", 1)[1].split(";", 1)[0]
+    process.kill()
+    raise SystemExit("the backend did not start")
+
+
+def build_zip(out: Path) -> Path:
+    result = subprocess.run([sys.executable, str(ROOT / "build_addon.py"), "--out", str(out)], cwd=ROOT,
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(result.stdout + result.stderr)
+    return next(out.glob("*-py311.zip"))
+
+
+def generate_in_blender(zip_path: Path, blend: Path, address: str, prompt: str, seed: int) -> dict:
+    import bpy
+
+    bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default", enable_on_install=True)
+    addon = sys.modules[EXTENSION]
+    bpy.ops.wm.open_mainfile(filepath=str(ROOT / "examples" / "shot.blend"))
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    prefs = bpy.context.preferences.addons[EXTENSION].preferences
+    prefs.address, prefs.connect_timeout = address, 30.0
+    shot = bpy.context.scene.flowmotion
+    shot.prompt, shot.seed = prompt, seed
+    plan = addon.playblast.plan(bpy.context.scene, shot.max_side)
+    print(f"playblast: {plan.describe()} of {bpy.context.scene.name}")
+    if bpy.ops.flowmotion.generate() != {"FINISHED"}:
+        raise SystemExit(f"Generate failed: {shot.status}")
+    take = shot.takes[-1]
+    last = ""
+    deadline = time.monotonic() + 600
+    while take.state not in ("imported", "failed", "cancelled") and time.monotonic() < deadline:
+        addon.session.tick()  # timers do not run without a window: drive the add-on's timer ourselves
+        status = f"{take.state} {take.phase} {take.step}/{take.total}"
+        if status != last:
+            print(" ", status)
+            last = status
+        time.sleep(0.05)
+    if take.state != "imported":
+        raise SystemExit(f"the take ended {take.state}: {take.message}")
+    bpy.ops.wm.save_mainfile()
+    strip = bpy.context.scene.sequence_editor.strips_all[take.strip_name]
+    return {"job_id": take.job_id, "folder": Path(take.folder), "strip": strip.name, "channel": strip.channel,
+            "start": strip.frame_final_start, "frames": len(strip.elements)}
+
+
+def write_comparisons(source: list[Path], result: list[Path], out: Path, fps: float) -> tuple[Path, Path]:
+    import imageio.v3 as iio
+    import numpy as np
+
+    left = np.stack([iio.imread(p)[..., :3] for p in source])
+    right = np.stack([iio.imread(p)[..., :3] for p in result])
+    gap = np.full((len(left), left.shape[1], 4, 3), 255, np.uint8)
+    side_by_side = np.concatenate([left, gap, right], axis=2)
+    video = out / "side_by_side.mp4"
+    iio.imwrite(video, side_by_side, fps=fps, codec="libx264", plugin="FFMPEG", macro_block_size=1, quality=8)
+    picks = np.linspace(0, len(left) - 1, 6).round().astype(int)
+    rows = [np.concatenate([frames[i] for i in picks], axis=1) for frames in (left, right)]
+    sheet = out / "contact_sheet.png"
+    iio.imwrite(sheet, np.concatenate([rows[0], np.full((4, rows[0].shape[1], 3), 255, np.uint8), rows[1]]))
+    return video, sheet
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prompt", default="a red ball bouncing past a blue cube on green grass")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", type=Path, default=ROOT / "out" / "demo")
+    args = parser.parse_args()
+    out = args.out.resolve()
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    os.environ["BLENDER_USER_RESOURCES"] = str(out / "blender-user")  # before bpy is imported
+
+    zip_path = build_zip(out / "dist")
+    print(f"add-on: {zip_path.name}")
+    backend, address = start_backend(out / "jobs")
+    try:
+        take = generate_in_blender(zip_path, out / "shot010.blend", address, args.prompt, args.seed)
+    finally:
+        backend.send_signal(signal.SIGINT)
+        backend.wait(30)
+    source = sorted((out / "jobs" / take["job_id"] / "source").glob("frame_*.png"))
+    result = sorted(take["folder"].glob("frame_*.png"))
+    video, sheet = write_comparisons(source, result, out, fps=24)
+    print(f"\ntake {take['strip']}: {take['frames']} frames on channel {take['channel']} at frame {take['start']}")
+    print(f"blend file:    {out / 'shot010.blend'}")
+    print(f"take frames:   {take['folder']}")
+    print(f"side by side:  {video}")
+    print(f"contact sheet: {sheet}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
