@@ -1,0 +1,105 @@
+"""Quality metrics of a take of the procedural world, computed from its frames.
+
+- Motion fidelity: the object's per-frame centroid in the take (pixels near the prompt's colour)
+  against the source object's known track: the share of frames within `TRACK_TOLERANCE` pixels,
+  and the mean distance in pixels (frames where the object cannot be found count as the
+  frame's half-diagonal).
+- Text adherence: a small classifier reads the take's object colour, shape and background; the
+  score is the share of the three that match the prompt.
+- Temporal consistency: 1 minus the mean absolute change between consecutive frames (in [0, 1]).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .data import BACKGROUNDS, COLORS
+
+COLOR_TOLERANCE = 70.0
+"""Largest RGB distance (0-255 scale) at which a pixel counts as the object's colour."""
+TRACK_TOLERANCE = 5.0
+MIN_OBJECT_PIXELS = 6
+SHAPE_FILL = {"ball": np.pi / 4, "cube": 1.0, "triangle": 0.5}
+"""Share of its bounding box each shape fills."""
+
+
+@dataclass(frozen=True)
+class Reading:
+    color: str | None
+    shape: str | None
+    background: str
+
+
+def as_uint8(frames: np.ndarray) -> np.ndarray:
+    if frames.dtype == np.uint8:
+        return frames
+    return (np.clip(frames, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def color_mask(frame: np.ndarray, color: str) -> np.ndarray:
+    target = np.array(COLORS[color], np.float32)
+    return np.linalg.norm(frame.astype(np.float32) - target, axis=-1) < COLOR_TOLERANCE
+
+
+def centroid(mask: np.ndarray) -> np.ndarray | None:
+    if mask.sum() < MIN_OBJECT_PIXELS:
+        return None
+    ys, xs = np.nonzero(mask)
+    return np.array([xs.mean() + 0.5, ys.mean() + 0.5])
+
+
+def track_errors(frames: np.ndarray, color: str, track: np.ndarray) -> np.ndarray:
+    """Per-frame distance (pixels) between the object of `color` and the source track."""
+    frames = as_uint8(frames)
+    worst = np.hypot(*frames.shape[1:3]) / 2
+    errors = []
+    for frame, expected in zip(frames, track):
+        found = centroid(color_mask(frame, color))
+        errors.append(worst if found is None else float(np.linalg.norm(found - expected)))
+    return np.array(errors)
+
+
+def motion_fidelity(frames: np.ndarray, color: str, track: np.ndarray) -> tuple[float, float]:
+    """(share of frames on track, mean track error in pixels)."""
+    errors = track_errors(frames, color, track)
+    return float((errors <= TRACK_TOLERANCE).mean()), float(errors.mean())
+
+
+def read_take(frames: np.ndarray) -> Reading:
+    """What the take shows: its object's colour and shape, and its background."""
+    frames = as_uint8(frames)
+    counts = {color: sum(int(color_mask(f, color).sum()) for f in frames) for color in COLORS}
+    color = max(counts, key=counts.get)
+    if counts[color] < MIN_OBJECT_PIXELS * len(frames) // 2:
+        color = None
+    object_pixels = np.zeros(frames.shape[:3], bool) if color is None else np.stack(
+        [color_mask(f, color) for f in frames])
+    rest = frames[~object_pixels].astype(np.float32)
+    backdrop = np.median(rest, axis=0) if len(rest) else np.zeros(3)
+    background = min(BACKGROUNDS, key=lambda b: np.linalg.norm(backdrop - np.array(BACKGROUNDS[b])))
+    shape = None
+    if color is not None:
+        fills = []
+        for mask in object_pixels:
+            if mask.sum() >= MIN_OBJECT_PIXELS:
+                ys, xs = np.nonzero(mask)
+                box = (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
+                fills.append(mask.sum() / box)
+        if fills:
+            fill = float(np.median(fills))
+            shape = min(SHAPE_FILL, key=lambda s: abs(SHAPE_FILL[s] - fill))
+    return Reading(color, shape, background)
+
+
+def text_adherence(frames: np.ndarray, color: str, shape: str, background: str) -> float:
+    reading = read_take(frames)
+    return ((reading.color == color) + (reading.shape == shape) + (reading.background == background)) / 3
+
+
+def temporal_consistency(frames: np.ndarray) -> float:
+    frames = as_uint8(frames).astype(np.float32) / 255
+    if len(frames) < 2:
+        return 1.0
+    return float(1.0 - np.abs(np.diff(frames, axis=0)).mean())

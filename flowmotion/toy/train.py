@@ -1,0 +1,204 @@
+"""Train the embedded model: a small text-to-video flow-matching model of Wan2.1's architecture
+on the procedural clips of data.py, saved with save_pretrained so it loads like the real one.
+
+    python -m flowmotion.toy.train --out flowmotion/embedded [--vae-minutes 10] [--minutes 35]
+
+Stages: a word-level tokenizer and a umT5 text encoder (kept at its seeded initialisation: its
+embeddings only need to tell captions apart, and the transformer learns to read them); the Wan
+VAE, trained for reconstruction; latent statistics, so latents are normalised as Wan's are; then
+the Wan transformer, trained with the flow-matching objective (v = eps - z0) on cached latents.
+Reproducible with --seed; sized to finish within about an hour on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .data import FRAMES, SIZE, training_clips, vocabulary
+
+LATENT_CHANNELS = 8
+TEXT_DIM = 64
+MAX_SEQUENCE_LENGTH = 512
+FLOW_SHIFT = 3.0
+
+
+def build_tokenizer():
+    """Word-level, lower-cased, appends </s> like umT5; unknown words map to <unk>."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = ["<pad>", "</s>", "<unk>", *vocabulary()]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+                                   model_max_length=MAX_SEQUENCE_LENGTH)
+
+
+def build_text_encoder(vocab_size: int):
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    config = UMT5Config(vocab_size=vocab_size, d_model=TEXT_DIM, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
+                        relative_attention_num_buckets=8, relative_attention_max_distance=32,
+                        feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    return UMT5EncoderModel(config).eval()
+
+
+def build_vae():
+    from diffusers import AutoencoderKLWan
+
+    return AutoencoderKLWan(base_dim=8, z_dim=LATENT_CHANNELS, dim_mult=[1, 2, 2], num_res_blocks=1,
+                            temperal_downsample=[True, True], scale_factor_spatial=4, scale_factor_temporal=4,
+                            latents_mean=[0.0] * LATENT_CHANNELS, latents_std=[1.0] * LATENT_CHANNELS)
+
+
+def build_transformer():
+    from diffusers import WanTransformer3DModel
+
+    return WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=32,
+                                 in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS, text_dim=TEXT_DIM,
+                                 freq_dim=64, ffn_dim=512, num_layers=4, rope_max_seq_len=64)
+
+
+def to_video(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (batch, frames, H, W, 3) -> float (batch, 3, frames, H, W) in [-1, 1]."""
+    return torch.from_numpy(frames).float().div(127.5).sub(1.0).permute(0, 4, 1, 2, 3)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def train_vae(vae, seed: int, minutes: float, batch: int = 8) -> None:
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=2e-3, weight_decay=0.0)
+    deadline, step, started = time.monotonic() + minutes * 60, 0, time.monotonic()
+    vae.train()
+    while time.monotonic() < deadline:
+        clips = training_clips(batch, seed * 1_000_003 + step)
+        video = to_video(np.stack([c.frames for c in clips]))
+        posterior = vae.encode(video).latent_dist
+        reconstruction = vae.decode(posterior.sample()).sample
+        loss = (reconstruction - video).abs().mean() + 1e-6 * posterior.kl().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        progress = (time.monotonic() - started) / (minutes * 60)
+        for group in optimizer.param_groups:
+            group["lr"] = 2e-3 * max(0.05, 1.0 - progress)
+        if step % 50 == 0:
+            log(f"vae step {step}: L1 {loss.item():.4f}")
+        step += 1
+    vae.eval()
+    log(f"vae: {step} steps")
+
+
+@torch.no_grad()
+def encode_clips(vae, clips, batch: int = 16) -> torch.Tensor:
+    latents = []
+    for start in range(0, len(clips), batch):
+        video = to_video(np.stack([c.frames for c in clips[start:start + batch]]))
+        latents.append(vae.encode(video).latent_dist.mean)
+    return torch.cat(latents)
+
+
+@torch.no_grad()
+def caption_embeddings(tokenizer, text_encoder, captions) -> dict[str, torch.Tensor]:
+    """Embeddings exactly as WanPipeline makes them: encoded tokens, zero-padded to the full length."""
+    out = {}
+    for caption in captions:
+        tokens = tokenizer(caption, return_tensors="pt")
+        hidden = text_encoder(tokens.input_ids, tokens.attention_mask).last_hidden_state[0]
+        padded = torch.zeros(MAX_SEQUENCE_LENGTH, TEXT_DIM)
+        padded[: hidden.shape[0]] = hidden
+        out[caption] = padded
+    return out
+
+
+def train_transformer(transformer, latents, captions, embeddings, seed: int, minutes: float, batch: int = 16):
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(transformer.parameters(), lr=1e-3, weight_decay=0.01)
+    deadline, step, started = time.monotonic() + minutes * 60, 0, time.monotonic()
+    transformer.train()
+    while time.monotonic() < deadline:
+        index = torch.randint(0, len(latents), (batch,), generator=generator)
+        z0 = latents[index]
+        text = torch.stack([embeddings["" if torch.rand(1, generator=generator) < 0.1 else captions[i]]
+                            for i in index.tolist()])
+        u = torch.rand(batch, generator=generator)
+        sigma = FLOW_SHIFT * u / (1 + (FLOW_SHIFT - 1) * u)  # the schedule's shift, seen in training too
+        noise = torch.randn(z0.shape, generator=generator)
+        s = sigma.view(-1, 1, 1, 1, 1)
+        noised = (1 - s) * z0 + s * noise
+        prediction = transformer(hidden_states=noised, timestep=sigma * 1000, encoder_hidden_states=text,
+                                 return_dict=False)[0]
+        loss = torch.mean((prediction - (noise - z0)) ** 2)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
+        optimizer.step()
+        progress = (time.monotonic() - started) / (minutes * 60)
+        warmup = min(1.0, (step + 1) / 200)
+        for group in optimizer.param_groups:
+            group["lr"] = 1e-3 * warmup * max(0.02, 0.5 * (1 + np.cos(np.pi * min(1.0, progress))))
+        if step % 100 == 0:
+            log(f"transformer step {step}: loss {loss.item():.4f}")
+        step += 1
+    transformer.eval()
+    log(f"transformer: {step} steps")
+    return step
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--vae-minutes", type=float, default=10.0)
+    parser.add_argument("--minutes", type=float, default=35.0, help="transformer training time")
+    parser.add_argument("--clips", type=int, default=6000, help="clips encoded for the transformer")
+    args = parser.parse_args()
+    torch.manual_seed(args.seed)
+    started = time.monotonic()
+
+    from diffusers import UniPCMultistepScheduler, WanPipeline
+
+    tokenizer = build_tokenizer()
+    text_encoder = build_text_encoder(len(tokenizer))
+    vae = build_vae()
+    train_vae(vae, args.seed, args.vae_minutes)
+
+    clips = training_clips(args.clips, args.seed + 7)
+    raw = encode_clips(vae, clips)
+    mean = raw.mean(dim=(0, 2, 3, 4))
+    std = raw.std(dim=(0, 2, 3, 4))
+    vae.register_to_config(latents_mean=mean.tolist(), latents_std=std.tolist())
+    latents = (raw - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1)
+    log(f"encoded {len(clips)} clips to latents {tuple(latents.shape[1:])}")
+
+    captions = [c.caption for c in clips]
+    embeddings = caption_embeddings(tokenizer, text_encoder, sorted(set(captions)) + [""])
+    transformer = build_transformer()
+    steps = train_transformer(transformer, latents, captions, embeddings, args.seed, args.minutes)
+
+    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
+                                        num_train_timesteps=1000, flow_shift=FLOW_SHIFT)
+    pipe = WanPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=scheduler,
+                       transformer=transformer)
+    pipe.save_pretrained(args.out, safe_serialization=True)
+    (args.out / "TRAINING.json").write_text(json.dumps({
+        "seed": args.seed, "vae_minutes": args.vae_minutes, "transformer_minutes": args.minutes,
+        "transformer_steps": steps, "clips": args.clips, "frames": FRAMES, "size": SIZE,
+        "minutes_total": round((time.monotonic() - started) / 60, 1), "torch_threads": torch.get_num_threads(),
+    }, indent=1))
+    size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
+    log(f"saved {args.out} ({size / 2**20:.1f} MiB)")
+
+
+if __name__ == "__main__":
+    main()

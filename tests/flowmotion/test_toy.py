@@ -1,0 +1,60 @@
+"""The procedural world and the quality metrics, checked on clips whose truth is known."""
+
+import numpy as np
+import pytest
+
+from flowmotion.toy import metrics
+from flowmotion.toy.data import (BACKGROUNDS, COLORS, FRAMES, HELD_OUT_PATHS, HELD_OUT_SHAPES, SIZE, TRAIN_SHAPES,
+                                 make_clip, training_clips, vocabulary)
+
+
+def test_clips_are_reproducible_and_captioned():
+    first, again = training_clips(6, seed=3), training_clips(6, seed=3)
+    assert all(np.array_equal(a.frames, b.frames) and a.caption == b.caption for a, b in zip(first, again))
+    assert first[0].frames.shape == (FRAMES, SIZE, SIZE, 3) and first[0].track.shape == (FRAMES, 2)
+    words = set(vocabulary())
+    assert all(set(c.caption.split()) <= words for c in training_clips(40, seed=1))
+    playblast = make_clip(np.random.default_rng(0), background="playblast")
+    assert playblast.caption.startswith("a playblast of a grey")
+
+
+def test_the_classifier_reads_clips_it_did_not_draw():
+    rng = np.random.default_rng(11)
+    right = total = 0
+    for _ in range(60):
+        clip = make_clip(rng, playblast_share=0.0, paths=HELD_OUT_PATHS)
+        reading = metrics.read_take(clip.frames)
+        right += (reading.color == clip.color) + (reading.shape == clip.shape) + (reading.background == clip.background)
+        total += 3
+    assert right / total >= 0.9
+
+
+def test_motion_fidelity_is_perfect_on_the_source_and_low_on_another_path():
+    rng = np.random.default_rng(5)
+    clip = make_clip(rng, playblast_share=0.0, color="red", background="grass", paths=("circle",))
+    share, error = metrics.motion_fidelity(clip.frames, "red", clip.track)
+    assert share == 1.0 and error < 1.5
+    other = make_clip(rng, playblast_share=0.0, color="red", background="grass", paths=("zigzag",))
+    share, error = metrics.motion_fidelity(other.frames, "red", clip.track)
+    assert share < 0.5 and error > 5
+
+
+def test_a_missing_object_counts_as_the_worst_error():
+    blank = np.zeros((3, SIZE, SIZE, 3), np.uint8)
+    errors = metrics.track_errors(blank, "red", np.full((3, 2), 16.0))
+    assert np.allclose(errors, np.hypot(SIZE, SIZE) / 2)
+    assert metrics.read_take(blank).color is None
+
+
+def test_temporal_consistency():
+    still = np.full((5, 8, 8, 3), 100, np.uint8)
+    assert metrics.temporal_consistency(still) == 1.0
+    flicker = still.copy()
+    flicker[::2] = 0
+    assert metrics.temporal_consistency(flicker) < 0.7
+
+
+def test_held_out_shapes_and_paths_are_not_in_training():
+    assert not set(HELD_OUT_SHAPES) & set(TRAIN_SHAPES)
+    with pytest.raises(ValueError):
+        make_clip(np.random.default_rng(0), shape="hexagon")
