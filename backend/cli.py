@@ -35,6 +35,21 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
                             help=f"(default: {getattr(defaults, name)})")
 
 
+def setting(text: str) -> tuple[str, bool | int | float | str]:
+    """NAME=VALUE, the value read as a boolean, an integer, a number or else text."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
+    if value.lower() in ("true", "false"):
+        return name, value.lower() == "true"
+    for kind in (int, float):
+        try:
+            return name, kind(value)
+        except ValueError:
+            pass
+    return name, value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flowmotion-backend", description="FlowMotion job server and client.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -65,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("--prompt", required=True)
     submit.add_argument("--negative-prompt", default="")
     submit.add_argument("--seed", type=int, default=0)
+    submit.add_argument("--shot", default="", help="the shot's name, kept with the job")
+    submit.add_argument("--fps", type=float, default=24.0)
+    submit.add_argument("--set", dest="settings", metavar="NAME=VALUE", action="append", type=setting, default=[],
+                        help="a FlowMotion setting for this job, e.g. --set guided_steps=5 (repeatable)")
     submit.add_argument("--job-id", default=None, help="default: a new random id")
     submit.add_argument("--wait", action="store_true", help="show progress until the job ends")
     commands.add_parser("list", help="every job the backend holds")
@@ -87,6 +106,10 @@ def serve(args) -> int:
     from .security import check_bind
 
     check_bind(args.bind, args.keys, args.insecure)  # before the minutes a real model takes to load
+    # Installed first, so that a stop asked for while the model loads still ends in a clean shutdown.
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     limits = Limits(**{name: getattr(args, name) for name in Limits().to_dict()})
     store = JobStore(args.jobs, expire_after=args.expire_days * 86400)
@@ -107,9 +130,6 @@ def serve(args) -> int:
         print(f"allowed client keys: {args.keys / 'allowed_clients'}", flush=True)
     elif args.insecure:
         print("WARNING: serving without encryption or authentication", flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
     server.start()
     while not stop.wait(0.5):
         pass
@@ -185,7 +205,8 @@ def submit(client: BackendClient, args) -> int:
     if not frames:
         raise BackendError(f"{args.frames} holds no PNG frames")
     job_id = args.job_id or uuid.uuid4().hex[:12]
-    client.submit(job_id, frames, args.prompt, negative_prompt=args.negative_prompt, seed=args.seed)
+    client.submit(job_id, frames, args.prompt, negative_prompt=args.negative_prompt, seed=args.seed,
+                  shot=args.shot, fps=args.fps, settings=dict(args.settings))
     accepted, _ = client.wait(lambda m: isinstance(m, Accepted), args.timeout)
     print(f"{job_id}: {accepted.state}, position {accepted.position}", flush=True)
     while args.wait:

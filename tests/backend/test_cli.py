@@ -5,10 +5,11 @@ import sys
 import time
 
 import imageio.v3 as iio
+import pytest
 
-from backend.cli import main
+from backend.cli import main, setting
 
-from .conftest import TIMEOUT, playblast
+from .conftest import FAST, TIMEOUT, playblast
 
 
 def write_playblast(folder, **shape):
@@ -21,8 +22,12 @@ def write_playblast(folder, **shape):
 def test_submit_wait_status_list_and_fetch(backend, tmp_path, capsys):
     source = write_playblast(tmp_path / "blast")
     address = ["--address", backend.address, "--timeout", str(TIMEOUT)]
-    assert main(["submit", str(source), "--prompt", "a red ball", "--job-id", "cli-1", "--wait", *address]) == 0
+    fast = [part for name, value in FAST.items() for part in ("--set", f"{name}={value}")]
+    assert main(["submit", str(source), "--prompt", "a red ball", "--job-id", "cli-1", "--shot", "sh010", "--wait",
+                 *fast, *address]) == 0
     assert "cli-1: done" in capsys.readouterr().out
+    job = backend.server.store.get("cli-1")
+    assert job.settings == FAST and job.shot == "sh010"
     assert main(["status", "cli-1", *address]) == 0
     assert capsys.readouterr().out.strip() == "cli-1: done"
     assert main(["list", *address]) == 0
@@ -38,6 +43,20 @@ def test_unreachable_backend_fails_within_the_timeout(tmp_path, capsys):
     assert main(["status", "x", "--address", "tcp://127.0.0.1:9", "--timeout", "0.5"]) == 2
     assert time.monotonic() - started < 3
     assert "did not answer within 0.5 s: is `flowmotion-backend serve` running" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, parsed", [
+    ("guided_steps=5", ("guided_steps", 5)), ("guidance_scale=5.5", ("guidance_scale", 5.5)),
+    ("difference_alignment=False", ("difference_alignment", False)), ("source_motion=noisy", ("source_motion", "noisy")),
+])
+def test_settings_on_the_command_line_keep_their_kind(text, parsed):
+    assert setting(text) == parsed
+
+
+def test_a_setting_without_a_value_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["submit", "frames", "--prompt", "p", "--set", "guided_steps"])
+    assert "'guided_steps' is not NAME=VALUE" in capsys.readouterr().err
 
 
 def test_unknown_job_is_a_clear_error(backend, capsys):
