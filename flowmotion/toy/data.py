@@ -115,14 +115,15 @@ def background_frames(background: str, rng: np.random.Generator, pan: float, fra
 
 
 def make_clip(rng: np.random.Generator, *, shapes=TRAIN_SHAPES, paths=TRAIN_PATHS, background: str | None = None,
-              color: str | None = None, shape: str | None = None, playblast_share: float = 0.25) -> Clip:
+              color: str | None = None, shape: str | None = None, playblast_share: float = 0.25,
+              frames: int = FRAMES) -> Clip:
     if background is None:
         background = "playblast" if rng.random() < playblast_share else str(rng.choice(list(BACKGROUNDS)))
     shape = shape or str(rng.choice(shapes))
     color = "grey" if background == "playblast" else (color or str(rng.choice(list(COLORS))))
-    track = path(str(rng.choice(paths)), rng)
+    track = path(str(rng.choice(paths)), rng, frames)
     pan = float(rng.choice([0.0, 0.0, rng.uniform(-10, 10)]))
-    frames = background_frames(background, rng, pan)
+    frames = background_frames(background, rng, pan, frames)
     radius = rng.uniform(4.0, 6.5)
     fill = np.array(PLAYBLAST_GREY if background == "playblast" else COLORS[color], np.float32)
     for f, (cx, cy) in enumerate(track):
@@ -134,9 +135,9 @@ def make_clip(rng: np.random.Generator, *, shapes=TRAIN_SHAPES, paths=TRAIN_PATH
                 shape, background)
 
 
-def training_clips(count: int, seed: int) -> list[Clip]:
+def training_clips(count: int, seed: int, frames: int = FRAMES) -> list[Clip]:
     rng = np.random.default_rng(seed)
-    return [make_clip(rng) for _ in range(count)]
+    return [make_clip(rng, frames=frames) for _ in range(count)]
 
 
 def vocabulary() -> list[str]:

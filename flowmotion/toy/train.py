@@ -76,12 +76,14 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def train_vae(vae, seed: int, minutes: float, batch: int = 8) -> None:
+def train_vae(vae, seed: int, minutes: float, batch: int = 8, frames: int = 9) -> None:
+    """Reconstruction training on short clips: the VAE's causal chunks of 4 frames are the same
+    whatever the clip's length, and short clips give more steps in the time."""
     optimizer = torch.optim.AdamW(vae.parameters(), lr=2e-3, weight_decay=0.0)
     deadline, step, started = time.monotonic() + minutes * 60, 0, time.monotonic()
     vae.train()
     while time.monotonic() < deadline:
-        clips = training_clips(batch, seed * 1_000_003 + step)
+        clips = training_clips(batch, seed * 1_000_003 + step, frames)
         video = to_video(np.stack([c.frames for c in clips]))
         posterior = vae.encode(video).latent_dist
         reconstruction = vae.decode(posterior.sample()).sample
