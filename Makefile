@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The CPU build of torch that the test machines hold on local disk; a GPU workstation installs its own.
 TORCH ?= torch==2.13.0
-DEMO_PROMPT ?= a red ball bouncing past a blue cube on green grass
+DEMO_PROMPT ?= a red ball on grass
 
 .PHONY: setup demo test clean
 

@@ -16,11 +16,11 @@ def test_the_demo_lands_a_take_and_writes_its_comparisons(tmp_path):
                             capture_output=True, text=True, timeout=600,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "take take_001: 33 frames on channel 1 at frame 1" in result.stdout
+    assert "take take_001: 17 frames on channel 1 at frame 1" in result.stdout
     assert (out / "shot010.blend").is_file()
     frames = sorted((out / "flowmotion" / "shot010" / "take_001").glob("frame_*.png"))
-    assert len(frames) == 33 and iio.imread(frames[0]).shape == (96, 160, 3)
+    assert len(frames) == 17 and iio.imread(frames[0]).shape == (96, 96, 3)
     sheet = iio.imread(out / "contact_sheet.png")
-    assert sheet.shape == (96 * 2 + 4, 160 * 6, 3)
+    assert sheet.shape == (96 * 2 + 4, 96 * 6, 3)
     video = iio.imread(out / "side_by_side.mp4", plugin="FFMPEG", index=None)
-    assert video.shape[:3] == (33, 96, 160 * 2 + 4)
+    assert video.shape[:3] == (17, 96, 96 * 2 + 4)
