@@ -127,7 +127,8 @@ def serve(args) -> int:
           f" ({len(store.queue)} queued from before)", flush=True)
     if server.public_key:
         print(f"server public key (for the add-on's preferences): {server.public_key}", flush=True)
-        print(f"allowed client keys: {args.keys / 'allowed_clients'}", flush=True)
+        print(f"allowed client keys: {server.allow_list.allowed()} in {args.keys / 'allowed_clients'} "
+              "(copy an artist's .key file there to let them in)", flush=True)
     elif args.insecure:
         print("WARNING: serving without encryption or authentication", flush=True)
     server.start()

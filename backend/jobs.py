@@ -20,6 +20,8 @@ from pathlib import Path
 ACTIVE = ("queued", "running")
 ENDED = ("done", "failed", "cancelled")
 DEFAULT_EXPIRY = 7 * 24 * 3600
+CANCELLED_QUEUED = "cancelled before it started"
+CANCELLED_RUNNING = "cancelled by the artist"
 
 
 @dataclass
@@ -43,6 +45,8 @@ class Job:
     started: float = 0.0
     finished: float = 0.0
     stats: dict = field(default_factory=dict)
+    cancel_requested: bool = False
+    """The artist asked to stop it while it ran; kept on disk, so a restart does not run it again."""
 
 
 def request_digest(fields: dict, frames: list[bytes]) -> str:
@@ -89,11 +93,13 @@ class JobStore:
                 job = Job(**json.loads(manifest.read_text()))
             except (OSError, ValueError, TypeError):
                 continue  # an unreadable job is left on disk for the operator, never half-used
-            if job.state in ACTIVE:
-                job.state = "queued"
-                job.started = 0.0
-                shutil.rmtree(self._folder(job.job_id) / ".result", ignore_errors=True)
             self.jobs[job.job_id] = job
+            if job.state in ACTIVE:
+                shutil.rmtree(self._folder(job.job_id) / ".result", ignore_errors=True)
+                if job.cancel_requested:
+                    self.finish(job, "cancelled", CANCELLED_RUNNING)
+                else:
+                    job.state, job.started = "queued", 0.0
         self.queue = [j.job_id for j in sorted(self.jobs.values(), key=lambda j: j.submitted) if j.state == "queued"]
         self.expire()
 
@@ -149,13 +155,19 @@ class JobStore:
             self.save(job)
             return job
 
-    def cancel_queued(self, job_id: str) -> bool:
+    def cancel(self, job_id: str) -> str:
+        """Cancel a job: a queued one ends now, a running one is marked for the worker to stop
+        before its next forward pass, an ended one stays as it is. Returns the job's state after.
+        One lock makes this atomic with the worker taking the job, so no cancel is ever lost."""
         with self.lock:
-            if job_id not in self.queue:
-                return False
-            self.queue.remove(job_id)
-            self.finish(self.jobs[job_id], "cancelled", "cancelled before it started")
-            return True
+            job = self.jobs[job_id]
+            if job_id in self.queue:
+                self.queue.remove(job_id)
+                self.finish(job, "cancelled", CANCELLED_QUEUED)
+            elif job.state == "running" and not job.cancel_requested:
+                job.cancel_requested = True
+                self.save(job)
+            return job.state
 
     def finish(self, job: Job, state: str, message: str = "", frames: list[bytes] | None = None,
                stats: dict | None = None) -> None:
@@ -166,6 +178,8 @@ class JobStore:
                 shutil.rmtree(staging, ignore_errors=True)
                 _write_frames(staging, frames)
                 os.replace(staging, self._folder(job.job_id) / "result")
+            # The state changes in memory first, so a manifest that cannot be written still leaves the
+            # job ended for this run of the backend.
             job.state, job.message, job.finished = state, message, time.time()
             job.stats = stats or {}
             self.save(job)

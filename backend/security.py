@@ -51,10 +51,23 @@ def check_bind(address: str, keys_folder, insecure: bool) -> None:
 
 
 def create_key_pair(folder: str | os.PathLike, name: str) -> tuple[Path, Path]:
-    """Write NAME.key (public) and NAME.key_secret (mode 600) into `folder`; returns both paths."""
+    """Write NAME.key (public) and NAME.key_secret (mode 600) into `folder`; returns both paths.
+
+    An existing pair is never replaced: every artist who entered its public key would be locked out.
+    """
     folder = Path(folder)
+    public, secret = folder / f"{name}.key", folder / f"{name}.key_secret"
+    for existing in (public, secret):
+        if existing.exists():
+            raise BackendError(f"{existing} already exists; keep it, or delete the pair yourself to make a new one")
     folder.mkdir(parents=True, exist_ok=True)
-    public, secret = (Path(p) for p in zmq.auth.create_certificates(folder, name))
+    # The secret file is private from its first byte, not only after a chmod.
+    previous = os.umask(0o077)
+    try:
+        zmq.auth.create_certificates(folder, name)
+    finally:
+        os.umask(previous)
+    public.chmod(0o644)
     secret.chmod(stat.S_IRUSR | stat.S_IWUSR)
     return public, secret
 
@@ -74,16 +87,47 @@ def load_server_keys(folder: str | os.PathLike) -> tuple[bytes, bytes]:
     return public, secret
 
 
-def secure_socket(socket: zmq.Socket, keys_folder: str | os.PathLike) -> tuple[ThreadAuthenticator, str]:
+class AllowList:
+    """The ZAP authenticator on the server's context, admitting the client keys in one folder.
+
+    `refresh` re-reads the folder when it changed, so an artist's key copied in (or removed) takes
+    effect within seconds; a removed key keeps a connection it already has until it reconnects.
+    """
+
+    def __init__(self, context: zmq.Context, folder: Path):
+        self.folder = folder
+        self.authenticator = ThreadAuthenticator(context)
+        self.authenticator.start()
+        self.seen = None
+        self.refresh()
+
+    def state(self) -> tuple:
+        try:
+            return tuple(sorted((entry.name, entry.stat().st_mtime_ns) for entry in os.scandir(self.folder)))
+        except OSError:
+            return ()
+
+    def refresh(self) -> None:
+        state = self.state()
+        if state != self.seen:
+            self.authenticator.configure_curve(domain="*", location=str(self.folder))
+            self.seen = state
+
+    def allowed(self) -> int:
+        return len(self.authenticator.certs.get("*", {}))
+
+    def stop(self) -> None:
+        self.authenticator.stop()
+
+
+def secure_socket(socket: zmq.Socket, keys_folder: str | os.PathLike) -> tuple[AllowList, str]:
     """Make `socket` a CurveZMQ server that admits only the allowed client keys; returns the
-    running authenticator and the server's public key (for the add-on's preferences)."""
+    running allow-list and the server's public key (for the add-on's preferences)."""
     public, secret = load_server_keys(keys_folder)
     allowed = Path(keys_folder) / ALLOWED_CLIENTS
     allowed.mkdir(exist_ok=True)
-    authenticator = ThreadAuthenticator(socket.context)
-    authenticator.start()
-    authenticator.configure_curve(domain="*", location=str(allowed))
+    allow_list = AllowList(socket.context, allowed)
     socket.curve_secretkey = secret
     socket.curve_publickey = public
     socket.curve_server = True
-    return authenticator, public.decode("ascii")
+    return allow_list, public.decode("ascii")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import secrets
 import threading
 import time
 from dataclasses import asdict
@@ -16,24 +17,29 @@ from dataclasses import asdict
 import zmq
 
 from flowmotion import FlowMotionError
-from flowmotion.video import frames_from_png_bytes
 from protocol import (
-    CLIENT_MESSAGES, Accepted, Cancel, Error, Fetch, Heartbeat, Hello, JobList, JobStatus, Limits, ListJobs,
+    CLIENT_MESSAGES, Accepted, Cancel, Error, Fetch, Heartbeat, Hello, JobList, JobStatus, Limits, ListJobs, Ping,
     Progress, ProtocolError, Result, StatusRequest, Submit, Welcome, decode, encode,
 )
-from protocol.messages import peek_job_id
 from protocol import errors as codes
+from protocol.frames import check_frames
+from protocol.messages import MAX_LISTED, peek_job_id
 
-from .jobs import Job, JobStore, request_digest
 from .errors import BackendError
-from .security import check_bind, secure_socket
+from .jobs import ACTIVE, Job, JobStore, request_digest
+from .security import AllowList, check_bind, secure_socket
 from .worker import Worker, job_config
 
 log = logging.getLogger("flowmotion.backend")
 
 HEARTBEAT_EVERY = 1.0
-CLIENT_FORGOTTEN_AFTER = 60.0
+CLIENT_FORGOTTEN_AFTER = 30.0
+"""Seconds of silence after which a client gets no more heartbeats (clients ping every second)."""
 EXPIRE_EVERY = 3600.0
+ALLOW_LIST_EVERY = 2.0
+"""Seconds between looks at the allowed client keys: an artist added there is let in without a restart."""
+MESSAGES_PER_TURN = 64
+"""Most messages read in one turn of the loop, so a flood never delays heartbeats and progress."""
 
 
 class Server:
@@ -51,10 +57,11 @@ class Server:
         self.keys_folder = keys_folder
         self.insecure = insecure
         self.context = context or zmq.Context()
+        self.instance = secrets.token_hex(8)
         self.stopping = threading.Event()
         self.clients: dict[bytes, float] = {}
         self.watchers: dict[str, set[bytes]] = {}
-        self.authenticator = None
+        self.allow_list: AllowList | None = None
         self.public_key: str | None = None
         self.socket: zmq.Socket | None = None
         self.address = bind
@@ -70,11 +77,12 @@ class Server:
         socket.setsockopt(zmq.MAXMSGSIZE, self.limits.max_message_bytes)
         socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
         if self.keys_folder is not None:
-            self.authenticator, self.public_key = secure_socket(socket, self.keys_folder)
+            self.allow_list, self.public_key = secure_socket(socket, self.keys_folder)
         try:
             socket.bind(self.bind_address)
         except zmq.ZMQError as error:
             socket.close(0)
+            self.close_allow_list()
             raise BackendError(f"cannot listen on {self.bind_address}: {error}") from None
         self.socket = socket
         self.address = socket.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -93,51 +101,72 @@ class Server:
         """Stop taking messages, let the running job notice (it stays queued for the next start), close."""
         self.stopping.set()
         self.worker.stop()
-        self.worker.join(timeout)
+        if self.worker.is_alive():
+            self.worker.join(timeout)
         if self.thread is not None:
             self.thread.join(timeout)
         if self.socket is not None:
             self.socket.close(0)
             self.socket = None
-        if self.authenticator is not None:
-            self.authenticator.stop()
-            self.authenticator = None
+        self.close_allow_list()
+
+    def close_allow_list(self) -> None:
+        if self.allow_list is not None:
+            self.allow_list.stop()
+            self.allow_list = None
 
     # The loop --------------------------------------------------------------------------------
 
     def serve(self) -> None:
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
-        last_heartbeat = last_expiry = 0.0
+        last = {"heartbeat": 0.0, "expiry": 0.0, "allow_list": time.monotonic()}
         while not self.stopping.is_set():
             if poller.poll(50):
-                self.receive_all()
+                self.receive_some()
             self.drain_events()
             now = time.monotonic()
-            if now - last_heartbeat >= HEARTBEAT_EVERY:
+            if now - last["heartbeat"] >= HEARTBEAT_EVERY:
                 self.heartbeat(now)
-                last_heartbeat = now
-            if now - last_expiry >= EXPIRE_EVERY:
-                for job_id in self.store.expire():
-                    log.info("job %s: expired", job_id)
-                last_expiry = now
+                last["heartbeat"] = now
+            if now - last["expiry"] >= EXPIRE_EVERY:
+                self.expire()
+                last["expiry"] = now
+            if self.allow_list is not None and now - last["allow_list"] >= ALLOW_LIST_EVERY:
+                self.allow_list.refresh()
+                last["allow_list"] = now
 
-    def receive_all(self) -> None:
-        while True:
+    def receive_some(self) -> None:
+        for _ in range(MESSAGES_PER_TURN):
             try:
                 parts = self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=True)
             except zmq.Again:
                 return
             if len(parts) < 2:
-                continue
+                continue  # an empty message: nothing to answer
             client, message_parts = parts[0], parts[1:]
             self.clients[client] = time.monotonic()
-            try:
-                message, frames = decode(message_parts, CLIENT_MESSAGES, self.limits)
-                self.handle(client, message, frames)
-            except ProtocolError as error:
-                job_id = peek_job_id(message_parts[0], self.limits)
-                self.reply(client, Error(code=error.code, message=error.message, field=error.field, job_id=job_id))
+            self.answer(client, message_parts)
+
+    def answer(self, client: bytes, parts: list[bytes]) -> None:
+        """Decode and handle one message; anything that goes wrong becomes an error reply."""
+        try:
+            message, frames = decode(parts, CLIENT_MESSAGES, self.limits)
+            self.handle(client, message, frames)
+        except ProtocolError as error:
+            self.refuse(client, parts, error.code, error.message, error.field)
+        except OSError as error:
+            log.error("cannot store or read a job: %s", error)
+            self.refuse(client, parts, codes.BACKEND_ERROR, f"the backend cannot use its job store ({error}); "
+                                                            "its operator must free disk space or fix the folder")
+        except Exception as error:  # one message must never take down the loop that serves everyone
+            log.exception("failed on a message")
+            self.refuse(client, parts, codes.BACKEND_ERROR, f"the backend failed on this message: "
+                                                            f"{type(error).__name__}: {error}")
+
+    def refuse(self, client: bytes, parts: list[bytes], code: str, message: str, field: str | None = None) -> None:
+        job_id = peek_job_id(parts[0], self.limits) if parts else None
+        self.reply(client, Error(code=code, message=message, field=field, job_id=job_id))
 
     def reply(self, client: bytes, message, frames: list[bytes] = ()) -> None:
         try:
@@ -147,13 +176,18 @@ class Server:
 
     def heartbeat(self, now: float) -> None:
         running = self.store.running()
-        beat = Heartbeat(time=time.time(), queue_length=self.store.active_count(),
+        beat = Heartbeat(time=time.time(), queue_length=self.store.active_count(), instance=self.instance,
                          running=running.job_id if running else None)
         for client, seen in list(self.clients.items()):
             if now - seen > CLIENT_FORGOTTEN_AFTER:
                 del self.clients[client]
             else:
                 self.reply(client, beat)
+
+    def expire(self) -> None:
+        for job_id in self.store.expire():
+            self.watchers.pop(job_id, None)
+            log.info("job %s: expired", job_id)
 
     def drain_events(self) -> None:
         while True:
@@ -165,22 +199,29 @@ class Server:
                 p = payload
                 self.notify(job_id, Progress(job_id=job_id, phase=p.phase, step=p.step, total=p.total,
                                              elapsed=p.elapsed, eta=p.eta_seconds, forward_passes=p.forward_passes))
-            else:
-                job = self.store.get(job_id)
-                if job is not None:
-                    self.notify(job_id, self.status_of(job))
+                continue
+            job = self.store.get(job_id)
+            if job is not None:
+                self.notify(job_id, self.status_of(job))
+            if kind == "ended":
+                self.watchers.pop(job_id, None)  # no more news will come; a status or fetch asks afresh
 
     def notify(self, job_id: str, message) -> None:
         for client in self.watchers.get(job_id, ()):
             self.reply(client, message)
 
-    def watch(self, client: bytes, job_id: str) -> None:
-        self.watchers.setdefault(job_id, set()).add(client)
+    def watch(self, client: bytes, job: Job) -> None:
+        """Send this client the job's news from now on (only a job still queued or running has any)."""
+        if job.state in ACTIVE:
+            self.watchers.setdefault(job.job_id, set()).add(client)
 
     # Messages --------------------------------------------------------------------------------
 
     def handle(self, client: bytes, message, frames: list[bytes]) -> None:
+        if isinstance(message, Ping):
+            return  # its work is done: the client is on the heartbeat list again
         if isinstance(message, Hello):
+            log.info("client %s: hello from %r", client.hex(), message.client)
             self.reply(client, self.welcome())
         elif isinstance(message, Submit):
             self.submit(client, message, frames)
@@ -188,16 +229,18 @@ class Server:
             self.cancel(client, message.job_id)
         elif isinstance(message, StatusRequest):
             job = self.known(message.job_id)
-            self.watch(client, job.job_id)
+            self.watch(client, job)
             self.reply(client, self.status_of(job))
         elif isinstance(message, Fetch):
             self.fetch(client, message.job_id)
         elif isinstance(message, ListJobs):
-            self.reply(client, JobList(jobs=[asdict(self.status_of(job)) for job in self.store.listing()]))
+            jobs = self.store.listing()
+            self.reply(client, JobList(jobs=[asdict(self.status_of(job)) for job in jobs[-MAX_LISTED:]],
+                                       total=len(jobs)))
 
     def welcome(self) -> Welcome:
         return Welcome(server="flowmotion-backend", model=self.model_name, device=self.device,
-                       limits=self.limits.to_dict(), queue_length=self.store.active_count(),
+                       limits=self.limits.to_dict(), queue_length=self.store.active_count(), instance=self.instance,
                        secure=self.public_key is not None)
 
     def known(self, job_id: str) -> Job:
@@ -220,49 +263,50 @@ class Server:
             if existing.request_digest != digest:
                 raise ProtocolError(codes.JOB_CONFLICT, f"job id {message.job_id!r} is taken by a different request; "
                                                         "choose a new id", "job_id")
-            self.watch(client, existing.job_id)
+            self.watch(client, existing)
             self.reply(client, Accepted(job_id=existing.job_id, state=existing.state,
                                         position=self.store.position(existing.job_id)))
             return
         if self.store.active_count() >= self.limits.max_queue:
-            raise ProtocolError(codes.LIMIT_EXCEEDED, f"the queue is full ({self.limits.max_queue} jobs); "
-                                                      "try again when a job has finished")
+            raise ProtocolError(codes.LIMIT_EXCEEDED, f"the queue is full ({self.limits.max_queue} jobs, the limit "
+                                                      "max_queue); try again when a job has finished")
         try:
             job_config(message.settings)
         except (FlowMotionError, TypeError) as error:
             raise ProtocolError(codes.BAD_FIELD, f"field 'settings': {error}", "settings") from None
-        try:
-            decoded = frames_from_png_bytes(frames)
-        except FlowMotionError as error:
-            raise ProtocolError(codes.BAD_FRAMES, str(error), "frames") from None
-        height, width = decoded.shape[1:3]
+        width, height = check_frames(frames)
         if width > self.limits.max_width or height > self.limits.max_height:
             raise ProtocolError(codes.LIMIT_EXCEEDED, f"frames are {width}x{height}; this backend takes at most "
-                                                      f"{self.limits.max_width}x{self.limits.max_height}", "frames")
+                                                      f"{self.limits.max_width}x{self.limits.max_height} "
+                                                      "(the limits max_width and max_height)", "frames")
         job = Job(job_id=message.job_id, prompt=message.prompt, frame_count=message.frame_count, width=width,
                   height=height, negative_prompt=message.negative_prompt, seed=message.seed, shot=message.shot,
                   fps=message.fps, settings=message.settings, request_digest=digest)
         self.store.add(job, frames)
         self.worker.wake.set()
-        self.watch(client, job.job_id)
+        self.watch(client, job)
         log.info("job %s: queued at %d (%d frames %dx%d)", job.job_id, self.store.position(job.job_id),
                  job.frame_count, width, height)
         self.reply(client, Accepted(job_id=job.job_id, state=job.state, position=self.store.position(job.job_id)))
 
     def cancel(self, client: bytes, job_id: str) -> None:
         job = self.known(job_id)
-        self.watch(client, job_id)
-        if self.store.cancel_queued(job_id):
-            log.info("job %s: cancelled while queued", job_id)
-        elif job.state == "running":
-            self.worker.cancel(job_id)
+        self.watch(client, job)
+        before, after = job.state, self.store.cancel(job_id)
+        if after == "running":
+            log.info("job %s: cancel asked while it runs", job_id)
             self.reply(client, Accepted(job_id=job_id, state="running", position=0))
-            return  # the worker's ending reports 'cancelled'
+            return  # the worker's ending reports 'cancelled' to every watcher
+        if before == "queued":
+            log.info("job %s: cancelled while queued", job_id)
+            self.notify(job_id, self.status_of(job))
+            self.watchers.pop(job_id, None)
+            return
         self.reply(client, self.status_of(job))
 
     def fetch(self, client: bytes, job_id: str) -> None:
         job = self.known(job_id)
-        self.watch(client, job_id)
+        self.watch(client, job)
         if job.state == "failed":
             raise ProtocolError(codes.JOB_FAILED, job.message, "job_id")
         if job.state != "done":
@@ -271,4 +315,3 @@ class Server:
         self.reply(client, Result(job_id=job_id, frame_count=len(frames), width=job.width, height=job.height,
                                   fps=job.fps, prompt=job.prompt, negative_prompt=job.negative_prompt, seed=job.seed,
                                   shot=job.shot, settings=job.settings, stats=job.stats), frames)
-

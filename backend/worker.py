@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 
 import torch
 
@@ -14,7 +13,7 @@ from flowmotion import FlowMotionConfig, FlowMotionError, TransferCancelled
 from flowmotion.cache import TransferCache
 from flowmotion.video import frames_from_png_bytes, frames_to_png_bytes
 
-from .jobs import Job, JobStore
+from .jobs import CANCELLED_RUNNING, Job, JobStore
 
 log = logging.getLogger("flowmotion.backend")
 
@@ -37,31 +36,32 @@ class Worker(threading.Thread):
         self.max_area = max_area
         self.stopping = threading.Event()
         self.wake = threading.Event()
-        # Ids whose cancel was asked for; a set, so a cancel that races the job's start still lands.
-        self.cancelled: set[str] = set()
 
     def stop(self) -> None:
         self.stopping.set()
         self.wake.set()
 
-    def cancel(self, job_id: str) -> None:
-        """Ask a running job to stop; it ends before its next forward pass."""
-        self.cancelled.add(job_id)
-
     def run(self) -> None:
         while not self.stopping.is_set():
-            job = self.store.next_job()
+            try:
+                job = self.store.next_job()
+            except OSError as error:
+                # The job store's disk is full or gone: say so and try again, never die.
+                log.error("cannot start the next job, the job store is not writable: %s", error)
+                self.stopping.wait(5.0)
+                continue
             if job is None:
                 self.wake.wait(0.2)
                 self.wake.clear()
                 continue
             self.events.put(("started", job.job_id, None))
-            try:
-                self.run_job(job)
-            finally:
-                self.cancelled.discard(job.job_id)
+            ending = self.run_job(job)
+            if ending is not None:
+                self.end(job, *ending)
 
-    def run_job(self, job: Job) -> None:
+    def run_job(self, job: Job) -> tuple | None:
+        """Run one job; returns how it ended (state, message, frames, stats), or None when the
+        backend is shutting down and the job stays queued for the next start."""
         log.info("job %s: running (%s frames, %dx%d) %r", job.job_id, job.frame_count, job.width, job.height,
                  job.prompt)
 
@@ -73,36 +73,41 @@ class Worker(threading.Thread):
             result = flowmotion.transfer(
                 self.pipe, frames, job.prompt, negative_prompt=job.negative_prompt, config=job_config(job.settings),
                 generator=torch.Generator().manual_seed(job.seed), on_progress=on_progress,
-                should_cancel=lambda: self.stopping.is_set() or job.job_id in self.cancelled, cache=self.cache,
+                should_cancel=lambda: self.stopping.is_set() or job.cancel_requested, cache=self.cache,
                 max_area=self.max_area,
             )
             stats = {"seconds": result.stats.seconds, "forward_passes": result.stats.forward_passes,
                      "peak_memory_bytes": result.stats.peak_memory_bytes,
                      "source_cache_hit": result.stats.source_cache_hit}
-            self.store.finish(job, "done", frames=frames_to_png_bytes(result.frames), stats=stats)
             log.info("job %s: done in %s", job.job_id, result.stats.summary())
+            return "done", "", frames_to_png_bytes(result.frames), stats
         except TransferCancelled:
-            # A shutdown is not the artist's cancel: the job stays queued for the next start.
-            if self.stopping.is_set():
-                return
-            self.store.finish(job, "cancelled", "cancelled by the artist")
+            if not job.cancel_requested:
+                return None  # a shutdown is not the artist's cancel
             log.info("job %s: cancelled", job.job_id)
+            return "cancelled", CANCELLED_RUNNING, None, None
         except FlowMotionError as error:
-            self.store.finish(job, "failed", str(error))
             log.info("job %s: failed: %s", job.job_id, error)
+            return "failed", str(error), None, None
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
-            self.store.finish(job, "failed", f"the GPU ran out of memory at {job.width}x{job.height}, "
-                                             f"{job.frame_count} frames: send fewer or smaller frames")
             log.warning("job %s: out of GPU memory", job.job_id)
+            return "failed", (f"the GPU ran out of memory at {job.width}x{job.height}, {job.frame_count} frames: "
+                              "send fewer or smaller frames, or free the GPU of other work"), None, None
         except Exception as error:  # a job's failure must never take the backend down with it
             log.exception("job %s: unexpected failure", job.job_id)
-            self.store.finish(job, "failed", f"the backend failed on this job: {type(error).__name__}: {error}")
+            return "failed", f"the backend failed on this job: {type(error).__name__}: {error}", None, None
+
+    def end(self, job: Job, state: str, message: str, frames: list[bytes] | None, stats: dict | None) -> None:
+        """Record a job's ending; a job store that cannot be written fails the job, not the worker."""
+        try:
+            self.store.finish(job, state, message, frames=frames, stats=stats)
+        except OSError as error:
+            log.error("job %s: cannot write its %s ending to the job store: %s", job.job_id, state, error)
+            try:
+                self.store.finish(job, "failed", f"the backend could not save this job's result: {error}; "
+                                                 "free disk space on the backend and submit it again")
+            except OSError as again:
+                log.error("job %s: the job store is not writable (%s); its ending is kept in memory only",
+                          job.job_id, again)
         self.events.put(("ended", job.job_id, None))
-
-
-def wait_idle(worker: Worker, timeout: float) -> None:
-    """For shutdown: give the running job up to `timeout` seconds to notice the stop."""
-    deadline = time.monotonic() + timeout
-    while worker.is_alive() and time.monotonic() < deadline:
-        worker.join(0.05)

@@ -8,11 +8,11 @@ from .errors import CODES, ProtocolError
 from .limits import Limits
 from .messages import (
     CLIENT_MESSAGES, PROTOCOL_VERSION, SERVER_MESSAGES, Accepted, Cancel, Error, Fetch, Heartbeat, Hello,
-    JobList, JobStatus, ListJobs, Message, Progress, Result, StatusRequest, Submit, Welcome, decode, encode,
+    JobList, JobStatus, ListJobs, Message, Ping, Progress, Result, StatusRequest, Submit, Welcome, decode, encode,
 )
 
 __all__ = [
     "CLIENT_MESSAGES", "CODES", "PROTOCOL_VERSION", "SERVER_MESSAGES", "Accepted", "Cancel", "Error", "Fetch",
-    "Heartbeat", "Hello", "JobList", "JobStatus", "Limits", "ListJobs", "Message", "Progress", "ProtocolError",
+    "Heartbeat", "Hello", "JobList", "JobStatus", "Limits", "ListJobs", "Message", "Ping", "Progress", "ProtocolError",
     "Result", "StatusRequest", "Submit", "Welcome", "decode", "encode",
 ]

@@ -12,15 +12,19 @@ from typing import Callable, Iterable
 
 import zmq
 
-from .errors import BAD_MESSAGE, UNREACHABLE, ProtocolError
+from .errors import BAD_MESSAGE, JOB_CONFLICT, UNKNOWN_JOB, UNREACHABLE, ProtocolError
 from .limits import Limits
 from .messages import (
-    SERVER_MESSAGES, Cancel, Error, Fetch, Heartbeat, Hello, ListJobs, Message, StatusRequest, Submit, Welcome,
-    decode, encode,
+    SERVER_MESSAGES, Cancel, Error, Fetch, Heartbeat, Hello, JobStatus, ListJobs, Message, Ping, Result,
+    StatusRequest, Submit, Welcome, decode, encode,
 )
 
 HEARTBEAT_TIMEOUT = 4.0
 """Seconds without any message after which the backend counts as gone (it sends one a second)."""
+KEEPALIVE_EVERY = 1.0
+"""Seconds between pings while the client polls: the backend sends heartbeats to clients it hears from."""
+HELLO_AGAIN_AFTER = 1.0
+"""Seconds before a hello is repeated when the backend's heartbeats come without a welcome."""
 
 # A result of many full-HD frames is large: the client's own decoding limits are generous.
 CLIENT_LIMITS = Limits(max_message_bytes=256 * 2**20, max_header_bytes=16 * 2**20, max_frames=100_000)
@@ -51,6 +55,11 @@ class BackendClient:
         self.last_seen = 0.0
         self.inbox: deque = deque()  # arrived after the message `wait` returned
         self.queue_length = 0
+        self.last_sent = 0.0
+        self.last_hello = 0.0
+        self.following: set[str] = set()
+        """Jobs this client asked about and has not seen the end of: asked about again when the
+        backend restarts, since a restarted backend no longer knows who follows what."""
 
     def connect(self) -> "BackendClient":
         """Open the socket and say hello; returns at once (ZeroMQ connects in the background)."""
@@ -74,8 +83,14 @@ class BackendClient:
         self.socket = socket
         self.welcome = None
         self.connected_at = time.monotonic()
-        self.send(Hello(client=self.name))
+        self.hello()
+        for job_id in sorted(self.following):
+            self.status(job_id)
         return self
+
+    def hello(self) -> None:
+        self.last_hello = time.monotonic()
+        self.send(Hello(client=self.name))
 
     def close(self) -> None:
         if self.socket is not None:
@@ -109,6 +124,10 @@ class BackendClient:
             self.socket.send_multipart(encode(message, list(frames)), flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
             raise ProtocolError(UNREACHABLE, f"the backend at {self.address} is not accepting messages") from None
+        self.last_sent = time.monotonic()
+        job_id = getattr(message, "job_id", None)
+        if job_id is not None:
+            self.following.add(job_id)
 
     def submit(self, job_id: str, frames: list[bytes], prompt: str, **fields) -> None:
         """Send a job: PNG bytes per frame, the prompt, and Submit's other fields by name."""
@@ -140,13 +159,43 @@ class BackendClient:
                 message, frames = decode(parts, SERVER_MESSAGES, CLIENT_LIMITS)
             except ProtocolError as error:
                 message, frames = Error(code=error.code, message=f"from the backend: {error.message}"), []
-            if isinstance(message, Welcome):
-                self.welcome = message
-            if isinstance(message, (Welcome, Heartbeat)):
-                self.queue_length = message.queue_length
-            if not isinstance(message, Heartbeat):
-                received.append((message, frames))
+            if isinstance(message, Heartbeat):
+                self._heartbeat(message)
+                continue
+            self._note(message)
+            received.append((message, frames))
+        self._keep_alive()
         return received
+
+    def _note(self, message: Message) -> None:
+        """Keep the connection's own state: the welcome, the queue, the jobs still worth following."""
+        if isinstance(message, Welcome):
+            self.welcome = message
+            self.queue_length = message.queue_length
+        ended = (isinstance(message, Result)
+                 or (isinstance(message, JobStatus) and message.state in ("failed", "cancelled"))
+                 or (isinstance(message, Error) and message.code in (UNKNOWN_JOB, JOB_CONFLICT)))
+        if ended and message.job_id:
+            self.following.discard(message.job_id)
+
+    def _heartbeat(self, beat: Heartbeat) -> None:
+        self.queue_length = beat.queue_length
+        if self.welcome is not None and beat.instance == self.welcome.instance:
+            return
+        # The backend restarted (or the first hello was lost): say hello again and ask about every
+        # followed job, which also subscribes this connection to their news on the new backend.
+        if time.monotonic() - self.last_hello < HELLO_AGAIN_AFTER:
+            return
+        self.hello()
+        for job_id in sorted(self.following):
+            self.status(job_id)
+
+    def _keep_alive(self) -> None:
+        if self.socket is not None and time.monotonic() - self.last_sent >= KEEPALIVE_EVERY:
+            try:
+                self.send(Ping())
+            except ProtocolError:
+                pass  # a full outgoing queue: the backend is gone, which check_reachable reports
 
     def wait(self, accept: Callable[[Message], bool], timeout: float) -> tuple[Message, list[bytes]]:
         """Block until a message that `accept` takes arrives (for command lines and tests).

@@ -25,6 +25,8 @@ JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 MAX_SEED = 2**63 - 1
 MAX_SETTINGS = 64
 MAX_TEXT = 4096
+MAX_LISTED = 500
+"""Most jobs one `jobs` answer lists: the newest; `total` says how many there are."""
 
 
 def _job_id(value: str, limits: Limits) -> None:
@@ -74,6 +76,17 @@ def _state(value: str, limits: Limits) -> None:
         raise ValueError(f"must be one of {', '.join(JOB_STATES)}")
 
 
+def _instance(value: str, limits: Limits) -> None:
+    if not 1 <= len(value) <= 64:
+        raise ValueError("must be 1 to 64 characters")
+
+
+def _job_maps(value: list, limits: Limits) -> None:
+    for number, job in enumerate(value, start=1):
+        if not isinstance(job, dict) or not isinstance(job.get("job_id"), str):
+            raise ValueError(f"entry {number} is not a job map with a job_id")
+
+
 def check(fn):
     return {"check": fn}
 
@@ -106,6 +119,13 @@ class Submit(Message):
     shot: str = ""
     fps: float = field(default=24.0, metadata=check(_fps))
     settings: dict = field(default_factory=dict, metadata=check(_settings))
+
+
+@dataclass(frozen=True)
+class Ping(Message):
+    """Sent by a client every second while it polls: keeps it on the backend's heartbeat list.
+    Never answered; the heartbeats are the answer."""
+    TYPE: ClassVar[str] = "ping"
 
 
 @dataclass(frozen=True)
@@ -142,6 +162,9 @@ class Welcome(Message):
     device: str
     limits: dict
     queue_length: int = field(metadata=check(_non_negative))
+    instance: str = field(metadata=check(_instance))
+    """Different at every start of the backend: a client that sees it change knows the backend
+    restarted and asks again about the jobs it follows."""
     secure: bool = False
 
 
@@ -201,7 +224,10 @@ class Result(Message):
 @dataclass(frozen=True)
 class JobList(Message):
     TYPE: ClassVar[str] = "jobs"
-    jobs: list
+    jobs: list = field(metadata=check(_job_maps))
+    """The newest jobs, oldest first, as `job` maps; at most MAX_LISTED of them."""
+    total: int = field(default=0, metadata=check(_non_negative))
+    """How many jobs the backend holds in all."""
 
 
 @dataclass(frozen=True)
@@ -218,11 +244,12 @@ class Heartbeat(Message):
     """Sent every second to every client seen lately: the backend is alive, even mid-step."""
     TYPE: ClassVar[str] = "heartbeat"
     time: float
-    queue_length: int
+    queue_length: int = field(metadata=check(_non_negative))
+    instance: str = field(metadata=check(_instance))
     running: str | None = None
 
 
-CLIENT_MESSAGES = {m.TYPE: m for m in (Hello, Submit, Cancel, StatusRequest, Fetch, ListJobs)}
+CLIENT_MESSAGES = {m.TYPE: m for m in (Hello, Ping, Submit, Cancel, StatusRequest, Fetch, ListJobs)}
 SERVER_MESSAGES = {m.TYPE: m for m in (Welcome, Accepted, Progress, JobStatus, Result, JobList, Error, Heartbeat)}
 
 _KINDS = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "dict": (dict,), "list": (list,)}

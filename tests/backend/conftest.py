@@ -11,8 +11,9 @@ from flowmotion.video import frames_to_png_bytes
 from protocol import Limits, Welcome
 from protocol.client import BackendClient
 
-# Few steps keep a job under a second on the CPU; the backend's own defaults are the paper's.
-FAST = {"num_inference_steps": 4, "guided_steps": 2, "optimization_steps": 1}
+# Few steps and a short prompt encoding keep a job near a second on the CPU; the backend's own
+# defaults are the paper's.
+FAST = {"num_inference_steps": 4, "guided_steps": 2, "optimization_steps": 1, "max_sequence_length": 16}
 TIMEOUT = 20.0
 
 
@@ -38,6 +39,14 @@ class Backend:
         self.keys_folder, self.bind, self.insecure = keys_folder, bind, insecure
         self.server = None
         self.clients: list[BackendClient] = []
+
+    def restart(self) -> "Backend":
+        """Stop and start again on the same address and job store, keeping this side's clients."""
+        address = self.address
+        self.server.stop()
+        self.server.context.term()
+        self.bind = address
+        return self.start()
 
     def start(self) -> "Backend":
         store = JobStore(self.root)

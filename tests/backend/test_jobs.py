@@ -1,5 +1,7 @@
 import time
 
+import pytest
+
 from backend.jobs import Job, JobStore
 
 from .conftest import playblast
@@ -47,3 +49,30 @@ def test_source_and_result_frames_round_trip(tmp_path):
     store.finish(store.get("j"), "done", frames=frames[::-1], stats={"seconds": 1.0})
     assert JobStore(tmp_path).result_frames("j") == frames[::-1]
     assert JobStore(tmp_path).get("j").stats == {"seconds": 1.0}
+
+
+def test_a_cancel_asked_while_running_survives_a_restart_as_cancelled(tmp_path):
+    store = JobStore(tmp_path)
+    store.add(new_job("running"), playblast(frames=2))
+    store.add(new_job("waiting"), playblast(frames=2))
+    assert store.next_job().job_id == "running"
+    assert store.cancel("running") == "running" and store.get("running").cancel_requested
+    assert store.cancel("waiting") == "cancelled" and store.queue == []
+
+    again = JobStore(tmp_path)
+    assert again.get("running").state == "cancelled" and again.queue == []
+    assert again.cancel("running") == "cancelled"  # an ended job stays as it is
+
+
+def test_an_ended_job_is_in_memory_even_when_its_manifest_cannot_be_written(tmp_path, monkeypatch):
+    store = JobStore(tmp_path)
+    store.add(new_job("j"), playblast(frames=2))
+    job = store.next_job()
+
+    def disk_full(*_):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(store, "save", disk_full)
+    with pytest.raises(OSError):
+        store.finish(job, "failed", "reason")
+    assert store.get("j").state == "failed" and store.running() is None

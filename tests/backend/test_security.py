@@ -82,3 +82,34 @@ def test_serve_refuses_missing_keys_folder(tmp_path, capsys):
     code = main(["serve", "--bind", "tcp://0.0.0.0:5599", "--keys", str(tmp_path / "none"), "--jobs",
                  str(tmp_path / "jobs")])
     assert code == 2 and "no server key pair" in capsys.readouterr().err
+
+
+def test_keys_never_replace_an_existing_pair(keys, capsys):
+    folder, _, _ = keys
+    before = (folder / "server.key_secret").read_bytes()
+    assert main(["keys", "--dir", str(folder)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (folder / "server.key_secret").read_bytes() == before
+
+
+def test_an_artist_added_to_the_allow_list_gets_in_without_a_restart(pipe, tmp_path, monkeypatch):
+    from backend import server as server_module
+
+    monkeypatch.setattr(server_module, "ALLOW_LIST_EVERY", 0.2)
+    folder = tmp_path / "keys"
+    assert main(["keys", "--dir", str(folder)]) == 0
+    live = Backend(pipe, tmp_path / "jobs", keys_folder=folder).start()
+    try:
+        public, secret = create_key_pair(tmp_path / "artist", "late")
+        artist_public, artist_secret = zmq.auth.load_certificate(secret)
+        keys = {"server_public_key": live.server.public_key, "client_public_key": artist_public,
+                "client_secret_key": artist_secret}
+        refused = live.client(**keys)
+        time.sleep(1.0)
+        assert refused.poll() == [] and refused.welcome is None
+        (folder / "allowed_clients" / public.name).write_bytes(public.read_bytes())
+        time.sleep(0.6)
+        admitted = live.client(**keys)
+        assert admitted.wait(lambda m: isinstance(m, Welcome), TIMEOUT)[0].secure
+    finally:
+        live.stop()

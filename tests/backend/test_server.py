@@ -197,7 +197,7 @@ def test_limits_are_enforced_and_named(pipe, tmp_path):
                       settings={"num_inference_steps": 400, "guided_steps": 1})
         client.wait(lambda m: isinstance(m, Accepted), TIMEOUT)
         client.submit("two", playblast(frames=3, height=16, width=16, shift=1), "b")
-        assert "the queue is full (1 jobs)" in error_reply(client).message
+        assert "the queue is full (1 jobs, the limit max_queue)" in error_reply(client).message
         client.cancel("one")
     finally:
         live.stop()
@@ -281,3 +281,54 @@ def test_client_wait_raises_backend_errors(backend):
 def test_welcome_comes_back_to_each_client(backend):
     clients = [backend.client() for _ in range(3)]
     assert all(isinstance(welcomed(c), Welcome) for c in clients)
+
+
+def test_a_job_store_that_cannot_be_written_is_an_error_reply_not_a_crash(backend, monkeypatch):
+    def disk_full(job, frames):
+        raise OSError(28, "No space left on device")
+
+    client = backend.client()
+    with monkeypatch.context() as patch:
+        patch.setattr(backend.server.store, "add", disk_full)
+        client.submit("full", playblast(), "a ball", settings=FAST)
+        error = error_reply(client)
+    assert error.code == codes.BACKEND_ERROR and "No space left on device" in error.message
+    assert error.job_id == "full"
+    client.submit("fine", playblast(), "a ball", settings=FAST)
+    assert until_state(client, "fine").state == "done"
+
+
+def test_a_result_that_cannot_be_saved_fails_the_job_and_the_worker_carries_on(backend, monkeypatch):
+    store = backend.server.store
+    original = store.finish
+
+    def no_room_for_results(job, state, message="", frames=None, stats=None):
+        if frames is not None and job.job_id == "lost":
+            raise OSError(28, "No space left on device")
+        return original(job, state, message, frames=frames, stats=stats)
+
+    monkeypatch.setattr(store, "finish", no_room_for_results)
+    client = backend.client()
+    client.submit("lost", playblast(), "a ball", settings=FAST)
+    failed = until_state(client, "lost")
+    assert failed.state == "failed" and "could not save this job's result" in failed.message
+    client.submit("next", playblast(shift=3), "a ball", settings=FAST)
+    assert until_state(client, "next").state == "done"
+
+
+def test_the_job_list_is_bounded_and_says_how_many_there_are(backend, monkeypatch):
+    from backend import server as server_module
+
+    monkeypatch.setattr(server_module, "MAX_LISTED", 2)
+    client = backend.client()
+    for number in range(3):
+        client.submit(f"j{number}", playblast(shift=number), "a ball", settings=FAST)
+    until_state(client, "j2")
+    client.list_jobs()
+    listing = client.wait(lambda m: isinstance(m, JobList), TIMEOUT)[0]
+    assert [job["job_id"] for job in listing.jobs] == ["j1", "j2"] and listing.total == 3
+
+
+def test_a_ping_is_never_answered(backend):
+    reply = send_raw(backend.address, [msgpack.packb({"type": "ping", "v": 1})])
+    assert reply is None

@@ -2,8 +2,11 @@ import socket
 import time
 
 import pytest
+import zmq
 
-from protocol import ProtocolError
+from protocol import (
+    CLIENT_MESSAGES, Heartbeat, Hello, Ping, ProtocolError, Result, StatusRequest, Welcome, decode, encode,
+)
 from protocol import errors as codes
 from protocol.client import BackendClient
 
@@ -42,3 +45,92 @@ def test_bad_address_is_a_clear_error():
 def test_a_secured_backend_needs_the_clients_keys():
     with pytest.raises(ProtocolError, match="needs this client's key pair"):
         BackendClient("tcp://127.0.0.1:1", server_public_key="x" * 40).connect()
+
+
+class FakeBackend:
+    """A bare ROUTER on loopback that plays the backend's part by hand."""
+
+    def __init__(self):
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.bind("tcp://127.0.0.1:*")
+        self.address = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def receive(self, timeout: float = 5.0):
+        """The next message from a client: (routing id, decoded message)."""
+        assert self.socket.poll(int(timeout * 1000)), "the client sent nothing"
+        client, *parts = self.socket.recv_multipart()
+        return client, decode(parts, CLIENT_MESSAGES)[0]
+
+    def receive_until(self, kind, timeout: float = 5.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            client, message = self.receive(deadline - time.monotonic())
+            if isinstance(message, kind):
+                return client, message
+        raise AssertionError(f"no {kind.__name__} within {timeout} s")
+
+    def send(self, client: bytes, message) -> None:
+        self.socket.send_multipart([client, *encode(message)])
+
+    def close(self) -> None:
+        self.socket.close(0)
+        self.context.term()
+
+
+def welcome(instance: str) -> Welcome:
+    return Welcome(server="fake", model="m", device="cpu", limits={}, queue_length=0, instance=instance)
+
+
+def polled_until(client: BackendClient, accept, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for message, _ in client.poll():
+            if accept(message):
+                return message
+        time.sleep(0.02)
+    raise AssertionError(f"nothing accepted within {timeout} s")
+
+
+def test_polling_pings_the_backend_and_a_restart_is_followed_by_hello_and_status():
+    backend = FakeBackend()
+    client = BackendClient(backend.address, connect_timeout=5).connect()
+    try:
+        identity, hello = backend.receive()
+        assert isinstance(hello, Hello)
+        backend.send(identity, welcome("first"))
+        polled_until(client, lambda m: isinstance(m, Welcome))
+        client.status("shot1-take1")
+        client.fetch("shot1-take2")
+        assert backend.receive_until(StatusRequest)[1].job_id == "shot1-take1"
+        backend.send(identity, Result(job_id="shot1-take2", frame_count=0, width=1, height=1, fps=24.0, prompt="",
+                                      negative_prompt="", seed=0, shot="", settings={}, stats={}))
+        polled_until(client, lambda m: isinstance(m, Result))
+        assert client.following == {"shot1-take1"}
+
+        started = time.monotonic()
+        while time.monotonic() - started < 1.3:  # an idle, polling client still speaks every second
+            client.poll()
+            time.sleep(0.05)
+        assert isinstance(backend.receive_until(Ping)[1], Ping)
+
+        backend.send(identity, Heartbeat(time=0.0, queue_length=3, instance="first"))
+        deadline = time.monotonic() + 5
+        while client.queue_length != 3 and time.monotonic() < deadline:
+            assert client.poll() == []  # heartbeats are kept by the client, never handed on
+            time.sleep(0.02)
+        assert client.queue_length == 3
+
+        backend.send(identity, Heartbeat(time=0.0, queue_length=0, instance="second"))
+        asked = []
+        deadline = time.monotonic() + 5
+        while not any(isinstance(m, StatusRequest) for m in asked) and time.monotonic() < deadline:
+            client.poll()
+            if backend.socket.poll(20):
+                asked.append(backend.receive()[1])
+        asked = [m for m in asked if not isinstance(m, Ping)]
+        assert isinstance(asked[0], Hello) and asked[1] == StatusRequest(job_id="shot1-take1")
+    finally:
+        client.close()
+        backend.close()

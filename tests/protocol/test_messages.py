@@ -24,18 +24,19 @@ EXAMPLES = [
     (p.Hello(client="blender"), ()),
     (p.Submit(job_id="shot010.take-1", prompt="a red ball", frame_count=2, negative_prompt="blur", seed=7,
               shot="shot010", fps=25.0, settings={"guided_steps": 5, "difference_alignment": False}), (b"1", b"2")),
-    (p.Cancel(job_id="a"), ()), (p.StatusRequest(job_id="a"), ()), (p.Fetch(job_id="a"), ()), (p.ListJobs(), ()),
+    (p.Ping(), ()), (p.Cancel(job_id="a"), ()), (p.StatusRequest(job_id="a"), ()), (p.Fetch(job_id="a"), ()), (p.ListJobs(), ()),
 ]
 SERVER_EXAMPLES = [
-    (p.Welcome(server="s", model="m", device="cpu", limits={"max_frames": 3}, queue_length=0), ()),
+    (p.Welcome(server="s", model="m", device="cpu", limits={"max_frames": 3}, queue_length=0,
+               instance="a1"), ()),
     (p.Accepted(job_id="a", state="queued", position=2), ()),
     (p.Progress(job_id="a", phase="sampling", step=3, total=50, elapsed=1.5, eta=None, forward_passes=12), ()),
     (p.JobStatus(job_id="a", state="failed", position=0, message="bad video"), ()),
     (p.Result(job_id="a", frame_count=1, width=4, height=4, fps=24.0, prompt="x", negative_prompt="", seed=0,
               shot="", settings={}, stats={"seconds": 1.0}), (b"png",)),
-    (p.JobList(jobs=[{"job_id": "a"}]), ()),
+    (p.JobList(jobs=[{"job_id": "a"}], total=7), ()),
     (p.Error(code="bad_field", message="m", field="seed"), ()),
-    (p.Heartbeat(time=1.0, queue_length=0), ()),
+    (p.Heartbeat(time=1.0, queue_length=0, instance="a1", running="a"), ()),
 ]
 
 
@@ -50,7 +51,7 @@ def test_server_messages_round_trip(message, frames):
 
 
 def test_a_server_message_is_not_a_client_message():
-    assert refused(p.encode(p.Heartbeat(time=1.0, queue_length=0))).code == codes.UNKNOWN_TYPE
+    assert refused(p.encode(p.Heartbeat(time=1.0, queue_length=0, instance="a1"))).code == codes.UNKNOWN_TYPE
 
 
 def test_version_mismatch_names_both_versions():
