@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import uuid
@@ -180,7 +181,7 @@ class FLOWMOTION_OT_remove_take(bpy.types.Operator):
             session.current().cancel(take.job_id)
         sequencer.remove_strip(scene, take.strip_name)
         folder = Path(take.folder) if take.folder else None
-        if folder and folder.is_dir() and folder.parent.parent.name == "flowmotion":
+        if folder and folder.is_dir() and sequencer.is_take_folder(folder):
             shutil.rmtree(folder, ignore_errors=True)
         shot.takes.remove(shot.active_take)
         shot.active_take = min(shot.active_take, len(shot.takes) - 1)
@@ -199,7 +200,13 @@ class FLOWMOTION_OT_generate_keys(bpy.types.Operator):
         folder = key_folder()
         for old in folder.glob(f"{KEY_NAME}.key*"):
             old.unlink()
-        public_file, secret_file = zmq.auth.create_certificates(folder, KEY_NAME)
+        # The secret file is private from its first byte, not only after a chmod.
+        previous = os.umask(0o077)
+        try:
+            public_file, secret_file = zmq.auth.create_certificates(folder, KEY_NAME)
+        finally:
+            os.umask(previous)
+        Path(public_file).chmod(0o644)
         Path(secret_file).chmod(0o600)
         prefs.client_public_key = zmq.auth.load_certificate(public_file)[0].decode("ascii")
         prefs.client_secret_file = str(secret_file)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bpy
 
 from . import playblast, session
+from .properties import SETTING_NAMES
 
 PHASE_NAMES = {"encode_prompt": "Reading prompt", "encode_source": "Reading playblast",
                "source_motion": "Measuring motion", "guided_step": "Transferring motion", "sampling": "Rendering",
@@ -97,10 +98,7 @@ class FLOWMOTION_PT_advanced(FlowMotionPanel):
         settings = context.scene.flowmotion.settings
         layout = self.layout
         layout.use_property_split = True
-        for name in ("num_inference_steps", "guided_steps", "optimization_steps", "learning_rate",
-                     "latent_alignment_weight", "difference_alignment_weight", "velocity_regularization_gamma",
-                     "guidance_scale", "source_guidance_scale", "source_motion", "motion_guidance",
-                     "difference_alignment", "velocity_regularization", "source_seed", "unguided_step_cache"):
+        for name in SETTING_NAMES:
             layout.prop(settings, name)
 
 

@@ -6,6 +6,7 @@ Every render setting the playblast touches is put back afterwards, also when it 
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +15,13 @@ import bpy
 
 from .shape import legal_frame_count, playblast_size, sampled_frames
 
-# (owner path, attribute) of every setting the playblast changes.
+# (owner path, attribute) of every setting the playblast changes, in the order they are put back:
+# Blender 5.0 only accepts a file format of the current media type (a video output must become an
+# image output before it can be PNG, and back), so media_type comes before file_format.
 TOUCHED = (
     ("render", "engine"), ("render", "resolution_x"), ("render", "resolution_y"),
     ("render", "resolution_percentage"), ("render", "filepath"), ("render", "use_file_extension"),
+    ("render.image_settings", "media_type"),
     ("render.image_settings", "file_format"), ("render.image_settings", "color_mode"),
     ("render.image_settings", "color_depth"), ("render", "film_transparent"), ("", "frame_current"),
 )
@@ -47,7 +51,9 @@ def _owner(scene, path: str):
 
 @contextlib.contextmanager
 def preserved_settings(scene):
-    saved = [(path, name, getattr(_owner(scene, path), name)) for path, name in TOUCHED]
+    # Blender before 5.0 has no media_type: only what this Blender has is saved and put back.
+    saved = [(path, name, getattr(_owner(scene, path), name)) for path, name in TOUCHED
+             if hasattr(_owner(scene, path), name)]
     try:
         yield
     finally:
@@ -74,27 +80,49 @@ def plan(scene, max_side: int) -> PlayblastPlan:
 
 
 def render(scene, max_side: int, folder: str | Path | None = None) -> list[Path]:
-    """Render the playblast's frames as PNG files; returns their paths in order."""
+    """Render the playblast's frames as PNG files; returns their paths in order.
+
+    Without `folder` the frames go to a new temporary folder, which is removed again if the
+    playblast fails."""
     shot = plan(scene, max_side)
+    own_folder = folder is None
     folder = Path(folder or tempfile.mkdtemp(prefix="flowmotion-playblast-"))
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with preserved_settings(scene):
+            return _render_frames(scene, shot, folder)
+    except BaseException:
+        if own_folder:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _use_workbench_png(render_settings, width: int, height: int) -> None:
+    render_settings.engine = "BLENDER_WORKBENCH"
+    render_settings.resolution_x, render_settings.resolution_y = width, height
+    render_settings.resolution_percentage = 100
+    render_settings.use_file_extension = True
+    render_settings.film_transparent = False
+    image = render_settings.image_settings
+    if hasattr(image, "media_type"):
+        image.media_type = "IMAGE"
+    image.file_format = "PNG"
+    image.color_mode = "RGB"
+    image.color_depth = "8"
+
+
+def _render_frames(scene, shot: PlayblastPlan, folder: Path) -> list[Path]:
+    _use_workbench_png(scene.render, shot.width, shot.height)
     paths = []
-    with preserved_settings(scene):
-        render_settings = scene.render
-        render_settings.engine = "BLENDER_WORKBENCH"
-        render_settings.resolution_x, render_settings.resolution_y = shot.width, shot.height
-        render_settings.resolution_percentage = 100
-        render_settings.use_file_extension = True
-        render_settings.film_transparent = False
-        render_settings.image_settings.file_format = "PNG"
-        render_settings.image_settings.color_mode = "RGB"
-        render_settings.image_settings.color_depth = "8"
-        for number, frame in enumerate(shot.frames, start=1):
-            scene.frame_set(frame)
-            path = folder / f"frame_{number:04d}.png"
-            render_settings.filepath = str(path)
+    for number, frame in enumerate(shot.frames, start=1):
+        scene.frame_set(frame)
+        path = folder / f"frame_{number:04d}.png"
+        scene.render.filepath = str(path)
+        try:
             bpy.ops.render.render(write_still=True, scene=scene.name)
-            if not path.is_file():
-                raise PlayblastError(f"Blender did not write playblast frame {frame}")
-            paths.append(path)
+        except RuntimeError as error:
+            raise PlayblastError(f"Blender could not render playblast frame {frame}: {error}") from None
+        if not path.is_file():
+            raise PlayblastError(f"Blender did not write playblast frame {frame} to {folder}: is the disk full?")
+        paths.append(path)
     return paths

@@ -17,12 +17,18 @@ def safe_name(text: str) -> str:
     return cleaned or "shot"
 
 
-def take_folder(scene, take_name: str) -> tuple[Path, bool]:
-    """Where a take's frames go: //flowmotion/<shot>/<take>/ next to the .blend, or a temporary
-    folder for an unsaved file. The flag says whether the folder is temporary."""
+def take_folder(scene, take_name: str, job_id: str) -> tuple[Path, bool]:
+    """Where a take's frames go: //flowmotion/<shot>/<take>/ next to the .blend, or, for an unsaved
+    file, a temporary folder named after the job, which no other file's take can share. The flag
+    says whether the folder is temporary."""
     if bpy.data.filepath:
         return Path(bpy.path.abspath(f"//flowmotion/{safe_name(scene.name)}/{take_name}")), False
-    return Path(tempfile.gettempdir()) / "flowmotion" / safe_name(scene.name) / take_name, True
+    return Path(tempfile.gettempdir()) / "flowmotion" / safe_name(job_id), True
+
+
+def is_take_folder(folder: Path) -> bool:
+    """Whether the add-on made this folder for a take (so removing the take may delete it)."""
+    return folder.parent.name == "flowmotion" or folder.parent.parent.name == "flowmotion"
 
 
 def write_frames(folder: Path, frames: list[bytes]) -> list[str]:

@@ -7,6 +7,7 @@ Only the main thread touches the socket, from a bpy.app.timers callback that nev
 from __future__ import annotations
 
 import json
+import time
 
 import bpy
 
@@ -21,6 +22,7 @@ ACTIVE_STATES = ("sending", "queued", "running", "done")
 _client: BackendClient | None = None
 _client_settings: tuple | None = None
 _last_error = ""
+_backend_said = ""  # the last error the backend sent about the connection, not a job
 
 
 def client(context=None) -> BackendClient:
@@ -29,7 +31,11 @@ def client(context=None) -> BackendClient:
     prefs = preferences(context or bpy.context)
     public, secret = client_keys(prefs)
     wanted = (prefs.address, prefs.server_public_key, public, secret, prefs.connect_timeout)
-    if _client is None or _client_settings != wanted:
+    # A connection that never got a welcome may be one the backend refused (a key not yet
+    # allowed): ZeroMQ does not try such a one again by itself, so a new request gets a new one.
+    unanswered = (_client is not None and _client.welcome is None
+                  and time.monotonic() - _client.connected_at > _client.connect_timeout)
+    if _client is None or _client_settings != wanted or unanswered:
         disconnect()
         _client = BackendClient(prefs.address, server_public_key=prefs.server_public_key or None,
                                 client_public_key=public, client_secret_key=secret,
@@ -44,10 +50,10 @@ def current() -> BackendClient | None:
 
 
 def disconnect() -> None:
-    global _client, _client_settings
+    global _client, _client_settings, _backend_said
     if _client is not None:
         _client.close()
-    _client, _client_settings = None, None
+    _client, _client_settings, _backend_said = None, None, ""
 
 
 def last_error() -> str:
@@ -70,7 +76,7 @@ def active_takes():
 
 
 def import_result(scene, take, result: Result, frames: list[bytes]) -> None:
-    folder, temporary = sequencer.take_folder(scene, take.name)
+    folder, temporary = sequencer.take_folder(scene, take.name, take.job_id)
     names = sequencer.write_frames(folder, frames)
     sequencer.remove_strip(scene, take.strip_name)
     settings = json.dumps(result.settings, sort_keys=True)
@@ -109,23 +115,26 @@ def handle(message, frames) -> None:
 
 def tick() -> float | None:
     """One poll of the backend, the timer's callback; never blocks. Returns the next interval."""
-    global _last_error
+    global _last_error, _backend_said
     link = current()
     if link is None:
         return None
     try:
         for message, frames in link.poll():
             if isinstance(message, Error) and not message.job_id:
-                _last_error = message.message
+                _backend_said = _last_error = message.message
             handle(message, frames)
+        # Silence matters while takes wait on the backend, or while it has not yet said welcome.
         waiting = [take for _, take in active_takes() if take.state != "done"]
-        if waiting:
+        if waiting or link.welcome is None:
             link.check_reachable()
         if link.alive:
-            _last_error = ""
+            _backend_said = _last_error = ""
     except ProtocolError as error:
-        # The jobs live on the backend: the takes keep their state and resume when it answers again.
-        _last_error = str(error)
+        # What the backend said (a version mismatch, say) explains its silence better than the
+        # silence does. The jobs live on the backend: the takes keep their state and resume when
+        # it answers again.
+        _last_error = _backend_said or str(error)
         for _, take in active_takes():
             take.message = _last_error
     _redraw()

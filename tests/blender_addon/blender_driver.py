@@ -170,8 +170,207 @@ def problems(options: dict) -> dict:
     return report
 
 
+def full_render_settings(scene) -> dict:
+    """Every setting the playblast touches, and a few it must leave alone."""
+    r, image = scene.render, scene.render.image_settings
+    return {"engine": r.engine, "x": r.resolution_x, "y": r.resolution_y, "percentage": r.resolution_percentage,
+            "filepath": r.filepath, "extension": r.use_file_extension, "transparent": r.film_transparent,
+            "media": image.media_type, "format": image.file_format, "color": image.color_mode,
+            "depth": image.color_depth, "codec": r.ffmpeg.codec, "frame": scene.frame_current}
+
+
+def png_size(path: Path) -> list[int]:
+    header = path.read_bytes()[:24]
+    return [int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")]
+
+
+def playblast(options: dict) -> dict:
+    """A playblast of a shot whose output is a video, and one that fails halfway: the artist's
+    render settings come back both times, and a failed playblast leaves no folder behind."""
+    install(options["zip"])
+    scene = bpy.context.scene
+    build_shot(scene)
+    scene.frame_end = 12  # not of the form 4k + 1: the model gets 13 frames spread over 12
+    r = scene.render
+    r.resolution_percentage, r.filepath, r.film_transparent = 50, "//renders/final_", True
+    r.image_settings.media_type = "VIDEO"
+    r.image_settings.file_format = "FFMPEG"
+    r.ffmpeg.codec = "H264"
+    scene.frame_set(5)
+    before = full_render_settings(scene)
+    module = addon().playblast
+    paths = module.render(scene, 832)
+    report = {"before": before, "after_success": full_render_settings(scene),
+              "frames": [p.name for p in paths], "sizes": sorted({tuple(png_size(p)) for p in paths}),
+              "folder_parent": str(paths[0].parent.parent)}
+
+    def lose_camera(scene, *_args):
+        if scene.frame_current == 7:
+            scene.camera = None
+
+    bpy.app.handlers.frame_change_post.append(lose_camera)
+    try:
+        module.render(scene, 832)
+        report["error"] = None
+    except module.PlayblastError as error:
+        report["error"] = str(error)
+    bpy.app.handlers.frame_change_post.remove(lose_camera)
+    after = full_render_settings(scene)
+    report["after_failure"] = after
+    report["left_behind"] = sorted(p.name for p in Path(report["folder_parent"]).glob("flowmotion-playblast-*")
+                                   if p != paths[0].parent)
+    return report
+
+
+def takes(options: dict) -> dict:
+    """Two Generates in a row on an unsaved file: the second is queued, both land on free channels;
+    then one take is removed and the other re-imported, from disk and from the backend."""
+    report = install(options["zip"])
+    scene = bpy.context.scene
+    build_shot(scene)
+    configure(options)
+    shot = scene.flowmotion
+    report["generate"] = [sorted(bpy.ops.flowmotion.generate()) for _ in range(2)]
+    seen = {}
+
+    def both_landed():
+        for take in shot.takes:
+            seen.setdefault(take.name, set()).add(take.state)
+        return all(take.state == "imported" for take in shot.takes)
+
+    report["seconds"] = drive(both_landed, 90)
+    report["states_seen"] = {name: sorted(states) for name, states in seen.items()}
+    report["landed"] = take_report(scene)
+    first, second = shot.takes[0], shot.takes[1]
+    first_folder, second_folder = first.folder, second.folder
+    shot.active_take = 0
+    report["remove"] = sorted(bpy.ops.flowmotion.remove_take())
+    report["after_remove"] = take_report(scene)
+    report["first_folder_exists"] = Path(first_folder).exists()
+    shot.active_take = 0
+    report["reimport_from_disk"] = sorted(bpy.ops.flowmotion.import_take())
+    report["after_reimport"] = take_report(scene)
+    for frame in Path(second_folder).glob("frame_*.png"):
+        frame.unlink()
+    report["reimport_from_backend"] = sorted(bpy.ops.flowmotion.import_take())
+    report["refetch_seconds"] = drive(lambda: shot.takes[0].state == "imported", 30)
+    report["after_refetch"] = take_report(scene)
+    report["second_folder_frames"] = len(list(Path(second_folder).glob("frame_*.png")))
+    return report
+
+
+def secured(options: dict) -> dict:
+    """A secured backend: a key pair made in one click is refused until the backend's operator
+    allows it, then works."""
+    report = install(options["zip"])
+    scene = bpy.context.scene
+    build_shot(scene)
+    configure(options)
+    prefs = bpy.context.preferences.addons[EXTENSION].preferences
+    prefs.server_public_key = options["server_key"]
+    report["keys"] = sorted(bpy.ops.flowmotion.generate_keys())
+    secret = Path(prefs.client_secret_file)
+    report["key_folder"] = str(secret.parent)
+    report["secret_mode"] = secret.stat().st_mode & 0o777
+    report["public_key"] = prefs.client_public_key
+    session = addon().session
+    report["connect"] = sorted(bpy.ops.flowmotion.connect())
+    report["refused_seconds"] = drive(lambda: bool(session.last_error()), options["timeout"] + 10)
+    report["refused_error"] = session.last_error()
+    public = secret.with_name(secret.name.replace(".key_secret", ".key"))
+    (Path(options["allowed"]) / "blender-artist.key").write_bytes(public.read_bytes())
+    time.sleep(options["allow_list_every"] + 0.5)  # the backend re-reads its allow-list this often
+    # No Connect pressed: Generate itself tries again on the connection that was refused.
+    report["generate"] = sorted(bpy.ops.flowmotion.generate())
+    take = scene.flowmotion.takes[-1]
+    report["allowed_seconds"] = drive(lambda: session.current().alive, 10)
+    report["secure"] = bool(session.current().welcome and session.current().welcome.secure)
+    drive(lambda: take.state in ("imported", "failed", "cancelled"), 60)
+    report.update(take_report(scene))
+    return report
+
+
+def version_mismatch(options: dict) -> dict:
+    """An add-on that speaks another protocol version is told so, and says so in the panel."""
+    report = install(options["zip"])
+    scene = bpy.context.scene
+    build_shot(scene)
+    configure(options)
+    sys.modules[EXTENSION + ".protocol.messages"].PROTOCOL_VERSION = 999
+    report["generate"] = sorted(bpy.ops.flowmotion.generate())
+    take = scene.flowmotion.takes[-1]
+    session = addon().session
+    report["seconds"] = drive(lambda: bool(take.message), options["timeout"] + 10)
+    drive(lambda: False, options["timeout"] + 0.5)  # past the connect timeout: the reason must stay
+    report.update(take_report(scene))
+    return report
+
+
+class Layout:
+    """Stands in for a panel's layout: records what is drawn, and checks that every property and
+    operator drawn exists, as Blender would when it draws."""
+
+    def __init__(self, log: list):
+        self.log = log
+
+    def __getattr__(self, name):
+        if name in ("row", "column", "box", "split"):
+            return lambda *args, **kwargs: Layout(self.log)
+        raise AttributeError(name)
+
+    def __setattr__(self, name, value):
+        object.__setattr__(self, name, value)
+
+    def prop(self, data, name, **kwargs):
+        assert hasattr(data, name), f"no property {name!r} on {data!r}"
+        self.log.append(("prop", name))
+
+    def label(self, text="", **kwargs):
+        self.log.append(("label", text))
+
+    def operator(self, idname, **kwargs):
+        group, name = idname.split(".")
+        assert hasattr(getattr(bpy.ops, group), name), f"no operator {idname}"
+        self.log.append(("operator", idname))
+
+    def progress(self, factor=0.0, type="BAR", text=""):
+        self.log.append(("progress", round(factor, 3), text))
+
+    def template_list(self, list_type, list_id, data, name, active_data, active_name, **kwargs):
+        assert hasattr(data, name) and hasattr(active_data, active_name)
+        self.log.append(("list", list_type))
+
+
+def draw(panel_name: str) -> list:
+    log = []
+    panel = getattr(bpy.types, panel_name)
+    panel.draw(type("Drawn", (), {"layout": Layout(log)})(), bpy.context)
+    return log
+
+
+def panels(options: dict) -> dict:
+    """Both sidebars draw, idle and with a take running, and the Advanced panel offers every setting."""
+    report = install(options["zip"])
+    scene = bpy.context.scene
+    build_shot(scene)
+    shot = scene.flowmotion
+    report["idle"] = draw("FLOWMOTION_PT_main_view3d")
+    take = shot.takes.add()
+    take.name, take.state, take.phase, take.step, take.total, take.eta = "take_001", "running", "guided_step", 3, 12, 40
+    shot.active_take, shot.status = 0, "the backend at tcp://127.0.0.1:1 did not answer"
+    report["running"] = draw("FLOWMOTION_PT_main_sequencer")
+    report["advanced"] = draw("FLOWMOTION_PT_advanced_sequencer")
+    report["setting_names"] = list(addon().properties.SETTING_NAMES)
+    report["parents"] = {name: getattr(bpy.types, name).bl_parent_id for name in
+                         ("FLOWMOTION_PT_advanced_view3d", "FLOWMOTION_PT_advanced_sequencer")}
+    report["spaces"] = sorted({(getattr(bpy.types, name).bl_space_type, getattr(bpy.types, name).bl_category)
+                               for name in report["panels"]})
+    return report
+
+
 SCENARIOS = {"install": lambda options: install(options["zip"]), "generate": generate, "reattach": reattach,
-             "problems": problems}
+             "problems": problems, "playblast": playblast, "takes": takes, "secured": secured,
+             "version_mismatch": version_mismatch, "panels": panels}
 
 if __name__ == "__main__":
     scenario, options = sys.argv[1], json.loads(sys.argv[2])

@@ -22,10 +22,24 @@ def addon_zips(tmp_path_factory):
 
 def run_blender(scenario: str, options: dict, user_folder: Path, timeout: float = 240) -> dict:
     """One scenario in a fresh Blender process with an isolated user folder; its JSON report."""
+    # Blender's temporary files (playblasts, takes of unsaved files) stay in the test's folder too.
+    temporary = user_folder / "tmp"
+    temporary.mkdir(exist_ok=True)
     env = {**os.environ, "BLENDER_USER_RESOURCES": str(user_folder), "HF_HUB_OFFLINE": "1",
-           "PYTHONUNBUFFERED": "1"}
+           "PYTHONUNBUFFERED": "1", "TMPDIR": str(temporary)}
     result = subprocess.run([sys.executable, str(DRIVER), scenario, json.dumps(options, default=str)],
                             capture_output=True, text=True, env=env, timeout=timeout, cwd=str(user_folder))
     lines = [line for line in result.stdout.splitlines() if line.startswith("REPORT ")]
     assert result.returncode == 0 and lines, f"blender exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
     return json.loads(lines[-1][len("REPORT "):])
+
+
+@pytest.fixture(scope="session")
+def live_backend(tmp_path_factory):
+    """A backend with the tiny model on a random loopback port, shared by the Blender tests."""
+    from flowmotion.tiny import build_tiny_pipeline
+    from tests.backend.conftest import Backend
+
+    backend = Backend(build_tiny_pipeline(), tmp_path_factory.mktemp("jobs")).start()
+    yield backend
+    backend.stop()

@@ -4,19 +4,8 @@ import socket
 from pathlib import Path
 
 import imageio.v3 as iio
-import pytest
-
-from flowmotion.tiny import build_tiny_pipeline
-from tests.backend.conftest import Backend
 
 from .conftest import run_blender
-
-
-@pytest.fixture(scope="module")
-def live_backend(tmp_path_factory):
-    backend = Backend(build_tiny_pipeline(), tmp_path_factory.mktemp("jobs")).start()
-    yield backend
-    backend.stop()
 
 
 def test_generate_lands_a_strip_with_its_frames_and_properties(addon_zips, live_backend, tmp_path):

@@ -1,0 +1,34 @@
+"""Takes in real Blender against a live backend: queued one after another, removed, re-imported."""
+
+from pathlib import Path
+
+from .conftest import run_blender
+
+
+def test_two_generates_queue_two_takes_that_land_on_free_channels(addon_zips, live_backend, tmp_path):
+    report = run_blender("takes", {"zip": str(addon_zips["py311"]), "address": live_backend.address,
+                                   "prompt": "a red ball on grass", "seed": 3}, tmp_path)
+    assert report["generate"] == [["FINISHED"], ["FINISHED"]]
+    assert "queued" in report["states_seen"]["take_002"]
+    landed = report["landed"]
+    assert [t["state"] for t in landed["takes"]] == ["imported", "imported"]
+    strips = {s["name"]: s for s in landed["strips"]}
+    assert {(s["start"], s["channel"], s["elements"]) for s in strips.values()} == {(1, 1, 9), (1, 2, 9)}
+    # An unsaved file: frames go to a temporary folder per job, and the take says so.
+    first, second = landed["takes"]
+    assert Path(first["folder"]).parent == tmp_path / "tmp" / "flowmotion"
+    assert first["folder"] != second["folder"]
+    assert "not saved" in first["message"]
+
+    assert report["remove"] == ["FINISHED"]
+    assert [t["name"] for t in report["after_remove"]["takes"]] == ["take_002"]
+    assert [s["name"] for s in report["after_remove"]["strips"]] == ["take_002"]
+    assert report["first_folder_exists"] is False
+
+    assert report["reimport_from_disk"] == ["FINISHED"]
+    assert [(s["name"], s["elements"]) for s in report["after_reimport"]["strips"]] == [("take_002", 9)]
+
+    assert report["reimport_from_backend"] == ["FINISHED"]
+    assert report["after_refetch"]["takes"][0]["state"] == "imported"
+    assert [(s["name"], s["elements"]) for s in report["after_refetch"]["strips"]] == [("take_002", 9)]
+    assert report["second_folder_frames"] == 9
