@@ -149,9 +149,7 @@ class FLOWMOTION_OT_import_take(bpy.types.Operator):
         names = sorted(p.name for p in folder.glob("frame_*.png")) if folder and folder.is_dir() else []
         if names:
             sequencer.remove_strip(scene, take.strip_name)
-            strip = sequencer.add_strip(scene, take.name, folder, names, {
-                "prompt": take.prompt, "negative_prompt": take.negative_prompt, "seed": take.seed,
-                "job_id": take.job_id})
+            strip = sequencer.add_strip(scene, take.name, folder, names, take.strip_properties())
             take.strip_name = strip.name
             return {"FINISHED"}
         try:

@@ -69,6 +69,12 @@ class FlowMotionTake(bpy.types.PropertyGroup):
     frame_count: IntProperty()
     folder: StringProperty(subtype="DIR_PATH")
     strip_name: StringProperty()
+    settings: StringProperty(description="The settings the backend used, as JSON")
+
+    def strip_properties(self) -> dict:
+        """What the take's strip carries, so the strip alone says how it was made."""
+        return {"prompt": self.prompt, "negative_prompt": self.negative_prompt, "seed": self.seed,
+                "job_id": self.job_id, "settings": self.settings}
 
 
 class FlowMotionShot(bpy.types.PropertyGroup):

@@ -79,11 +79,9 @@ def import_result(scene, take, result: Result, frames: list[bytes]) -> None:
     folder, temporary = sequencer.take_folder(scene, take.name, take.job_id)
     names = sequencer.write_frames(folder, frames)
     sequencer.remove_strip(scene, take.strip_name)
-    settings = json.dumps(result.settings, sort_keys=True)
-    strip = sequencer.add_strip(scene, take.name, folder, names, {
-        "prompt": result.prompt, "negative_prompt": result.negative_prompt, "seed": result.seed,
-        "job_id": result.job_id, "settings": settings,
-    })
+    take.prompt, take.negative_prompt, take.seed = result.prompt, result.negative_prompt, result.seed
+    take.settings = json.dumps(result.settings, sort_keys=True)
+    strip = sequencer.add_strip(scene, take.name, folder, names, take.strip_properties())
     take.folder, take.strip_name, take.frame_count = str(folder), strip.name, len(names)
     take.state, take.message = "imported", ""
     if temporary:

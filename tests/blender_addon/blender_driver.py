@@ -368,7 +368,21 @@ def panels(options: dict) -> dict:
     return report
 
 
-SCENARIOS = {"install": lambda options: install(options["zip"]), "generate": generate, "reattach": reattach,
+def install_both(options: dict) -> dict:
+    """The zip for a later Blender's Python is refused by this one; the zip for this one installs."""
+    try:
+        refused = sorted(bpy.ops.extensions.package_install_files(filepath=options["later_zip"],
+                                                                 repo="user_default", enable_on_install=True))
+    except RuntimeError as error:
+        refused = str(error)
+    folder = Path(os.environ["BLENDER_USER_RESOURCES"]) / "extensions" / "user_default" / "flowmotion_previs"
+    report = {"later": refused, "later_enabled": EXTENSION in bpy.context.preferences.addons,
+              "later_installed": folder.exists()}
+    report.update(install(options["zip"]))
+    return report
+
+
+SCENARIOS = {"install": install_both, "generate": generate, "reattach": reattach,
              "problems": problems, "playblast": playblast, "takes": takes, "secured": secured,
              "version_mismatch": version_mismatch, "panels": panels}
 

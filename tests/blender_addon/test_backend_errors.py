@@ -47,3 +47,23 @@ def test_a_protocol_version_mismatch_is_named_in_the_take(addon_zips, live_backe
     assert "protocol version" in message and "same FlowMotion release" in message, message
     assert "protocol version" in report["error"]
     assert report["strips"] == []
+
+
+@pytest.fixture
+def small_backend(tmp_path):
+    from flowmotion.tiny import build_tiny_pipeline
+    from protocol import Limits
+    from tests.backend.conftest import Backend
+
+    backend = Backend(build_tiny_pipeline(), tmp_path / "jobs", limits=Limits(max_width=64)).start()
+    yield backend
+    backend.stop()
+
+
+def test_a_job_the_backend_refuses_fails_the_take_with_its_reason(addon_zips, small_backend, tmp_path):
+    user = tmp_path / "user"
+    user.mkdir()
+    report = run_blender("generate", {"zip": str(addon_zips["py311"]), "address": small_backend.address}, user)
+    take = report["takes"][-1]
+    assert take["state"] == "failed" and "max_width" in take["message"], take
+    assert report["strips"] == [] and report["render_settings_kept"]

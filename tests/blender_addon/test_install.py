@@ -30,7 +30,11 @@ def test_the_protocol_copy_is_the_repositorys(addon_zips):
 
 
 def test_blender_installs_the_zip_and_the_bundled_wheels_import(addon_zips, tmp_path):
-    report = run_blender("install", {"zip": str(addon_zips["py311"])}, tmp_path)
+    report = run_blender("install", {"zip": str(addon_zips["py311"]), "later_zip": str(addon_zips["py313"])},
+                         tmp_path)
+    # Blender 5.0 runs Python 3.11: the zip fenced to Blender 5.1 and later (Python 3.13) is refused.
+    # (Blender prints why and still answers FINISHED, so what counts is that nothing was installed.)
+    assert not report["later_installed"] and not report["later_enabled"], report["later"]
     assert report["install"] == ["FINISHED"] and report["enabled"] and report["has_scene_property"]
     bundled = report["bundled"]
     assert bundled["returncode"] == 0, bundled["stderr"]

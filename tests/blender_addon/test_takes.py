@@ -27,6 +27,10 @@ def test_two_generates_queue_two_takes_that_land_on_free_channels(addon_zips, li
 
     assert report["reimport_from_disk"] == ["FINISHED"]
     assert [(s["name"], s["elements"]) for s in report["after_reimport"]["strips"]] == [("take_002", 9)]
+    assert report["after_reimport"]["strips"][0]["props"] == strips["take_002"]["props"]
+    props = strips["take_002"]["props"]
+    assert (props["flowmotion_prompt"], props["flowmotion_seed"]) == ("a red ball on grass", 3)
+    assert '"num_inference_steps": 4' in props["flowmotion_settings"]
 
     assert report["reimport_from_backend"] == ["FINISHED"]
     assert report["after_refetch"]["takes"][0]["state"] == "imported"
