@@ -5,8 +5,12 @@ import time
 import msgpack
 import pytest
 import zmq
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from protocol import Accepted, Error, JobList, JobStatus, Limits, Progress, ProtocolError, Result, Welcome
+from protocol import (
+    CLIENT_MESSAGES, Accepted, Error, JobList, JobStatus, Limits, Progress, ProtocolError, Result, Welcome, decode,
+)
 from protocol import errors as codes
 from protocol.client import BackendClient
 
@@ -332,3 +336,53 @@ def test_the_job_list_is_bounded_and_says_how_many_there_are(backend, monkeypatc
 def test_a_ping_is_never_answered(backend):
     reply = send_raw(backend.address, [msgpack.packb({"type": "ping", "v": 1})])
     assert reply is None
+
+
+HEADER_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**64 - 1), st.floats(), st.text(max_size=40),
+                          st.binary(max_size=8), st.lists(st.integers(), max_size=2),
+                          st.dictionaries(st.text(max_size=6), st.integers(), max_size=2))
+HEADER_NAMES = st.sampled_from(["job_id", "prompt", "frame_count", "seed", "fps", "settings", "shot", "client", "zz"])
+
+
+def test_fuzzed_messages_to_a_live_backend_get_the_reply_the_protocol_predicts(backend):
+    """Whatever the fields, the backend answers as the protocol's own decoder says it must, and
+    keeps serving: a message the decoder refuses gets an error with the same code."""
+    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.connect(backend.address)
+
+    def next_reply() -> dict:
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            if dealer.poll(100):
+                header = msgpack.unpackb(dealer.recv_multipart()[0])
+                if header["type"] != "heartbeat":
+                    return header
+        raise AssertionError("the backend did not answer")
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(kind=st.sampled_from(sorted(CLIENT_MESSAGES)), fields=st.dictionaries(HEADER_NAMES, HEADER_VALUES, max_size=5),
+           frames=st.integers(0, 2))
+    def one_message(kind, fields, frames):
+        parts = [msgpack.packb({"type": kind, "v": 1, **fields}, use_bin_type=True), *[b"\x89PNG"] * frames]
+        dealer.send_multipart(parts)
+        try:
+            message, _ = decode(parts, CLIENT_MESSAGES, backend.limits)
+        except ProtocolError as error:
+            assert next_reply()["code"] == error.code
+            return
+        if kind == "ping":
+            return
+        reply = next_reply()
+        expected = {"hello": {"welcome"}, "list": {"jobs"}, "submit": {"error"}}.get(kind, {"error"})
+        assert reply["type"] in expected  # no such job, or frames that are not PNGs
+        if reply["type"] == "error":
+            assert reply["code"] in (codes.UNKNOWN_JOB, codes.BAD_FRAMES, codes.BAD_FIELD, codes.LIMIT_EXCEEDED)
+
+    try:
+        one_message()
+    finally:
+        dealer.close(0)
+    client = backend.client()
+    client.submit("after-fuzz", playblast(), "a ball", settings=FAST)
+    assert until_state(client, "after-fuzz").state == "done"
