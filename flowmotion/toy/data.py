@@ -60,10 +60,10 @@ def path(kind: str, rng: np.random.Generator, frames: int = FRAMES, size: int = 
     """Object centres (frames, 2) in pixels for a kind of motion."""
     t = np.linspace(0.0, 1.0, frames)[:, None]
     margin = 6.0
-    start = rng.uniform(margin, size - margin, 2)
-    end = rng.uniform(margin, size - margin, 2)
-    while np.linalg.norm(end - start) < size * 0.45:
-        end = rng.uniform(margin, size - margin, 2)
+    while True:  # ends that are far enough apart; redrawing both keeps every draw's odds high
+        start, end = rng.uniform(margin, size - margin, (2, 2))
+        if np.linalg.norm(end - start) >= size * 0.45:
+            break
     if kind == "straight":
         return start + (end - start) * t
     if kind == "curve":

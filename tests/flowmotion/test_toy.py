@@ -58,3 +58,12 @@ def test_held_out_shapes_and_paths_are_not_in_training():
     assert not set(HELD_OUT_SHAPES) & set(TRAIN_SHAPES)
     with pytest.raises(ValueError):
         make_clip(np.random.default_rng(0), shape="hexagon")
+
+
+def test_every_path_draw_ends_far_from_its_start():
+    """Straight paths span at least 45% of the frame, and drawing them always finishes, whatever the seed."""
+    from flowmotion.toy.data import path
+
+    for seed in range(3000):
+        track = path("straight", np.random.default_rng(seed))
+        assert np.linalg.norm(track[-1] - track[0]) >= SIZE * 0.45
