@@ -1,5 +1,6 @@
 """Writes examples/playblast.mp4: a small Workbench-style playblast (grey shading, a block moving
-along an arc over a ground plane while the camera pans), the source video of the README's demo.
+along an arc over a ground plane while the camera pans), the source video of the README's command-line example (square and
+17 frames, like the clips the embedded model knows).
 
     python examples/make_sample_playblast.py
 """
@@ -10,24 +11,24 @@ from pathlib import Path
 
 import numpy as np
 
-WIDTH, HEIGHT, FRAMES, FPS = 160, 96, 33, 12
+WIDTH, HEIGHT, FRAMES, FPS = 96, 96, 17, 12
 
 
 def draw_frame(index: int) -> np.ndarray:
     t = index / (FRAMES - 1)
-    pan = int(round(24 * t))  # the camera pans right, so the world slides left
+    pan = int(round(16 * t))  # the camera pans right, so the world slides left
     frame = np.full((HEIGHT, WIDTH, 3), 92, dtype=np.uint8)  # Workbench's grey world
-    horizon = 58
+    horizon = 56
     rows = np.arange(HEIGHT)[:, None]
     cols = np.arange(WIDTH)[None, :] + pan
     ground = np.broadcast_to(rows >= horizon, (HEIGHT, WIDTH))
-    checker = ((cols // 20 + (rows - horizon) // 8) % 2 == 0) & ground
+    checker = ((cols // 16 + (rows - horizon) // 8) % 2 == 0) & ground
     frame[ground] = 130
     frame[checker] = 118
     # A block travels left to right along a hop, in world space.
-    x = int(round(20 + 120 * t)) - pan
-    y = int(round(horizon - 4 - 30 * np.sin(np.pi * t)))
-    size = 18
+    x = int(round(14 + 80 * t)) - pan
+    y = int(round(horizon - 2 - 28 * np.sin(np.pi * t)))
+    size = 20
     top, left = max(0, y - size), max(0, x - size // 2)
     bottom, right = min(HEIGHT, y), min(WIDTH, x + size // 2)
     shadow_left, shadow_right = max(0, x - size // 2), min(WIDTH, x + size // 2)

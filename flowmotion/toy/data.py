@@ -31,6 +31,8 @@ class Clip:
     color: str
     shape: str
     background: str
+    mask: np.ndarray | None = None
+    """Where the object is: bool (frames, size, size)."""
 
 
 def caption_for(color: str, shape: str, background: str) -> str:
@@ -126,13 +128,14 @@ def make_clip(rng: np.random.Generator, *, shapes=TRAIN_SHAPES, paths=TRAIN_PATH
     frames = background_frames(background, rng, pan, frames)
     radius = rng.uniform(4.0, 6.5)
     fill = np.array(PLAYBLAST_GREY if background == "playblast" else COLORS[color], np.float32)
+    masks = np.zeros(frames.shape[:3], bool)
     for f, (cx, cy) in enumerate(track):
-        mask = shape_mask(shape, cx, cy, radius)
+        mask = masks[f] = shape_mask(shape, cx, cy, radius)
         frames[f][mask] = fill
         if background == "playblast":
             frames[f][mask & (np.mgrid[0:SIZE, 0:SIZE][1] + 0.5 > cx + radius * 0.3)] = fill * 0.8
     return Clip(np.clip(frames, 0, 255).astype(np.uint8), caption_for(color, shape, background), track, color,
-                shape, background)
+                shape, background, masks)
 
 
 def training_clips(count: int, seed: int, frames: int = FRAMES) -> list[Clip]:

@@ -67,3 +67,10 @@ def test_every_path_draw_ends_far_from_its_start():
     for seed in range(3000):
         track = path("straight", np.random.default_rng(seed))
         assert np.linalg.norm(track[-1] - track[0]) >= SIZE * 0.45
+
+
+def test_a_clips_mask_marks_exactly_the_objects_pixels():
+    clip = make_clip(np.random.default_rng(2), playblast_share=0.0, color="blue", background="sand")
+    assert clip.mask.shape == clip.frames.shape[:3] and clip.mask.any()
+    blue = np.all(clip.frames == np.array([40, 70, 230], np.uint8), axis=-1)
+    assert np.array_equal(blue, clip.mask)
