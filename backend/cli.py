@@ -63,7 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--keys", type=Path, default=None, help="CurveZMQ keys folder (from `keys`); required "
                                                                "off loopback unless --insecure")
     serve.add_argument("--insecure", action="store_true", help="serve off loopback without keys")
-    serve.add_argument("--max-area", type=int, default=None, help="most pixels per frame the model works at")
+    serve.add_argument("--max-area", type=int, default=None,
+                       help="most pixels per frame the model works at (default: no cap, or the embedded model's "
+                            "training area, 32x32)")
     add_limit_arguments(serve)
 
     keys = commands.add_parser("keys", help="create a CurveZMQ key pair (the server's, or an artist's)")
@@ -119,7 +121,8 @@ def serve(args) -> int:
     print(f"loading {args.model}{model_note} on {device}...", flush=True)
     pipe = flowmotion.load_pipeline(args.model, device=device)
     worker = Worker(pipe, store, queue.Queue(), cache=TransferCache(args.jobs / ".source-cache"),
-                    max_area=args.max_area)
+                    max_area=args.max_area if args.max_area is not None else
+                    flowmotion.loading.default_max_area(args.model))
     server = Server(args.bind, store, worker, limits=limits, model_name=args.model, device=device,
                     keys_folder=args.keys, insecure=args.insecure)
     address = server.open()

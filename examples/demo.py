@@ -25,9 +25,9 @@ EXTENSION = "bl_ext.user_default.flowmotion_previs"
 
 def start_backend(jobs: Path) -> tuple[subprocess.Popen, str]:
     """flowmotion-backend on a free loopback port; returns the process and its address."""
-    # The embedded model knows 32x32 clips: it works at that size and the take is scaled back up.
+    # The backend works the embedded model at its 32x32 training area and scales the take back up.
     command = [sys.executable, "-m", "backend.cli", "serve", "--bind", "tcp://127.0.0.1:*", "--jobs", str(jobs),
-               "--device", "cpu", "--max-area", str(32 * 32)]
+               "--device", "cpu"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                                cwd=ROOT)

@@ -8,7 +8,7 @@ import sys
 
 from .config import SOURCE_MOTIONS, FlowMotionConfig, field_docs
 from .errors import FlowMotionError
-from .loading import EMBEDDED_MODEL, WAN_MODEL_ID
+from .loading import EMBEDDED_MAX_AREA, EMBEDDED_MODEL, WAN_MODEL_ID, default_max_area
 
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--width", type=int, default=None, help="width of the result (default: the source's)")
     run.add_argument("--max-area", type=int, default=None,
                      help="most pixels per frame the model works at; larger shots are scaled down for the model "
-                          "and the result scaled back (Wan2.1 was trained near 480x832 = 399360)")
+                          "and the result scaled back (Wan2.1 was trained near 480x832 = 399360; default: no cap, "
+                          f"or {EMBEDDED_MAX_AREA} for the embedded model, the area of its training clips)")
     run.add_argument("--fps", type=float, default=None,
                      help="frame rate of a video result (default: the source's, or 24 for a frame folder)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -115,7 +116,8 @@ def run_transfer(args: argparse.Namespace) -> int:
         result = transfer(
             pipe, frames, args.prompt, negative_prompt=args.negative_prompt, config=config,
             generator=torch.Generator().manual_seed(args.seed), on_progress=on_progress,
-            num_frames=args.frames, height=args.height, width=args.width, max_area=args.max_area,
+            num_frames=args.frames, height=args.height, width=args.width,
+            max_area=args.max_area if args.max_area is not None else default_max_area(args.model),
         )
         bar.update(result.stats.forward_passes - bar.n)
     finally:
@@ -123,7 +125,9 @@ def run_transfer(args: argparse.Namespace) -> int:
     fps = args.fps or source_fps or 24.0
     written = write_video(result.frames, args.out, fps=fps)
     count, height, width = result.frames.shape[:3]
-    print(f"wrote {written} ({count} frames, {width}x{height}) in {result.stats.summary()}")
+    plan = result.plan
+    worked = f"; the model worked at {plan.model_frames} frames, {plan.model_width}x{plan.model_height}"
+    print(f"wrote {written} ({count} frames, {width}x{height}{worked}) in {result.stats.summary()}")
     return 0
 
 

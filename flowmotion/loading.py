@@ -10,6 +10,15 @@ from .errors import FlowMotionError
 
 WAN_MODEL_ID = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
 EMBEDDED_MODEL = "embedded"
+EMBEDDED_FOLDER = Path(__file__).resolve().parent / "embedded"
+"""The embedded model's weights, shipped inside the package (trained by flowmotion.toy.train)."""
+EMBEDDED_MAX_AREA = 32 * 32
+"""Pixels per frame of the clips the embedded model was trained on: it works at that area by default."""
+
+
+def default_max_area(model: str) -> int | None:
+    """The working area a model gets when the caller names none: the embedded model's own, else no cap."""
+    return EMBEDDED_MAX_AREA if model == EMBEDDED_MODEL else None
 
 
 def default_device() -> str:
@@ -47,13 +56,11 @@ def load_pipeline(model: str = WAN_MODEL_ID, device: str | None = None, dtype: t
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         raise FlowMotionError(f"device {device!r} was asked for but this machine has no CUDA GPU; use --device cpu")
     if model == EMBEDDED_MODEL:
-        from .tiny import build_tiny_pipeline
-
+        if not (EMBEDDED_FOLDER / "model_index.json").is_file():
+            raise FlowMotionError(f"the embedded model is missing from {EMBEDDED_FOLDER}; reinstall the package, or "
+                                  "train it with `python -m flowmotion.toy.train --out flowmotion/embedded`")
         # The embedded model is small enough that fp32 costs nothing; it runs in fp32 unless told otherwise.
-        pipe = build_tiny_pipeline()
-        if dtype not in (None, torch.float32):
-            pipe = pipe.to(dtype=dtype)
-        return pipe.to(device)
+        model, dtype = str(EMBEDDED_FOLDER), dtype or torch.float32
     dtype = dtype or default_dtype(device)
     path = Path(model).expanduser()
     if path.exists():
@@ -65,6 +72,7 @@ def load_pipeline(model: str = WAN_MODEL_ID, device: str | None = None, dtype: t
         model = str(path)
     elif model.startswith((".", "/", "~")) or model.count("/") != 1:
         raise FlowMotionError(f"model {model!r} is neither an existing folder nor a hub id like {WAN_MODEL_ID}")
+    _quiet_loading()
     try:
         pipe = _from_pretrained(model, dtype)
     except (OSError, ValueError) as error:
@@ -73,3 +81,12 @@ def load_pipeline(model: str = WAN_MODEL_ID, device: str | None = None, dtype: t
         raise FlowMotionError(f"could not load model {model!r}: {first_line}{hint}") from None
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+def _quiet_loading() -> None:
+    """Loading progress bars are noise in a command line's output and in the backend's log."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()

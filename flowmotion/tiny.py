@@ -1,8 +1,7 @@
-"""A tiny Wan pipeline built in code: the same diffusers classes as Wan2.1, a few thousand weights.
-
-It is the embedded default model (`load_pipeline("embedded")`) and the fixture of the tests:
-CPU-fast and built without any download. Its tokenizer is byte-level and built locally, so any
-prompt tokenizes without a vocabulary file.
+"""A tiny Wan pipeline built in code: the same diffusers classes as Wan2.1, a few thousand random
+weights. It is the tests' fixture: CPU-fast, built without any download or file. Its tokenizer is
+byte-level and built locally, so any prompt tokenizes without a vocabulary file. (The embedded
+model that `load_pipeline("embedded")` loads is a trained one: see flowmotion.toy.)
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
 """Train the embedded model: a small text-to-video flow-matching model of Wan2.1's architecture
 on the procedural clips of data.py, saved with save_pretrained so it loads like the real one.
 
-    python -m flowmotion.toy.train --out flowmotion/embedded [--vae-minutes 10] [--minutes 35]
+    python -m flowmotion.toy.train --out flowmotion/embedded [--vae-frame-steps 3000] [--vae-clip-steps 1500] [--steps 6500]
 
 Stages: a word-level tokenizer and a umT5 text encoder (kept at its seeded initialisation: its
 embeddings only need to tell captions apart, and the transformer learns to read them); the Wan
 VAE, trained for reconstruction; latent statistics, so latents are normalised as Wan's are; then
 the Wan transformer, trained with the flow-matching objective (v = eps - z0) on cached latents.
-Reproducible with --seed; sized to finish within about an hour on 2 CPU cores.
+Every stage counts steps, not time, so a seed gives the same weights on any machine (up to the
+floating-point order of its kernels); the defaults finish within about an hour on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 
 from .data import FRAMES, SIZE, training_clips, vocabulary
 
-LATENT_CHANNELS = 8
+LATENT_CHANNELS = 16
 TEXT_DIM = 64
 MAX_SEQUENCE_LENGTH = 512
 FLOW_SHIFT = 3.0
@@ -76,29 +77,48 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def train_vae(vae, seed: int, minutes: float, batch: int = 8, frames: int = 9) -> None:
-    """Reconstruction training on short clips: the VAE's causal chunks of 4 frames are the same
-    whatever the clip's length, and short clips give more steps in the time."""
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=2e-3, weight_decay=0.0)
-    deadline, step, started = time.monotonic() + minutes * 60, 0, time.monotonic()
+def check_finite(loss: torch.Tensor, stage: str, step: int) -> None:
+    if not torch.isfinite(loss):
+        raise SystemExit(f"{stage} training diverged at step {step} (loss {loss.item()}); try another --seed")
+
+
+def vae_step(vae, optimizer, clips, lr: float, object_weight: float = 8.0) -> float:
+    """One reconstruction step through the posterior's mean (FlowMotion encodes sources with the mean
+    too). Object pixels weigh more: the shapes are a small share of each frame but all of its meaning."""
+    video = to_video(np.stack([c.frames for c in clips]))
+    weight = 1.0 + object_weight * torch.from_numpy(np.stack([c.mask for c in clips])).float().unsqueeze(1)
+    posterior = vae.encode(video).latent_dist
+    reconstruction = vae.decode(posterior.mean).sample
+    loss = ((reconstruction - video).abs() * weight).mean() / weight.mean() + 1e-6 * posterior.kl().mean()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.step()
+    return loss
+
+
+def train_vae(vae, seed: int, image_steps: int, clip_steps: int, lr: float = 2e-3) -> float:
+    """Two stages: single frames in large batches (each frame goes through the VAE's causal first-frame
+    path, so the spatial layers learn fast), then whole 17-frame clips, so the temporal layers and the
+    causal caches learn the length the model works at."""
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     vae.train()
-    while time.monotonic() < deadline:
-        clips = training_clips(batch, seed * 1_000_003 + step, frames)
-        video = to_video(np.stack([c.frames for c in clips]))
-        posterior = vae.encode(video).latent_dist
-        reconstruction = vae.decode(posterior.sample()).sample
-        loss = (reconstruction - video).abs().mean() + 1e-6 * posterior.kl().mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        progress = (time.monotonic() - started) / (minutes * 60)
-        for group in optimizer.param_groups:
-            group["lr"] = 2e-3 * max(0.05, 1.0 - progress)
+    recent = []
+    total = image_steps + clip_steps
+    for step in range(total):
+        images = step < image_steps
+        clips = training_clips(32 if images else 4, seed * 1_000_003 + step, 1 if images else FRAMES)
+        loss = vae_step(vae, optimizer, clips, lr * max(0.05, 1.0 - step / total))
+        check_finite(loss, "vae", step)
+        recent = (recent + [loss.item()])[-50:]
         if step % 50 == 0:
-            log(f"vae step {step}: L1 {loss.item():.4f}")
-        step += 1
+            log(f"vae step {step}/{total} ({'frames' if images else 'clips'}): weighted L1 {loss.item():.4f}")
     vae.eval()
-    log(f"vae: {step} steps")
+    final = float(np.mean(recent))
+    log(f"vae: {total} steps, weighted L1 over the last 50 {final:.4f}")
+    return final
 
 
 @torch.no_grad()
@@ -123,12 +143,12 @@ def caption_embeddings(tokenizer, text_encoder, captions) -> dict[str, torch.Ten
     return out
 
 
-def train_transformer(transformer, latents, captions, embeddings, seed: int, minutes: float, batch: int = 16):
+def train_transformer(transformer, latents, captions, embeddings, seed: int, steps: int, batch: int = 16) -> float:
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(transformer.parameters(), lr=1e-3, weight_decay=0.01)
-    deadline, step, started = time.monotonic() + minutes * 60, 0, time.monotonic()
     transformer.train()
-    while time.monotonic() < deadline:
+    recent = []
+    for step in range(steps):
         index = torch.randint(0, len(latents), (batch,), generator=generator)
         z0 = latents[index]
         text = torch.stack([embeddings["" if torch.rand(1, generator=generator) < 0.1 else captions[i]]
@@ -141,31 +161,34 @@ def train_transformer(transformer, latents, captions, embeddings, seed: int, min
         prediction = transformer(hidden_states=noised, timestep=sigma * 1000, encoder_hidden_states=text,
                                  return_dict=False)[0]
         loss = torch.mean((prediction - (noise - z0)) ** 2)
+        check_finite(loss, "transformer", step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
         optimizer.step()
-        progress = (time.monotonic() - started) / (minutes * 60)
         warmup = min(1.0, (step + 1) / 200)
         for group in optimizer.param_groups:
-            group["lr"] = 1e-3 * warmup * max(0.02, 0.5 * (1 + np.cos(np.pi * min(1.0, progress))))
+            group["lr"] = 1e-3 * warmup * max(0.02, 0.5 * (1 + np.cos(np.pi * step / steps)))
+        recent = (recent + [loss.item()])[-100:]
         if step % 100 == 0:
-            log(f"transformer step {step}: loss {loss.item():.4f}")
-        step += 1
+            log(f"transformer step {step}/{steps}: loss {loss.item():.4f}")
     transformer.eval()
-    log(f"transformer: {step} steps")
-    return step
+    final = float(np.mean(recent))
+    log(f"transformer: {steps} steps, loss over the last 100 {final:.4f}")
+    return final
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--vae-minutes", type=float, default=10.0)
-    parser.add_argument("--minutes", type=float, default=35.0, help="transformer training time")
+    parser.add_argument("--vae-frame-steps", type=int, default=3000, help="VAE steps on single frames (batch 32)")
+    parser.add_argument("--vae-clip-steps", type=int, default=1500, help="VAE steps on whole clips (batch 4)")
+    parser.add_argument("--steps", type=int, default=6500, help="transformer flow-matching steps (batch 16)")
     parser.add_argument("--clips", type=int, default=6000, help="clips encoded for the transformer")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
+    torch.set_flush_denormal(True)  # tiny weights' denormal floats can slow CPU kernels many times over
     started = time.monotonic()
 
     from diffusers import UniPCMultistepScheduler, WanPipeline
@@ -173,7 +196,7 @@ def main() -> None:
     tokenizer = build_tokenizer()
     text_encoder = build_text_encoder(len(tokenizer))
     vae = build_vae()
-    train_vae(vae, args.seed, args.vae_minutes)
+    vae_l1 = train_vae(vae, args.seed, args.vae_frame_steps, args.vae_clip_steps)
 
     clips = training_clips(args.clips, args.seed + 7)
     raw = encode_clips(vae, clips)
@@ -186,7 +209,7 @@ def main() -> None:
     captions = [c.caption for c in clips]
     embeddings = caption_embeddings(tokenizer, text_encoder, sorted(set(captions)) + [""])
     transformer = build_transformer()
-    steps = train_transformer(transformer, latents, captions, embeddings, args.seed, args.minutes)
+    flow_loss = train_transformer(transformer, latents, captions, embeddings, args.seed, args.steps)
 
     scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
                                         num_train_timesteps=1000, flow_shift=FLOW_SHIFT)
@@ -194,8 +217,9 @@ def main() -> None:
                        transformer=transformer)
     pipe.save_pretrained(args.out, safe_serialization=True)
     (args.out / "TRAINING.json").write_text(json.dumps({
-        "seed": args.seed, "vae_minutes": args.vae_minutes, "transformer_minutes": args.minutes,
-        "transformer_steps": steps, "clips": args.clips, "frames": FRAMES, "size": SIZE,
+        "seed": args.seed, "vae_frame_steps": args.vae_frame_steps, "vae_clip_steps": args.vae_clip_steps,
+        "vae_weighted_l1": round(vae_l1, 4), "transformer_steps": args.steps,
+        "flow_matching_loss": round(flow_loss, 4), "clips": args.clips, "frames": FRAMES, "size": SIZE,
         "minutes_total": round((time.monotonic() - started) / 60, 1), "torch_threads": torch.get_num_threads(),
     }, indent=1))
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())

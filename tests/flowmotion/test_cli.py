@@ -22,9 +22,18 @@ def test_transfer_writes_frames_of_the_source_size_and_count(source_folder, tmp_
     assert frames.shape == (10, 30, 40, 3)
     captured = capsys.readouterr()
     summary = captured.out.strip().splitlines()[-1]
-    assert summary.startswith(f"wrote {out} (10 frames, 40x30) in ")
+    # The embedded model works at the area of its training clips (32x32 = 1024 pixels) unless told otherwise,
+    # in steps of 8 pixels (its VAE downsamples 4x, its transformer patches 2x2).
+    assert summary.startswith(f"wrote {out} (10 frames, 40x30; the model worked at 9 frames, 32x24) in ")
     assert "forward passes" in summary and "peak RSS" in summary
     assert "embedded (the built-in model" in captured.err
+
+
+def test_max_area_flag_overrides_the_embedded_models_working_area(source_folder, tmp_path, capsys):
+    out = tmp_path / "take"
+    assert main(["transfer", str(source_folder), "--prompt", "a cube", "--out", str(out), "--max-area", "4096",
+                 *FAST]) == 0
+    assert "the model worked at 9 frames, 40x32) in " in capsys.readouterr().out
 
 
 def test_transfer_to_mp4_with_asked_size(source_folder, tmp_path):

@@ -32,9 +32,17 @@ def test_local_folder_honours_dtype(tiny_pipe, tmp_path):
     assert loaded.vae.dtype == torch.float32  # the VAE always decodes in fp32
 
 
-def test_embedded_model_is_the_same_every_time():
-    first, second = load_pipeline("embedded", device="cpu"), load_pipeline("embedded", device="cpu")
-    for a, b in zip(first.transformer.parameters(), second.transformer.parameters()):
+def test_the_embedded_model_ships_in_the_package_and_loads_like_a_real_one():
+    from flowmotion.loading import EMBEDDED_FOLDER
+
+    size = sum(p.stat().st_size for p in EMBEDDED_FOLDER.rglob("*") if p.is_file())
+    assert size <= 20 * 2**20
+    pipe = load_pipeline("embedded", device="cpu")
+    assert type(pipe).__name__ == "WanPipeline" and pipe.transformer.dtype == torch.float32
+    assert {type(pipe.transformer).__name__, type(pipe.vae).__name__, type(pipe.text_encoder).__name__} == {
+        "WanTransformer3DModel", "AutoencoderKLWan", "UMT5EncoderModel"}
+    again = load_pipeline("embedded", device="cpu")
+    for a, b in zip(pipe.transformer.parameters(), again.transformer.parameters()):
         assert torch.equal(a, b)
 
 
