@@ -1,6 +1,6 @@
 """Speed benchmark: plain Wan sampling, FlowMotion as the authors run it, and FlowMotion optimised.
 
-    python bench/speed.py                       # tiny model on the CPU: passes and ratios, in seconds
+    python bench/speed.py                       # embedded model on the CPU: passes and ratios, in seconds
     python bench/speed.py --size full --record  # Wan2.1-T2V-1.3B architecture, random weights, on CUDA,
                                                 # 480x720, 49 frames, 50 steps; appends to bench/RESULTS.md
 
@@ -101,7 +101,7 @@ def describe(args) -> str:
     else:
         device = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
         memory = "peak GiB: the process's peak resident memory so far (not per mode)"
-    model = "Wan2.1-T2V-1.3B architecture, random weights" if args.size == "full" else "embedded tiny model"
+    model = "Wan2.1-T2V-1.3B architecture, random weights" if args.size == "full" else "embedded model (flowmotion/embedded)"
     return (f"{datetime.date.today().isoformat()}, {device}, torch {torch.__version__}; {model}; "
             f"{args.width}x{args.height}, {args.frames} frames, {args.steps} steps ({args.guided_steps} guided); "
             f"{memory}")
