@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 from flowmotion import FlowMotionError
+from flowmotion.loading import EMBEDDED_MAX_AREA
 from protocol import Accepted, JobList, JobStatus, Limits, Progress, ProtocolError, Result, Welcome
 from protocol.client import BackendClient
 
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--insecure", action="store_true", help="serve off loopback without keys")
     serve.add_argument("--max-area", type=int, default=None,
                        help="most pixels per frame the model works at (default: no cap, or the embedded model's "
-                            "training area, 32x32)")
+                            f"training area, {EMBEDDED_MAX_AREA})")
     add_limit_arguments(serve)
 
     keys = commands.add_parser("keys", help="create a CurveZMQ key pair (the server's, or an artist's)")
@@ -121,8 +122,7 @@ def serve(args) -> int:
     print(f"loading {args.model}{model_note} on {device}...", flush=True)
     pipe = flowmotion.load_pipeline(args.model, device=device)
     worker = Worker(pipe, store, queue.Queue(), cache=TransferCache(args.jobs / ".source-cache"),
-                    max_area=args.max_area if args.max_area is not None else
-                    flowmotion.loading.default_max_area(args.model))
+                    max_area=flowmotion.loading.max_area_for(args.model, args.max_area))
     server = Server(args.bind, store, worker, limits=limits, model_name=args.model, device=device,
                     keys_folder=args.keys, insecure=args.insecure)
     address = server.open()

@@ -101,7 +101,8 @@ def describe(args) -> str:
     else:
         device = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
         memory = "peak GiB: the process's peak resident memory so far (not per mode)"
-    model = "Wan2.1-T2V-1.3B architecture, random weights" if args.size == "full" else "embedded model (flowmotion/embedded)"
+    model = ("Wan2.1-T2V-1.3B architecture, random weights" if args.size == "full"
+             else "embedded model (flowmotion/embedded)")
     return (f"{datetime.date.today().isoformat()}, {device}, torch {torch.__version__}; {model}; "
             f"{args.width}x{args.height}, {args.frames} frames, {args.steps} steps ({args.guided_steps} guided); "
             f"{memory}")

@@ -1,6 +1,6 @@
 """Writes examples/playblast.mp4: a small Workbench-style playblast (grey shading, a block moving
-along an arc over a ground plane while the camera pans), the source video of the README's command-line example (square and
-17 frames, like the clips the embedded model knows).
+along an arc over a ground plane while the camera pans), the source video of the README's
+command-line example (square and 17 frames, like the clips the embedded model knows).
 
     python examples/make_sample_playblast.py
 """

@@ -8,7 +8,7 @@ import sys
 
 from .config import SOURCE_MOTIONS, FlowMotionConfig, field_docs
 from .errors import FlowMotionError
-from .loading import EMBEDDED_MAX_AREA, EMBEDDED_MODEL, WAN_MODEL_ID, default_max_area
+from .loading import EMBEDDED_MAX_AREA, EMBEDDED_MODEL, WAN_MODEL_ID, max_area_for
 
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 
@@ -117,7 +117,7 @@ def run_transfer(args: argparse.Namespace) -> int:
             pipe, frames, args.prompt, negative_prompt=args.negative_prompt, config=config,
             generator=torch.Generator().manual_seed(args.seed), on_progress=on_progress,
             num_frames=args.frames, height=args.height, width=args.width,
-            max_area=args.max_area if args.max_area is not None else default_max_area(args.model),
+            max_area=max_area_for(args.model, args.max_area),
         )
         bar.update(result.stats.forward_passes - bar.n)
     finally:

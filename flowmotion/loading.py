@@ -7,17 +7,21 @@ from pathlib import Path
 import torch
 
 from .errors import FlowMotionError
+from .toy.data import SIZE as TOY_SIZE
 
 WAN_MODEL_ID = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
 EMBEDDED_MODEL = "embedded"
 EMBEDDED_FOLDER = Path(__file__).resolve().parent / "embedded"
 """The embedded model's weights, shipped inside the package (trained by flowmotion.toy.train)."""
-EMBEDDED_MAX_AREA = 32 * 32
+EMBEDDED_MAX_AREA = TOY_SIZE * TOY_SIZE
 """Pixels per frame of the clips the embedded model was trained on: it works at that area by default."""
 
 
-def default_max_area(model: str) -> int | None:
-    """The working area a model gets when the caller names none: the embedded model's own, else no cap."""
+def max_area_for(model: str, asked: int | None = None) -> int | None:
+    """The working area for `model`: what the caller asked for, else the embedded model's training
+    area, else no cap."""
+    if asked is not None:
+        return asked
     return EMBEDDED_MAX_AREA if model == EMBEDDED_MODEL else None
 
 

@@ -1,7 +1,8 @@
 """Train the embedded model: a small text-to-video flow-matching model of Wan2.1's architecture
 on the procedural clips of data.py, saved with save_pretrained so it loads like the real one.
 
-    python -m flowmotion.toy.train --out flowmotion/embedded [--vae-frame-steps 3000] [--vae-clip-steps 1500] [--steps 6500]
+    python -m flowmotion.toy.train --out flowmotion/embedded
+        [--vae-frame-steps 3000] [--vae-clip-steps 1500] [--steps 6500]
 
 Stages: a word-level tokenizer and a umT5 text encoder (kept at its seeded initialisation: its
 embeddings only need to tell captions apart, and the transformer learns to read them); the Wan
@@ -14,6 +15,7 @@ floating-point order of its kernels); the defaults finish within about an hour o
 from __future__ import annotations
 
 import argparse
+from collections import deque
 import json
 import time
 from pathlib import Path
@@ -82,7 +84,7 @@ def check_finite(loss: torch.Tensor, stage: str, step: int) -> None:
         raise SystemExit(f"{stage} training diverged at step {step} (loss {loss.item()}); try another --seed")
 
 
-def vae_step(vae, optimizer, clips, lr: float, object_weight: float = 8.0) -> float:
+def vae_step(vae, optimizer, clips, lr: float, object_weight: float = 8.0) -> torch.Tensor:
     """One reconstruction step through the posterior's mean (FlowMotion encodes sources with the mean
     too). Object pixels weigh more: the shapes are a small share of each frame but all of its meaning."""
     video = to_video(np.stack([c.frames for c in clips]))
@@ -105,14 +107,14 @@ def train_vae(vae, seed: int, image_steps: int, clip_steps: int, lr: float = 2e-
     causal caches learn the length the model works at."""
     optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     vae.train()
-    recent = []
+    recent = deque(maxlen=50)
     total = image_steps + clip_steps
     for step in range(total):
         images = step < image_steps
         clips = training_clips(32 if images else 4, seed * 1_000_003 + step, 1 if images else FRAMES)
         loss = vae_step(vae, optimizer, clips, lr * max(0.05, 1.0 - step / total))
         check_finite(loss, "vae", step)
-        recent = (recent + [loss.item()])[-50:]
+        recent.append(loss.item())
         if step % 50 == 0:
             log(f"vae step {step}/{total} ({'frames' if images else 'clips'}): weighted L1 {loss.item():.4f}")
     vae.eval()
@@ -147,7 +149,7 @@ def train_transformer(transformer, latents, captions, embeddings, seed: int, ste
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(transformer.parameters(), lr=1e-3, weight_decay=0.01)
     transformer.train()
-    recent = []
+    recent = deque(maxlen=100)
     for step in range(steps):
         index = torch.randint(0, len(latents), (batch,), generator=generator)
         z0 = latents[index]
@@ -169,7 +171,7 @@ def train_transformer(transformer, latents, captions, embeddings, seed: int, ste
         warmup = min(1.0, (step + 1) / 200)
         for group in optimizer.param_groups:
             group["lr"] = 1e-3 * warmup * max(0.02, 0.5 * (1 + np.cos(np.pi * step / steps)))
-        recent = (recent + [loss.item()])[-100:]
+        recent.append(loss.item())
         if step % 100 == 0:
             log(f"transformer step {step}/{steps}: loss {loss.item():.4f}")
     transformer.eval()
@@ -188,7 +190,7 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=6000, help="clips encoded for the transformer")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
-    torch.set_flush_denormal(True)  # tiny weights' denormal floats can slow CPU kernels many times over
+    torch.set_flush_denormal(True)  # denormals flushed to zero, as when the shipped weights were trained
     started = time.monotonic()
 
     from diffusers import UniPCMultistepScheduler, WanPipeline

@@ -79,3 +79,12 @@ def test_neither_folder_nor_hub_id(tmp_path):
 def test_cuda_without_a_gpu_is_refused():
     with pytest.raises(FlowMotionError, match="no CUDA GPU"):
         load_pipeline("embedded", device="cuda")
+
+
+def test_the_working_area_is_the_callers_else_the_embedded_models_training_area():
+    from flowmotion.loading import max_area_for
+
+    assert max_area_for("embedded") == 32 * 32
+    assert max_area_for("embedded", 4096) == 4096
+    assert max_area_for("Wan-AI/Wan2.1-T2V-1.3B-Diffusers") is None
+    assert max_area_for("/models/wan", 399360) == 399360

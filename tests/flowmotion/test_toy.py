@@ -72,5 +72,5 @@ def test_every_path_draw_ends_far_from_its_start():
 def test_a_clips_mask_marks_exactly_the_objects_pixels():
     clip = make_clip(np.random.default_rng(2), playblast_share=0.0, color="blue", background="sand")
     assert clip.mask.shape == clip.frames.shape[:3] and clip.mask.any()
-    blue = np.all(clip.frames == np.array([40, 70, 230], np.uint8), axis=-1)
+    blue = np.all(clip.frames == np.array(COLORS["blue"], np.uint8), axis=-1)
     assert np.array_equal(blue, clip.mask)
