@@ -88,3 +88,11 @@ def test_the_working_area_is_the_callers_else_the_embedded_models_training_area(
     assert max_area_for("embedded", 4096) == 4096
     assert max_area_for("Wan-AI/Wan2.1-T2V-1.3B-Diffusers") is None
     assert max_area_for("/models/wan", 399360) == 399360
+
+
+def test_a_missing_embedded_model_says_how_to_get_it_back(tmp_path, monkeypatch):
+    import flowmotion.loading
+
+    monkeypatch.setattr(flowmotion.loading, "EMBEDDED_FOLDER", tmp_path / "embedded")
+    with pytest.raises(FlowMotionError, match="embedded model is missing .*python -m flowmotion.toy.train"):
+        load_pipeline("embedded", device="cpu")
