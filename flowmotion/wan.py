@@ -7,11 +7,16 @@ decode latent -> video. Everything else in the library is model-agnostic.
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Callable
 
 import torch
 
 from .errors import FlowMotionError
+
+VAE_CHUNK_FRAMES = 4
+"""AutoencoderKLWan encodes a video as its first frame, then chunks of 4 frames, and drops a shorter
+tail: a frame count it encodes whole is 1 + 4k, whatever its temporal factor."""
 
 
 class WanModel:
@@ -50,13 +55,14 @@ class WanModel:
 
     @property
     def temporal_multiple(self) -> int:
-        return self.pipe.vae_scale_factor_temporal
+        """Legal frame counts are 1 + k * this: whole VAE chunks of whole latent frames."""
+        return math.lcm(VAE_CHUNK_FRAMES, self.pipe.vae_scale_factor_temporal)
 
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, ...]:
         return (
             1,
             self.transformer.config.in_channels,
-            (frames - 1) // self.temporal_multiple + 1,
+            (frames - 1) // self.pipe.vae_scale_factor_temporal + 1,
             height // self.pipe.vae_scale_factor_spatial,
             width // self.pipe.vae_scale_factor_spatial,
         )

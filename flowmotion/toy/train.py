@@ -2,11 +2,12 @@
 on the procedural clips of data.py, saved with save_pretrained so it loads like the real one.
 
     python -m flowmotion.toy.train --out flowmotion/embedded
-        [--vae-frame-steps 3000] [--vae-clip-steps 1500] [--steps 6500]
+        [--vae-frame-steps 2500] [--vae-clip-steps 2000] [--decoder-steps 800] [--steps 6500]
 
 Stages: a word-level tokenizer and a umT5 text encoder (kept at its seeded initialisation: its
 embeddings only need to tell captions apart, and the transformer learns to read them); the Wan
-VAE, trained for reconstruction; latent statistics, so latents are normalised as Wan's are; then
+VAE, trained for reconstruction (single frames, short clips, then the decoder alone on whole
+clips); latent statistics, so latents are normalised as Wan's are; then
 the Wan transformer, trained with the flow-matching objective (v = eps - z0) on cached latents.
 Every stage counts steps, not time, so a seed gives the same weights on any machine (up to the
 floating-point order of its kernels); the defaults finish within about an hour on 2 CPU cores.
@@ -29,6 +30,7 @@ LATENT_CHANNELS = 16
 TEXT_DIM = 64
 MAX_SEQUENCE_LENGTH = 512
 FLOW_SHIFT = 3.0
+VAE_CLIP_FRAMES = 9
 
 
 def build_tokenizer():
@@ -57,8 +59,10 @@ def build_text_encoder(vocab_size: int):
 def build_vae():
     from diffusers import AutoencoderKLWan
 
+    # Time is halved once, not twice as in Wan: a VAE this small cannot carry a moving object through
+    # four frames per latent frame (its decoded objects stand still), and two keep the motion.
     return AutoencoderKLWan(base_dim=8, z_dim=LATENT_CHANNELS, dim_mult=[1, 2, 2], num_res_blocks=1,
-                            temperal_downsample=[True, True], scale_factor_spatial=4, scale_factor_temporal=4,
+                            temperal_downsample=[False, True], scale_factor_spatial=4, scale_factor_temporal=2,
                             latents_mean=[0.0] * LATENT_CHANNELS, latents_std=[1.0] * LATENT_CHANNELS)
 
 
@@ -84,34 +88,48 @@ def check_finite(loss: torch.Tensor, stage: str, step: int) -> None:
         raise SystemExit(f"{stage} training diverged at step {step} (loss {loss.item()}); try another --seed")
 
 
-def vae_step(vae, optimizer, clips, lr: float, object_weight: float = 8.0) -> torch.Tensor:
-    """One reconstruction step through the posterior's mean (FlowMotion encodes sources with the mean
-    too). Object pixels weigh more: the shapes are a small share of each frame but all of its meaning."""
-    video = to_video(np.stack([c.frames for c in clips]))
-    weight = 1.0 + object_weight * torch.from_numpy(np.stack([c.mask for c in clips])).float().unsqueeze(1)
-    posterior = vae.encode(video).latent_dist
-    reconstruction = vae.decode(posterior.mean).sample
-    loss = ((reconstruction - video).abs() * weight).mean() / weight.mean() + 1e-6 * posterior.kl().mean()
+def object_weights(clips, object_weight: float = 8.0) -> torch.Tensor:
+    """Per-pixel loss weights: object pixels weigh more, since the shapes are a small share of each frame
+    but all of its meaning."""
+    return 1.0 + object_weight * torch.from_numpy(np.stack([c.mask for c in clips])).float().unsqueeze(1)
+
+
+def weighted_l1(reconstruction: torch.Tensor, video: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return ((reconstruction - video).abs() * weight).mean() / weight.mean()
+
+
+def optimizer_step(optimizer, loss: torch.Tensor, parameters, lr: float) -> None:
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+    torch.nn.utils.clip_grad_norm_(parameters, 1.0)
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.step()
+
+
+def vae_step(vae, optimizer, clips, lr: float) -> torch.Tensor:
+    """One reconstruction step through the posterior's mean (FlowMotion encodes sources with the mean
+    too)."""
+    video = to_video(np.stack([c.frames for c in clips]))
+    posterior = vae.encode(video).latent_dist
+    reconstruction = vae.decode(posterior.mean).sample
+    loss = weighted_l1(reconstruction, video, object_weights(clips)) + 1e-6 * posterior.kl().mean()
+    optimizer_step(optimizer, loss, vae.parameters(), lr)
     return loss
 
 
 def train_vae(vae, seed: int, image_steps: int, clip_steps: int, lr: float = 2e-3) -> float:
     """Two stages: single frames in large batches (each frame goes through the VAE's causal first-frame
-    path, so the spatial layers learn fast), then whole 17-frame clips, so the temporal layers and the
-    causal caches learn the length the model works at."""
+    path, so the spatial layers learn fast), then clips of VAE_CLIP_FRAMES frames: the first frame and
+    two of the causal 4-frame chunks the VAE encodes a clip in, so the temporal layers and the chunk
+    caches learn what every later chunk of a longer clip sees, at half a 17-frame clip's cost."""
     optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     vae.train()
     recent = deque(maxlen=50)
     total = image_steps + clip_steps
     for step in range(total):
         images = step < image_steps
-        clips = training_clips(32 if images else 4, seed * 1_000_003 + step, 1 if images else FRAMES)
+        clips = training_clips(32 if images else 8, seed * 1_000_003 + step, 1 if images else VAE_CLIP_FRAMES)
         loss = vae_step(vae, optimizer, clips, lr * max(0.05, 1.0 - step / total))
         check_finite(loss, "vae", step)
         recent.append(loss.item())
@@ -120,6 +138,40 @@ def train_vae(vae, seed: int, image_steps: int, clip_steps: int, lr: float = 2e-
     vae.eval()
     final = float(np.mean(recent))
     log(f"vae: {total} steps, weighted L1 over the last 50 {final:.4f}")
+    return final
+
+
+DECODER_PREFIXES = ("decoder.", "post_quant_conv.")
+
+
+def train_decoder(vae, seed: int, first_step: int, steps: int, lr: float = 5e-4) -> float:
+    """The decoder alone on whole clips, the encoder frozen (so the latents, and the transformer trained on
+    them, do not change). The decoder turns latent frames into video one latent frame at a time, carrying
+    its causal caches from one to the next; clips of VAE_CLIP_FRAMES frames teach it half the chain a
+    17-frame clip needs, and without this stage the second half of a clip comes out in wrong colours."""
+    parameters = [p for name, p in vae.named_parameters() if name.startswith(DECODER_PREFIXES)]
+    frozen = [p for name, p in vae.named_parameters() if not name.startswith(DECODER_PREFIXES)]
+    for p in frozen:
+        p.requires_grad_(False)
+    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0)
+    vae.train()
+    recent = deque(maxlen=50)
+    for step in range(steps):
+        clips = training_clips(4, seed * 1_000_003 + first_step + step, FRAMES)
+        video = to_video(np.stack([c.frames for c in clips]))
+        with torch.no_grad():
+            latent = vae.encode(video).latent_dist.mean
+        loss = weighted_l1(vae.decode(latent).sample, video, object_weights(clips))
+        optimizer_step(optimizer, loss, parameters, lr * max(0.05, 1.0 - step / steps))
+        check_finite(loss, "decoder", step)
+        recent.append(loss.item())
+        if step % 50 == 0:
+            log(f"decoder step {step}/{steps} ({FRAMES}-frame clips): weighted L1 {loss.item():.4f}")
+    for p in frozen:
+        p.requires_grad_(True)
+    vae.eval()
+    final = float(np.mean(recent))
+    log(f"decoder: {steps} steps, weighted L1 over the last 50 {final:.4f}")
     return final
 
 
@@ -184,8 +236,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--vae-frame-steps", type=int, default=3000, help="VAE steps on single frames (batch 32)")
-    parser.add_argument("--vae-clip-steps", type=int, default=1500, help="VAE steps on whole clips (batch 4)")
+    parser.add_argument("--vae-frame-steps", type=int, default=2500, help="VAE steps on single frames (batch 32)")
+    parser.add_argument("--vae-clip-steps", type=int, default=2000,
+                        help=f"VAE steps on {VAE_CLIP_FRAMES}-frame clips (batch 8)")
+    parser.add_argument("--decoder-steps", type=int, default=800,
+                        help=f"decoder-only steps on {FRAMES}-frame clips (batch 4), the encoder frozen")
     parser.add_argument("--steps", type=int, default=6500, help="transformer flow-matching steps (batch 16)")
     parser.add_argument("--clips", type=int, default=6000, help="clips encoded for the transformer")
     args = parser.parse_args()
@@ -199,6 +254,7 @@ def main() -> None:
     text_encoder = build_text_encoder(len(tokenizer))
     vae = build_vae()
     vae_l1 = train_vae(vae, args.seed, args.vae_frame_steps, args.vae_clip_steps)
+    decoder_l1 = train_decoder(vae, args.seed, args.vae_frame_steps + args.vae_clip_steps, args.decoder_steps)
 
     clips = training_clips(args.clips, args.seed + 7)
     raw = encode_clips(vae, clips)
@@ -220,7 +276,8 @@ def main() -> None:
     pipe.save_pretrained(args.out, safe_serialization=True)
     (args.out / "TRAINING.json").write_text(json.dumps({
         "seed": args.seed, "vae_frame_steps": args.vae_frame_steps, "vae_clip_steps": args.vae_clip_steps,
-        "vae_weighted_l1": round(vae_l1, 4), "transformer_steps": args.steps,
+        "vae_weighted_l1": round(vae_l1, 4), "decoder_steps": args.decoder_steps,
+        "decoder_weighted_l1": round(decoder_l1, 4), "transformer_steps": args.steps,
         "flow_matching_loss": round(flow_loss, 4), "clips": args.clips, "frames": FRAMES, "size": SIZE,
         "minutes_total": round((time.monotonic() - started) / 60, 1), "torch_threads": torch.get_num_threads(),
     }, indent=1))
