@@ -138,6 +138,17 @@ def make_clip(rng: np.random.Generator, *, shapes=TRAIN_SHAPES, paths=TRAIN_PATH
                 shape, background, masks)
 
 
+def redraw(clip: Clip, color: str, shape: str, background: str, radius: float = 5.0, seed: int = 0) -> Clip:
+    """The clip's object track (in frame coordinates) drawn again in another look, without a camera pan."""
+    frames = background_frames(background, np.random.default_rng(seed), 0.0, len(clip.track))
+    masks = np.zeros(frames.shape[:3], bool)
+    for f, (cx, cy) in enumerate(clip.track):
+        masks[f] = shape_mask(shape, cx, cy, radius)
+        frames[f][masks[f]] = COLORS[color]
+    return Clip(np.clip(frames, 0, 255).astype(np.uint8), caption_for(color, shape, background), clip.track, color,
+                shape, background, masks)
+
+
 def training_clips(count: int, seed: int, frames: int = FRAMES) -> list[Clip]:
     rng = np.random.default_rng(seed)
     return [make_clip(rng, frames=frames) for _ in range(count)]

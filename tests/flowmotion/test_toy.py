@@ -74,3 +74,13 @@ def test_a_clips_mask_marks_exactly_the_objects_pixels():
     assert clip.mask.shape == clip.frames.shape[:3] and clip.mask.any()
     blue = np.all(clip.frames == np.array(COLORS["blue"], np.uint8), axis=-1)
     assert np.array_equal(blue, clip.mask)
+
+
+def test_a_redrawn_clip_keeps_the_track_in_its_new_look():
+    from flowmotion.toy.data import redraw
+
+    source = make_clip(np.random.default_rng(4), background="playblast", paths=("straight", "curve"))
+    again = redraw(source, "purple", "cube", "snow")
+    assert np.array_equal(again.track, source.track) and again.caption == "a purple cube on snow"
+    assert metrics.motion_fidelity(again.frames, "purple", source.track)[0] == 1.0
+    assert metrics.read_take(again.frames) == metrics.Reading("purple", "cube", "snow")
