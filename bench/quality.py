@@ -64,7 +64,7 @@ def held_out_cases(count: int) -> list[Case]:
     return cases
 
 
-def modes(steps: int, guided: int) -> dict[str, FlowMotionConfig]:
+def modes(steps: int, guided: int, learning_rate: float) -> dict[str, FlowMotionConfig]:
     base = FlowMotionConfig.optimized(num_inference_steps=steps, guided_steps=guided)
     return {
         "plain sampling (no guidance)": base.replace(motion_guidance=False),
@@ -72,6 +72,8 @@ def modes(steps: int, guided: int) -> dict[str, FlowMotionConfig]:
         "without difference alignment": base.replace(difference_alignment=False),
         "without velocity regularisation": base.replace(velocity_regularization=False),
         "clean_latent source motion": base.replace(source_motion="clean_latent"),
+        f"clean_latent source motion, learning rate {learning_rate:g}": base.replace(
+            source_motion="clean_latent", learning_rate=learning_rate),
         "FlowMotion + unguided step cache 0.05": base.replace(unguided_step_cache=0.05),
     }
 
@@ -123,17 +125,17 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=24)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--guided-steps", type=int, default=10)
-    parser.add_argument("--matched-learning-rate", type=float, default=0.03,
-                        help="the learning rate of the second table's last row")
+    parser.add_argument("--scaled-learning-rate", type=float, default=0.03,
+                        help="the learning rate of the clean_latent rows that scale the paper's to the latent size")
     args = parser.parse_args()
     pipe = flowmotion.load_pipeline(args.model, device="cpu")
     cases = held_out_cases(args.videos)
     started = time.monotonic()
     results, matched = {}, {}
-    for name, config in modes(args.steps, args.guided_steps).items():
+    for name, config in modes(args.steps, args.guided_steps, args.scaled_learning_rate).items():
         results[name] = evaluate(pipe, cases, config)
         print(f"  {name}: done ({time.monotonic() - started:.0f} s)", file=sys.stderr)
-    for name, config in look_matched_modes(args.steps, args.guided_steps, args.matched_learning_rate).items():
+    for name, config in look_matched_modes(args.steps, args.guided_steps, args.scaled_learning_rate).items():
         matched[name] = evaluate(pipe, look_matched(cases), config)
         print(f"  sources in the prompt's look, {name}: done ({time.monotonic() - started:.0f} s)", file=sys.stderr)
     print(f"{args.videos} held-out videos, model {args.model}, {args.steps} steps ({args.guided_steps} guided), "
