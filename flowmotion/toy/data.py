@@ -116,6 +116,20 @@ def background_frames(background: str, rng: np.random.Generator, pan: float, fra
     return out
 
 
+def draw_object(frames: np.ndarray, track: np.ndarray, shape: str, radius: float, fill: np.ndarray,
+                shaded: bool = False) -> np.ndarray:
+    """Paint the object into float `frames` along `track`, its right side darker when `shaded` (as
+    Workbench's studio light leaves it); returns where it is, bool (frames, size, size)."""
+    size = frames.shape[1]
+    masks = np.zeros(frames.shape[:3], bool)
+    for f, (cx, cy) in enumerate(track):
+        mask = masks[f] = shape_mask(shape, cx, cy, radius, size)
+        frames[f][mask] = fill
+        if shaded:
+            frames[f][mask & (np.mgrid[0:size, 0:size][1] + 0.5 > cx + radius * 0.3)] = fill * 0.8
+    return masks
+
+
 def make_clip(rng: np.random.Generator, *, shapes=TRAIN_SHAPES, paths=TRAIN_PATHS, background: str | None = None,
               color: str | None = None, shape: str | None = None, playblast_share: float = 0.25,
               frames: int = FRAMES) -> Clip:
@@ -128,12 +142,7 @@ def make_clip(rng: np.random.Generator, *, shapes=TRAIN_SHAPES, paths=TRAIN_PATH
     frames = background_frames(background, rng, pan, frames)
     radius = rng.uniform(4.0, 6.5)
     fill = np.array(PLAYBLAST_GREY if background == "playblast" else COLORS[color], np.float32)
-    masks = np.zeros(frames.shape[:3], bool)
-    for f, (cx, cy) in enumerate(track):
-        mask = masks[f] = shape_mask(shape, cx, cy, radius)
-        frames[f][mask] = fill
-        if background == "playblast":
-            frames[f][mask & (np.mgrid[0:SIZE, 0:SIZE][1] + 0.5 > cx + radius * 0.3)] = fill * 0.8
+    masks = draw_object(frames, track, shape, radius, fill, shaded=background == "playblast")
     return Clip(np.clip(frames, 0, 255).astype(np.uint8), caption_for(color, shape, background), track, color,
                 shape, background, masks)
 
@@ -141,10 +150,7 @@ def make_clip(rng: np.random.Generator, *, shapes=TRAIN_SHAPES, paths=TRAIN_PATH
 def redraw(clip: Clip, color: str, shape: str, background: str, radius: float = 5.0, seed: int = 0) -> Clip:
     """The clip's object track (in frame coordinates) drawn again in another look, without a camera pan."""
     frames = background_frames(background, np.random.default_rng(seed), 0.0, len(clip.track))
-    masks = np.zeros(frames.shape[:3], bool)
-    for f, (cx, cy) in enumerate(clip.track):
-        masks[f] = shape_mask(shape, cx, cy, radius)
-        frames[f][masks[f]] = COLORS[color]
+    masks = draw_object(frames, clip.track, shape, radius, np.array(COLORS[color], np.float32))
     return Clip(np.clip(frames, 0, 255).astype(np.uint8), caption_for(color, shape, background), clip.track, color,
                 shape, background, masks)
 

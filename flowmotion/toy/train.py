@@ -88,6 +88,26 @@ def check_finite(loss: torch.Tensor, stage: str, step: int) -> None:
         raise SystemExit(f"{stage} training diverged at step {step} (loss {loss.item()}); try another --seed")
 
 
+class StageLosses:
+    """A training stage's losses: stops on a non-finite one, logs one every `every` steps, and averages
+    the last `every` for the stage's summary."""
+
+    def __init__(self, stage: str, steps: int, measure: str, every: int):
+        self.stage, self.steps, self.measure, self.every = stage, steps, measure, every
+        self.recent = deque(maxlen=every)
+
+    def add(self, step: int, loss: torch.Tensor, detail: str = "") -> None:
+        check_finite(loss, self.stage, step)
+        self.recent.append(loss.item())
+        if step % self.every == 0:
+            log(f"{self.stage} step {step}/{self.steps}{detail}: {self.measure} {loss.item():.4f}")
+
+    def final(self) -> float:
+        final = float(np.mean(self.recent))
+        log(f"{self.stage}: {self.steps} steps, {self.measure} over the last {self.every} {final:.4f}")
+        return final
+
+
 def object_weights(clips, object_weight: float = 8.0) -> torch.Tensor:
     """Per-pixel loss weights: object pixels weigh more, since the shapes are a small share of each frame
     but all of its meaning."""
@@ -125,20 +145,15 @@ def train_vae(vae, seed: int, image_steps: int, clip_steps: int, lr: float = 2e-
     caches learn what every later chunk of a longer clip sees, at half a 17-frame clip's cost."""
     optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     vae.train()
-    recent = deque(maxlen=50)
     total = image_steps + clip_steps
+    losses = StageLosses("vae", total, "weighted L1", 50)
     for step in range(total):
         images = step < image_steps
         clips = training_clips(32 if images else 8, seed * 1_000_003 + step, 1 if images else VAE_CLIP_FRAMES)
         loss = vae_step(vae, optimizer, clips, lr * max(0.05, 1.0 - step / total))
-        check_finite(loss, "vae", step)
-        recent.append(loss.item())
-        if step % 50 == 0:
-            log(f"vae step {step}/{total} ({'frames' if images else 'clips'}): weighted L1 {loss.item():.4f}")
+        losses.add(step, loss, " (frames)" if images else " (clips)")
     vae.eval()
-    final = float(np.mean(recent))
-    log(f"vae: {total} steps, weighted L1 over the last 50 {final:.4f}")
-    return final
+    return losses.final()
 
 
 DECODER_PREFIXES = ("decoder.", "post_quant_conv.")
@@ -155,7 +170,7 @@ def train_decoder(vae, seed: int, first_step: int, steps: int, lr: float = 5e-4)
         p.requires_grad_(False)
     optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0)
     vae.train()
-    recent = deque(maxlen=50)
+    losses = StageLosses("decoder", steps, "weighted L1", 50)
     for step in range(steps):
         clips = training_clips(4, seed * 1_000_003 + first_step + step, FRAMES)
         video = to_video(np.stack([c.frames for c in clips]))
@@ -163,16 +178,11 @@ def train_decoder(vae, seed: int, first_step: int, steps: int, lr: float = 5e-4)
             latent = vae.encode(video).latent_dist.mean
         loss = weighted_l1(vae.decode(latent).sample, video, object_weights(clips))
         optimizer_step(optimizer, loss, parameters, lr * max(0.05, 1.0 - step / steps))
-        check_finite(loss, "decoder", step)
-        recent.append(loss.item())
-        if step % 50 == 0:
-            log(f"decoder step {step}/{steps} ({FRAMES}-frame clips): weighted L1 {loss.item():.4f}")
+        losses.add(step, loss, f" ({FRAMES}-frame clips)")
     for p in frozen:
         p.requires_grad_(True)
     vae.eval()
-    final = float(np.mean(recent))
-    log(f"decoder: {steps} steps, weighted L1 over the last 50 {final:.4f}")
-    return final
+    return losses.final()
 
 
 @torch.no_grad()
@@ -201,7 +211,7 @@ def train_transformer(transformer, latents, captions, embeddings, seed: int, ste
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(transformer.parameters(), lr=1e-3, weight_decay=0.01)
     transformer.train()
-    recent = deque(maxlen=100)
+    losses = StageLosses("transformer", steps, "loss", 100)
     for step in range(steps):
         index = torch.randint(0, len(latents), (batch,), generator=generator)
         z0 = latents[index]
@@ -215,7 +225,7 @@ def train_transformer(transformer, latents, captions, embeddings, seed: int, ste
         prediction = transformer(hidden_states=noised, timestep=sigma * 1000, encoder_hidden_states=text,
                                  return_dict=False)[0]
         loss = torch.mean((prediction - (noise - z0)) ** 2)
-        check_finite(loss, "transformer", step)
+        losses.add(step, loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
@@ -223,13 +233,8 @@ def train_transformer(transformer, latents, captions, embeddings, seed: int, ste
         warmup = min(1.0, (step + 1) / 200)
         for group in optimizer.param_groups:
             group["lr"] = 1e-3 * warmup * max(0.02, 0.5 * (1 + np.cos(np.pi * step / steps)))
-        recent.append(loss.item())
-        if step % 100 == 0:
-            log(f"transformer step {step}/{steps}: loss {loss.item():.4f}")
     transformer.eval()
-    final = float(np.mean(recent))
-    log(f"transformer: {steps} steps, loss over the last 100 {final:.4f}")
-    return final
+    return losses.final()
 
 
 def main() -> None:
