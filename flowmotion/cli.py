@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("transfer", help="generate a video of a prompt with the motion of a source video")
     run.add_argument("source", help="source video: a video file (mp4, mov, ...) or a folder of PNG/JPEG frames")
     run.add_argument("--prompt", required=True, help="what the new video shows")
+    run.add_argument("--subject-mask", default=None, metavar="MASK",
+                     help="the shot's subjects, white on black, as a video file or frame folder with the source's "
+                          "frames and size: adds Subject Alignment (the take's subjects go where the source's are)")
     run.add_argument("--negative-prompt", default="", help="what it should not show (default: empty)")
     run.add_argument("--out", required=True,
                      help="result: a video file (by its suffix, e.g. .mp4) or a folder that receives PNG frames")
@@ -97,6 +100,7 @@ def run_transfer(args: argparse.Namespace) -> int:
 
     config = config_from_arguments(args)
     frames, source_fps = read_video(args.source)
+    subject_mask = read_video(args.subject_mask)[0] if args.subject_mask else None
     dtype = getattr(torch, DTYPES[args.dtype]) if args.dtype else None
     print(f"model: {_describe_model(args.model)}", file=sys.stderr)
     pipe = load_pipeline(args.model, device=args.device, dtype=dtype)
@@ -117,7 +121,7 @@ def run_transfer(args: argparse.Namespace) -> int:
             pipe, frames, args.prompt, negative_prompt=args.negative_prompt, config=config,
             generator=torch.Generator().manual_seed(args.seed), on_progress=on_progress,
             num_frames=args.frames, height=args.height, width=args.width,
-            max_area=max_area_for(args.model, args.max_area),
+            max_area=max_area_for(args.model, args.max_area), subject_mask=subject_mask,
         )
         bar.update(result.stats.forward_passes - bar.n)
     finally:

@@ -60,6 +60,13 @@ class FlowMotionConfig:
     velocity_regularization: bool = True
     """Regularise the velocity towards the cumulative average velocity before forming the target motion."""
 
+    subject_alignment: bool = True
+    """When the shot comes with subject masks: steer where the take's subjects are towards where the
+    source's are (Subject Alignment, an addition to the paper), leaving how they look to the prompt."""
+
+    subject_learning_rate: float = 0.03
+    """Adam learning rate of Subject Alignment, which has its own optimiser beside the paper's."""
+
     max_sequence_length: int = 512
     """Tokens the text encoder sees per prompt (Wan's pipeline default)."""
 
@@ -93,6 +100,8 @@ class FlowMotionConfig:
             raise FlowMotionError(f"optimization_steps must be 0 or more, got {self.optimization_steps}")
         if self.learning_rate <= 0:
             raise FlowMotionError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.subject_learning_rate <= 0:
+            raise FlowMotionError(f"subject_learning_rate must be positive, got {self.subject_learning_rate}")
         for name in ("latent_alignment_weight", "difference_alignment_weight", "velocity_regularization_gamma"):
             if getattr(self, name) < 0:
                 raise FlowMotionError(f"{name} must be 0 or more, got {getattr(self, name)}")

@@ -84,3 +84,32 @@ def motion_loss(
     if difference_weight:
         loss = loss + difference_weight * difference_alignment_loss(source_motion, target_motion)
     return loss
+
+
+# Subject alignment -------------------------------------------------------------------------------
+# The paper aligns the whole latent, so the take is pulled towards the source's look as well as its
+# motion: a grey Workbench playblast pulls a coloured scene towards grey. Subject alignment moves
+# only where things are. The source gives, for every latent position, the share of it covered by
+# the shot's subjects (a mask the host renders); the target's counterpart is how far each position's
+# latent vector stands out from its frame's background. Both are divided by their frame's mean, so
+# neither colour, brightness nor contrast enters the loss: only placement.
+
+MAP_EPS = 1e-3
+
+
+def per_frame_normalised(values: torch.Tensor) -> torch.Tensor:
+    """Divide a (batch, 1, frames, height, width) map by each frame's mean (plus a small epsilon)."""
+    return values / (values.mean(dim=(3, 4), keepdim=True) + MAP_EPS)
+
+
+def objectness(x: torch.Tensor) -> torch.Tensor:
+    """How far each latent position stands out from its frame: the channel-wise distance to the
+    frame's median latent vector, (batch, 1, frames, height, width)."""
+    background = x.flatten(3).median(dim=3).values[..., None, None]
+    return ((x - background) ** 2).sum(dim=CHANNEL_DIM, keepdim=True).add(1e-6).sqrt()
+
+
+def subject_alignment_loss(subject_coverage: torch.Tensor, target_motion: torch.Tensor) -> torch.Tensor:
+    """SA: mean squared error between where the subjects are in the source (coverage of each latent
+    position, in [0, 1]) and where the target's latent stands out, both normalised per frame."""
+    return torch.mean((per_frame_normalised(subject_coverage) - per_frame_normalised(objectness(target_motion))) ** 2)

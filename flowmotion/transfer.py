@@ -15,7 +15,7 @@ from .cache import SourceMotion, TransferCache, source_key
 from .config import FlowMotionConfig
 from .errors import FlowMotionError, TransferCancelled
 from .progress import PhaseClock, Progress, RunStats
-from .video import ShapePlan, as_frames, plan_shape, resample, to_unit_float
+from .video import ShapePlan, as_frames, plan_shape, resample, to_uint8, to_unit_float
 from .wan import WanModel
 
 OUTPUT_TYPES = ("np", "pil", "latent")
@@ -56,6 +56,22 @@ def _source_tensor(frames: np.ndarray, plan: ShapePlan) -> torch.Tensor:
     video = torch.from_numpy(to_unit_float(frames)).permute(0, 3, 1, 2)
     video = resample(video, plan.model_frames, plan.model_height, plan.model_width)
     return (video * 2.0 - 1.0).permute(1, 0, 2, 3).unsqueeze(0)
+
+
+def _subject_tensor(mask, frames: np.ndarray, plan: ShapePlan) -> torch.Tensor:
+    """A subject mask video (any form `as_frames` takes: white where the shot's subjects are) ->
+    (1, 1, F, H, W) in [0, 1] at the model's shape; a (F, H, W) array (bool, uint8 or float in [0, 1])
+    is a mask too. It must match the source frame for frame."""
+    if isinstance(mask, np.ndarray) and mask.ndim == 3:
+        mask = np.repeat(to_uint8(mask.astype(np.float32) if mask.dtype == bool else mask)[..., None], 3, axis=3)
+    masks = as_frames(mask)
+    if masks.shape[:3] != frames.shape[:3]:
+        raise FlowMotionError(
+            f"the subject mask has {masks.shape[0]} frames of {masks.shape[2]}x{masks.shape[1]} but the source has "
+            f"{frames.shape[0]} frames of {frames.shape[2]}x{frames.shape[1]}: render them from the same shot")
+    coverage = torch.from_numpy(to_unit_float(masks.max(axis=3, keepdims=True))).permute(0, 3, 1, 2)
+    coverage = resample(coverage, plan.model_frames, plan.model_height, plan.model_width)
+    return coverage.permute(1, 0, 2, 3).unsqueeze(0).clamp(0, 1)
 
 
 def _result_frames(decoded: torch.Tensor, plan: ShapePlan) -> np.ndarray:
@@ -107,8 +123,10 @@ class Sampler:
         return self.model.guided_velocity(latent, timestep, *embeddings, self.config.guidance_scale,
                                           batched=self.config.batch_guidance)
 
-    def optimise(self, latent, initial_noise, source_motion, step: int, embeddings):
-        """Adam on the latent towards the source motion; gradients reach only the latent."""
+    def optimise(self, latent, initial_noise, source_motion, step: int, embeddings, subjects=None):
+        """Adam on the latent towards the source motion; gradients reach only the latent. With
+        `subjects` (the source's subject coverage per latent position), a second Adam at the subject
+        learning rate follows Subject Alignment's gradient, taken at the same latent."""
         config = self.config
         sigma, timestep = self.sigmas[step], self.timesteps[step]
         reference = None
@@ -116,6 +134,7 @@ class Sampler:
             reference = guidance.average_velocity(latent, initial_noise, sigma, self.sigmas[0])
         variable = latent.detach().clone().requires_grad_(True)
         optimizer = torch.optim.Adam([variable], lr=config.learning_rate)
+        subject_optimizer = None if subjects is None else torch.optim.Adam([variable], lr=config.subject_learning_rate)
         difference_weight = config.difference_alignment_weight if config.difference_alignment else 0.0
         for _ in range(config.optimization_steps):
             velocity = self.velocity(variable.detach(), timestep, embeddings)
@@ -124,22 +143,30 @@ class Sampler:
             target_motion = guidance.latent_prediction(variable, sigma, velocity)
             loss = guidance.motion_loss(source_motion, target_motion, config.latent_alignment_weight,
                                         difference_weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if subject_optimizer is None:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                continue
+            subject_loss = guidance.subject_alignment_loss(subjects, target_motion)
+            (variable.grad,) = torch.autograd.grad(loss, variable, retain_graph=True)
+            (subject_grad,) = torch.autograd.grad(subject_loss, variable)
             optimizer.step()
+            variable.grad = subject_grad
+            subject_optimizer.step()
         return variable.detach()
 
     def euler_step(self, latent, i: int, embeddings):
         velocity = self.velocity(latent, self.timesteps[i], embeddings)
         return latent + (self.sigmas[i + 1] - self.sigmas[i]) * velocity
 
-    def run(self, initial_noise, source_motions: list[torch.Tensor], embeddings) -> torch.Tensor:
+    def run(self, initial_noise, source_motions: list[torch.Tensor], embeddings, subjects=None) -> torch.Tensor:
         total = len(self.timesteps)
         guided = len(source_motions)
         latent = initial_noise
         for i in range(guided):
             self.clock.enter("guided_step", i + 1, total, self.model.forward_passes)
-            latent = self.optimise(latent, initial_noise, source_motions[i], i, embeddings)
+            latent = self.optimise(latent, initial_noise, source_motions[i], i, embeddings, subjects)
             latent = self.euler_step(latent, i, embeddings)
         # The step cache sees only the unguided steps: the guided ones call the transformer several
         # times per step, which a cache would mistake for consecutive denoising steps.
@@ -186,6 +213,7 @@ def transfer(
     width: int | None = None,
     max_area: int | None = None,
     cache: TransferCache | None = None,
+    subject_mask=None,
 ) -> FlowMotionOutput:
     """Generate a video of `prompt` that keeps the motion of `video`.
 
@@ -196,6 +224,8 @@ def transfer(
     the initial noise at the model's latent shape; without it, noise is drawn from `generator`.
     `should_cancel` is checked before every transformer forward pass. `cache` (a TransferCache
     kept by a long-lived caller) reuses prompt embeddings and the shot's source motion.
+    `subject_mask` (same frames and size as `video`, white where the shot's subjects are, e.g. a
+    render of their silhouettes) adds Subject Alignment to the guided steps (see FlowMotionConfig).
     """
     config = config or FlowMotionConfig()
     if output_type not in OUTPUT_TYPES:
@@ -217,6 +247,10 @@ def transfer(
     shape = model.latent_shape(plan.model_frames, plan.model_height, plan.model_width)
     if latents is not None and tuple(latents.shape) != shape:
         raise FlowMotionError(f"latents have shape {tuple(latents.shape)} but this shot needs {shape}")
+    subjects = None
+    if subject_mask is not None:
+        subjects = _subject_tensor(subject_mask, frames, plan)
+        subjects = model.latent_coverage(subjects) if config.subject_alignment else None
 
     clock = PhaseClock(RunStats(), model.device, on_progress, forward_pass_count(config))
     check_cancel()
@@ -234,7 +268,7 @@ def transfer(
         initial_noise = randn_tensor(shape, generator=generator, device=model.device, dtype=torch.float32)
     else:
         initial_noise = latents.to(model.device, torch.float32)
-    latent = sampler.run(initial_noise, source_motions, embeddings)
+    latent = sampler.run(initial_noise, source_motions, embeddings, subjects)
 
     if output_type == "latent":
         return FlowMotionOutput(latent, clock.finish(model.forward_passes, model.transformer_calls), plan)

@@ -67,6 +67,21 @@ class WanModel:
             width // self.pipe.vae_scale_factor_spatial,
         )
 
+    def latent_coverage(self, mask: torch.Tensor) -> torch.Tensor:
+        """A mask video (1, 1, F, H, W) in [0, 1] -> how much of each latent position it covers,
+        (1, 1, latent frames, latent height, latent width): a latent frame holds the first frame
+        alone, then `vae_scale_factor_temporal` frames each (the union over them); a latent position,
+        `vae_scale_factor_spatial` squared pixels (their mean)."""
+        factor = self.pipe.vae_scale_factor_temporal
+        frames = mask.shape[2]
+        if (frames - 1) % factor:
+            raise FlowMotionError(f"a mask of {frames} frames does not fill whole latent frames of {factor}")
+        first = mask[:, :, :1]
+        rest = mask[:, :, 1:].unflatten(2, ((frames - 1) // factor, factor)).amax(dim=3)
+        grouped = torch.cat([first, rest], dim=2)
+        size = self.pipe.vae_scale_factor_spatial
+        return torch.nn.functional.avg_pool3d(grouped, kernel_size=(1, size, size)).to(self.device, torch.float32)
+
     def schedule(self, num_steps: int) -> tuple[torch.Tensor, list[float]]:
         """The scheduler's timesteps and the sigmas the Euler sampler uses (timesteps / 1000, then 0)."""
         scheduler = self.pipe.scheduler

@@ -96,3 +96,20 @@ def test_mismatched_frames_fail_cleanly(tmp_path, capsys):
     iio.imwrite(folder / "frame_0004.png", np.zeros((16, 32, 3), np.uint8))
     assert main(["transfer", str(folder), "--prompt", "p", "--out", str(tmp_path / "o"), *FAST]) == 2
     assert "frame 4 (frame_0004.png) is 32x16 but frame 1 (frame_0001.png) is 32x32" in capsys.readouterr().err
+
+
+def test_a_subject_mask_folder_steers_the_take_and_a_mismatched_one_is_refused(source_folder, tmp_path, capsys):
+    mask = np.zeros((10, 30, 40, 3), np.uint8)
+    mask[:, 10:22, 4:16] = 255
+    mask_folder = write_video(mask, tmp_path / "subjects")
+    plain, steered = tmp_path / "plain", tmp_path / "steered"
+    assert main(["transfer", str(source_folder), "--prompt", "a cube", "--out", str(plain), *FAST]) == 0
+    assert main(["transfer", str(source_folder), "--prompt", "a cube", "--out", str(steered), "--subject-mask",
+                 str(mask_folder), *FAST]) == 0
+    assert not np.array_equal(read_video(plain)[0], read_video(steered)[0])
+    short = write_video(mask[:6], tmp_path / "short")
+    out = tmp_path / "refused"
+    assert main(["transfer", str(source_folder), "--prompt", "a cube", "--out", str(out), "--subject-mask", str(short),
+                 *FAST]) == 2
+    assert "the subject mask has 6 frames of 40x30 but the source has 10 frames" in capsys.readouterr().err
+    assert not out.exists()
