@@ -10,7 +10,9 @@ of frames whose object is within 5 px of the source's track, and the mean track 
 adherence (colour, shape and background read back by flowmotion.toy.metrics' classifier),
 temporal consistency, and seconds and forward passes per video. Every mode runs the paper's settings
 through FlowMotionConfig.optimized() (the same result as the authors' pass structure up to float
-rounding, in fewer passes); the last row measures what the unguided-step cache costs in quality.
+rounding, in fewer passes); the unguided-step cache row measures what that cache costs in quality.
+The subject-mask rows give the method each source's object mask (what the add-on renders from the
+shot) and add Subject Alignment; the last of them drops the paper's two losses to show its share.
 
 A second table separates the method from the look of a playblast: the same tracks, the sources
 redrawn in the target prompt's colour, shape and background (`flowmotion.toy.data.redraw`), so
@@ -38,6 +40,7 @@ from flowmotion.toy.data import (BACKGROUNDS, COLORS, HELD_OUT_PATHS, HELD_OUT_S
                                  Clip, make_clip, redraw)
 
 HELD_OUT_SEED = 20261124
+SUBJECT_MODES = ("FlowMotion + subject masks", "subject masks only (no LA, no DA)")
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ def modes(steps: int, guided: int, learning_rate: float) -> dict[str, FlowMotion
         f"clean_latent source motion, learning rate {learning_rate:g}": base.replace(
             source_motion="clean_latent", learning_rate=learning_rate),
         "FlowMotion + unguided step cache 0.05": base.replace(unguided_step_cache=0.05),
+        SUBJECT_MODES[0]: base,
+        SUBJECT_MODES[1]: base.replace(latent_alignment_weight=0.0, difference_alignment_weight=0.0),
     }
 
 
@@ -85,15 +90,17 @@ def look_matched(cases: list[Case]) -> list[Case]:
 
 def look_matched_modes(steps: int, guided: int, learning_rate: float) -> dict[str, FlowMotionConfig]:
     """The modes that tell moving the object from crossing the look: the first table's, less the ablations."""
+    kept = ("plain sampling (no guidance)", "FlowMotion", SUBJECT_MODES[0])
     return {name: config for name, config in modes(steps, guided, learning_rate).items()
-            if name in ("plain sampling (no guidance)", "FlowMotion") or name.startswith("clean_latent")}
+            if name in kept or name.startswith("clean_latent")}
 
 
-def evaluate(pipe, cases: list[Case], config: FlowMotionConfig) -> dict:
+def evaluate(pipe, cases: list[Case], config: FlowMotionConfig, subject_masks: bool = False) -> dict:
     scores = {"fidelity": [], "error": [], "text": [], "temporal": [], "seconds": [], "passes": []}
     for index, case in enumerate(cases):
         out = flowmotion.transfer(pipe, case.source.frames, case.prompt, config=config,
-                                  generator=torch.Generator().manual_seed(index))
+                                  generator=torch.Generator().manual_seed(index),
+                                  subject_mask=case.source.mask if subject_masks else None)
         share, error = metrics.motion_fidelity(out.frames, case.color, case.source.track)
         scores["fidelity"].append(share)
         scores["error"].append(error)
@@ -128,10 +135,10 @@ def main() -> None:
     started = time.monotonic()
     results, matched, matched_cases = {}, {}, look_matched(cases)
     for name, config in modes(args.steps, args.guided_steps, args.scaled_learning_rate).items():
-        results[name] = evaluate(pipe, cases, config)
+        results[name] = evaluate(pipe, cases, config, subject_masks=name in SUBJECT_MODES)
         print(f"  {name}: done ({time.monotonic() - started:.0f} s)", file=sys.stderr)
     for name, config in look_matched_modes(args.steps, args.guided_steps, args.scaled_learning_rate).items():
-        matched[name] = evaluate(pipe, matched_cases, config)
+        matched[name] = evaluate(pipe, matched_cases, config, subject_masks=name in SUBJECT_MODES)
         print(f"  sources in the prompt's look, {name}: done ({time.monotonic() - started:.0f} s)", file=sys.stderr)
     print(f"{args.videos} held-out videos, model {args.model}, {args.steps} steps ({args.guided_steps} guided), "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
