@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     submit = commands.add_parser("submit", help="send a folder of PNG frames as a job")
     submit.add_argument("frames", type=Path)
     submit.add_argument("--prompt", required=True)
+    submit.add_argument("--subject-masks", type=Path, default=None, metavar="FOLDER",
+                        help="a PNG per frame, white where the shot's subjects are: adds Subject Alignment")
     submit.add_argument("--negative-prompt", default="")
     submit.add_argument("--seed", type=int, default=0)
     submit.add_argument("--shot", default="", help="the shot's name, kept with the job")
@@ -208,8 +210,12 @@ def submit(client: BackendClient, args) -> int:
     frames = [p.read_bytes() for p in sorted(args.frames.glob("*.png"))]
     if not frames:
         raise BackendError(f"{args.frames} holds no PNG frames")
+    masks = [p.read_bytes() for p in sorted(args.subject_masks.glob("*.png"))] if args.subject_masks else []
+    if args.subject_masks and len(masks) != len(frames):
+        raise BackendError(f"{args.subject_masks} holds {len(masks)} PNG masks but {args.frames} holds {len(frames)} "
+                           "frames: send one mask per frame")
     job_id = args.job_id or uuid.uuid4().hex[:12]
-    client.submit(job_id, frames, args.prompt, negative_prompt=args.negative_prompt, seed=args.seed,
+    client.submit(job_id, frames, args.prompt, masks=masks, negative_prompt=args.negative_prompt, seed=args.seed,
                   shot=args.shot, fps=args.fps, settings=dict(args.settings))
     accepted, _ = client.wait(lambda m: isinstance(m, Accepted), args.timeout)
     print(f"{job_id}: {accepted.state}, position {accepted.position}", flush=True)

@@ -38,6 +38,8 @@ class Job:
     shot: str = ""
     fps: float = 24.0
     settings: dict = field(default_factory=dict)
+    mask_count: int = 0
+    """Subject masks sent with the frames: none, or one per frame."""
     request_digest: str = ""
     state: str = "queued"
     message: str = ""
@@ -111,12 +113,14 @@ class JobStore:
         with self.lock:
             return self.jobs.get(job_id)
 
-    def add(self, job: Job, frames: list[bytes]) -> None:
-        """Store a new job and its source frames, then queue it."""
+    def add(self, job: Job, frames: list[bytes], masks: list[bytes] = ()) -> None:
+        """Store a new job, its source frames and subject masks, then queue it."""
         with self.lock:
             staging = Path(tempfile.mkdtemp(prefix=f".incoming-{job.job_id}-", dir=self.root))
             try:
                 _write_frames(staging / "source", frames)
+                if masks:
+                    _write_frames(staging / "subjects", masks)
                 job.submitted = time.time()
                 _write_json(staging / "manifest.json", asdict(job))
                 os.replace(staging, self._folder(job.job_id))
@@ -128,6 +132,9 @@ class JobStore:
 
     def source_frames(self, job_id: str) -> list[bytes]:
         return [p.read_bytes() for p in sorted((self._folder(job_id) / "source").glob("frame_*.png"))]
+
+    def subject_masks(self, job_id: str) -> list[bytes]:
+        return [p.read_bytes() for p in sorted((self._folder(job_id) / "subjects").glob("frame_*.png"))]
 
     def result_frames(self, job_id: str) -> list[bytes]:
         return [p.read_bytes() for p in sorted((self._folder(job_id) / "result").glob("frame_*.png"))]

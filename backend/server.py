@@ -274,19 +274,28 @@ class Server:
             job_config(message.settings)
         except (FlowMotionError, TypeError) as error:
             raise ProtocolError(codes.BAD_FIELD, f"field 'settings': {error}", "settings") from None
+        frames, masks = frames[:message.frame_count], frames[message.frame_count:]
         width, height = check_frames(frames)
+        if masks:
+            try:
+                mask_size = check_frames(masks)
+            except ProtocolError as error:
+                raise ProtocolError(error.code, f"subject masks: {error.message}", "masks") from None
+            if mask_size != (width, height):
+                raise ProtocolError(codes.BAD_FRAMES, f"subject masks are {mask_size[0]}x{mask_size[1]} but frames are "
+                                                      f"{width}x{height}: render both at the same size", "masks")
         if width > self.limits.max_width or height > self.limits.max_height:
             raise ProtocolError(codes.LIMIT_EXCEEDED, f"frames are {width}x{height}; this backend takes at most "
                                                       f"{self.limits.max_width}x{self.limits.max_height} "
                                                       "(the limits max_width and max_height)", "frames")
         job = Job(job_id=message.job_id, prompt=message.prompt, frame_count=message.frame_count, width=width,
                   height=height, negative_prompt=message.negative_prompt, seed=message.seed, shot=message.shot,
-                  fps=message.fps, settings=message.settings, request_digest=digest)
-        self.store.add(job, frames)
+                  fps=message.fps, settings=message.settings, mask_count=message.mask_count, request_digest=digest)
+        self.store.add(job, frames, masks)
         self.worker.wake.set()
         self.watch(client, job)
-        log.info("job %s: queued at %d (%d frames %dx%d)", job.job_id, self.store.position(job.job_id),
-                 job.frame_count, width, height)
+        log.info("job %s: queued at %d (%d frames %dx%d%s)", job.job_id, self.store.position(job.job_id),
+                 job.frame_count, width, height, ", with subject masks" if masks else "")
         self.reply(client, Accepted(job_id=job.job_id, state=job.state, position=self.store.position(job.job_id)))
 
     def cancel(self, client: bytes, job_id: str) -> None:

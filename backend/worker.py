@@ -70,11 +70,13 @@ class Worker(threading.Thread):
 
         try:
             frames = frames_from_png_bytes(self.store.source_frames(job.job_id))
+            masks = self.store.subject_masks(job.job_id)
+            subject_mask = frames_from_png_bytes(masks, noun="subject mask") if masks else None
             result = flowmotion.transfer(
                 self.pipe, frames, job.prompt, negative_prompt=job.negative_prompt, config=job_config(job.settings),
                 generator=torch.Generator().manual_seed(job.seed), on_progress=on_progress,
                 should_cancel=lambda: self.stopping.is_set() or job.cancel_requested, cache=self.cache,
-                max_area=self.max_area,
+                max_area=self.max_area, subject_mask=subject_mask,
             )
             stats = {"seconds": result.stats.seconds, "forward_passes": result.stats.forward_passes,
                      "peak_memory_bytes": result.stats.peak_memory_bytes,

@@ -223,13 +223,13 @@ def to_uint8(frames: np.ndarray) -> np.ndarray:
     return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def frames_from_png_bytes(parts: Sequence[bytes]) -> np.ndarray:
-    """Decode one PNG per part into frames; errors name the frame (numbered from 1)."""
+def frames_from_png_bytes(parts: Sequence[bytes], noun: str = "frame") -> np.ndarray:
+    """Decode one PNG per part into frames; errors name the part (`noun` and its number from 1)."""
     import imageio.v3 as iio
 
     images, labels = [], []
     for number, data in enumerate(parts, start=1):
-        label = f"frame {number}"
+        label = f"{noun} {number}"
         if not bytes(data[:8]) == PNG_SIGNATURE:
             raise FlowMotionError(f"{label} is not a PNG image")
         try:

@@ -129,9 +129,11 @@ class BackendClient:
         if job_id is not None:
             self.following.add(job_id)
 
-    def submit(self, job_id: str, frames: list[bytes], prompt: str, **fields) -> None:
-        """Send a job: PNG bytes per frame, the prompt, and Submit's other fields by name."""
-        self.send(Submit(job_id=job_id, prompt=prompt, frame_count=len(frames), **fields), frames)
+    def submit(self, job_id: str, frames: list[bytes], prompt: str, masks: list[bytes] = (), **fields) -> None:
+        """Send a job: PNG bytes per frame, the prompt, optionally a subject mask PNG per frame, and
+        Submit's other fields by name."""
+        self.send(Submit(job_id=job_id, prompt=prompt, frame_count=len(frames), mask_count=len(masks), **fields),
+                  [*frames, *masks])
 
     def cancel(self, job_id: str) -> None:
         self.send(Cancel(job_id=job_id))

@@ -1,7 +1,8 @@
 """Every message of the FlowMotion protocol, and its encoding on the wire.
 
 A message is a ZeroMQ multipart message: first a small msgpack map (the header), then, for the
-messages that carry frames (submit, result), one PNG image per part. The header always holds
+messages that carry frames (submit, result), one PNG image per part (a submit's subject masks
+follow its frames). The header always holds
 `type` and `v` (the protocol version) and the fields of its type, nothing else.
 """
 
@@ -18,7 +19,7 @@ import msgpack
 from .errors import BAD_FIELD, BAD_MESSAGE, LIMIT_EXCEEDED, UNKNOWN_TYPE, VERSION_MISMATCH, ProtocolError
 from .limits import Limits
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SETTING_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}")
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
@@ -96,6 +97,11 @@ class Message:
     TYPE: ClassVar[str] = ""
     CARRIES_FRAMES: ClassVar[bool] = False
 
+    @property
+    def part_count(self) -> int:
+        """Parts that follow the header."""
+        return self.frame_count if self.CARRIES_FRAMES else 0
+
 
 # Client to server ---------------------------------------------------------------------------
 
@@ -108,7 +114,8 @@ class Hello(Message):
 
 @dataclass(frozen=True)
 class Submit(Message):
-    """A new job: the playblast's frames follow the header, one PNG per part."""
+    """A new job: the playblast's frames follow the header, one PNG per part, then its subject
+    masks when `mask_count` says so (none, or one per frame: white where the shot's subjects are)."""
     TYPE: ClassVar[str] = "submit"
     CARRIES_FRAMES: ClassVar[bool] = True
     job_id: str = field(metadata=check(_job_id))
@@ -119,6 +126,11 @@ class Submit(Message):
     shot: str = ""
     fps: float = field(default=24.0, metadata=check(_fps))
     settings: dict = field(default_factory=dict, metadata=check(_settings))
+    mask_count: int = field(default=0, metadata=check(_non_negative))
+
+    @property
+    def part_count(self) -> int:
+        return self.frame_count + self.mask_count
 
 
 @dataclass(frozen=True)
@@ -260,9 +272,9 @@ _KIND_NAMES = {"str": "text", "int": "an integer", "float": "a number", "bool": 
 def encode(message: Message, frames: list[bytes] | tuple = ()) -> list[bytes]:
     """The message's parts: its header, then its frames."""
     header = {"type": message.TYPE, "v": PROTOCOL_VERSION, **dataclasses.asdict(message)}
-    expected = message.frame_count if message.CARRIES_FRAMES else 0
-    if len(frames) != expected:
-        raise ProtocolError(BAD_MESSAGE, f"a {message.TYPE} message carries {expected} frames, not {len(frames)}")
+    if len(frames) != message.part_count:
+        raise ProtocolError(BAD_MESSAGE, f"a {message.TYPE} message carries {message.part_count} frames, "
+                                         f"not {len(frames)}")
     return [msgpack.packb(header, use_bin_type=True), *frames]
 
 
@@ -347,9 +359,14 @@ def decode(parts: list[bytes], table: dict[str, type], limits: Limits | None = N
     message = cls(**header)
     frames = list(parts[1:])
     if cls.CARRIES_FRAMES:
-        if len(frames) != message.frame_count:
-            raise ProtocolError(BAD_MESSAGE, f"the header announces {message.frame_count} frames but "
-                                             f"{len(frames)} follow", "frame_count")
+        masks = getattr(message, "mask_count", 0)
+        if masks not in (0, message.frame_count):
+            raise ProtocolError(BAD_FIELD, f"field 'mask_count' is {masks}; a job has no subject masks or one per "
+                                           f"frame ({message.frame_count})", "mask_count")
+        if len(frames) != message.part_count:
+            announced = f"{message.frame_count} frames" + (f" and {masks} masks" if masks else "")
+            raise ProtocolError(BAD_MESSAGE, f"the header announces {announced} but {len(frames)} follow",
+                                "frame_count")
     elif frames:
         raise ProtocolError(BAD_MESSAGE, f"a {kind} message carries no frames but {len(frames)} parts follow")
     return message, frames

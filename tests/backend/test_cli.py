@@ -38,6 +38,19 @@ def test_submit_wait_status_list_and_fetch(backend, tmp_path, capsys):
     assert len(frames) == 5 and iio.imread(frames[0]).shape == (32, 48, 3)
 
 
+def test_submit_sends_a_folder_of_subject_masks_and_refuses_a_short_one(backend, tmp_path, capsys):
+    source = write_playblast(tmp_path / "blast")
+    masks = write_playblast(tmp_path / "subjects")
+    address = ["--address", backend.address, "--timeout", str(TIMEOUT)]
+    fast = [part for name, value in FAST.items() for part in ("--set", f"{name}={value}")]
+    assert main(["submit", str(source), "--prompt", "a cube", "--subject-masks", str(masks), "--job-id", "masked",
+                 "--wait", *fast, *address]) == 0
+    assert backend.server.store.get("masked").mask_count == 5
+    (masks / "frame_0005.png").unlink()
+    assert main(["submit", str(source), "--prompt", "a cube", "--subject-masks", str(masks), *address]) == 2
+    assert "holds 4 PNG masks but" in capsys.readouterr().err
+
+
 def test_unreachable_backend_fails_within_the_timeout(tmp_path, capsys):
     started = time.monotonic()
     assert main(["status", "x", "--address", "tcp://127.0.0.1:9", "--timeout", "0.5"]) == 2

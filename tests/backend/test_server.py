@@ -3,6 +3,7 @@
 import time
 
 import msgpack
+import numpy as np
 import pytest
 import zmq
 from hypothesis import HealthCheck, given, settings
@@ -13,6 +14,8 @@ from protocol import (
 )
 from protocol import errors as codes
 from protocol.client import BackendClient
+from flowmotion.video import frames_to_png_bytes
+from protocol.messages import PROTOCOL_VERSION
 
 from .conftest import FAST, TIMEOUT, Backend, playblast, welcomed
 
@@ -54,6 +57,39 @@ def test_a_full_job(backend):
     assert (result.frame_count, result.width, result.height, len(frames)) == (5, 48, 32, 5)
     assert result.prompt == "a red ball" and result.seed == 3 and result.settings == FAST
     assert all(frame.startswith(b"\x89PNG") for frame in frames)
+
+
+def subject_masks(frames: int = 5, height: int = 32, width: int = 48) -> list[bytes]:
+    """playblast()'s square, white on black."""
+    video = np.zeros((frames, height, width, 3), np.uint8)
+    for f in range(frames):
+        x = (f * 6) % (width - 8)
+        video[f, 8:16, x:x + 8] = 255
+    return frames_to_png_bytes(video)
+
+
+def test_a_job_with_subject_masks_runs_subject_alignment(backend):
+    client = backend.client()
+    frames = playblast(frames=5)
+    client.submit("plain", frames, "a red ball", seed=3, settings=FAST)
+    client.submit("masked", frames, "a red ball", masks=subject_masks(), seed=3, settings=FAST)
+    assert until_state(client, "plain").state == "done"
+    assert until_state(client, "masked").state == "done"
+    assert len(list((backend.root / "masked" / "subjects").glob("frame_*.png"))) == 5
+    assert not (backend.root / "plain" / "subjects").exists()
+    plain, masked = fetched(client, "plain")[1], fetched(client, "masked")[1]
+    assert len(masked) == 5 and masked != plain
+
+
+def test_bad_subject_masks_are_refused_at_submit_with_the_reason(backend):
+    client = backend.client()
+    frames = playblast(frames=3)
+    client.submit("a", frames, "a ball", masks=subject_masks(frames=3, height=16, width=16))
+    error = error_reply(client)
+    assert error.code == codes.BAD_FRAMES and "subject masks are 16x16 but frames are 48x32" in error.message
+    client.submit("b", frames, "a ball", masks=[*subject_masks(frames=2), b"not a png"])
+    assert "subject masks: frame 3 is not a PNG" in error_reply(client).message
+    assert not (backend.root / "a").exists() and not (backend.root / "b").exists()
 
 
 def test_two_clients_queue_positions_and_cancel_queued(backend):
@@ -232,9 +268,9 @@ def send_raw(address: str, parts: list[bytes]) -> list[bytes] | None:
         ([bytes(range(200))], codes.BAD_MESSAGE),
         ([b"\x85\xa4type\xa6submit"], codes.BAD_MESSAGE),
         ([b"\xdb\x7f\xff\xff\xff" + b"x" * 10], codes.BAD_MESSAGE),
-        ([msgpack.packb({"type": "submit", "v": 1, "job_id": "a", "prompt": 5, "frame_count": 1}), b"x"],
+        ([msgpack.packb({"type": "submit", "v": PROTOCOL_VERSION, "job_id": "a", "prompt": 5, "frame_count": 1}), b"x"],
          codes.BAD_FIELD),
-        ([msgpack.packb({"type": "teleport", "v": 1})], codes.UNKNOWN_TYPE),
+        ([msgpack.packb({"type": "teleport", "v": PROTOCOL_VERSION})], codes.UNKNOWN_TYPE),
         ([msgpack.packb({"type": "hello", "v": 0})], codes.VERSION_MISMATCH),
     ],
 )
@@ -249,7 +285,7 @@ def test_garbage_gets_an_error_reply_and_the_backend_still_works(backend, parts,
 def test_an_oversized_message_disconnects_the_sender_only(pipe, tmp_path):
     live = Backend(pipe, tmp_path / "jobs", limits=Limits(max_message_bytes=4096)).start()
     try:
-        header = msgpack.packb({"type": "submit", "v": 1, "job_id": "big", "prompt": "p", "frame_count": 1})
+        header = msgpack.packb({"type": "submit", "v": PROTOCOL_VERSION, "job_id": "big", "prompt": "p", "frame_count": 1})
         assert send_raw(live.address, [header, b"\x89PNG" + b"\0" * 10_000]) is None
         client = live.client()
         client.submit("small", playblast(frames=1, height=16, width=16), "a ball", settings=FAST)
@@ -288,7 +324,7 @@ def test_welcome_comes_back_to_each_client(backend):
 
 
 def test_a_job_store_that_cannot_be_written_is_an_error_reply_not_a_crash(backend, monkeypatch):
-    def disk_full(job, frames):
+    def disk_full(job, frames, masks):
         raise OSError(28, "No space left on device")
 
     client = backend.client()
@@ -334,7 +370,7 @@ def test_the_job_list_is_bounded_and_says_how_many_there_are(backend, monkeypatc
 
 
 def test_a_ping_is_never_answered(backend):
-    reply = send_raw(backend.address, [msgpack.packb({"type": "ping", "v": 1})])
+    reply = send_raw(backend.address, [msgpack.packb({"type": "ping", "v": PROTOCOL_VERSION})])
     assert reply is None
 
 
@@ -365,7 +401,7 @@ def test_fuzzed_messages_to_a_live_backend_get_the_reply_the_protocol_predicts(b
     @given(kind=st.sampled_from(sorted(CLIENT_MESSAGES)), fields=st.dictionaries(HEADER_NAMES, HEADER_VALUES, max_size=5),
            frames=st.integers(0, 2))
     def one_message(kind, fields, frames):
-        parts = [msgpack.packb({"type": kind, "v": 1, **fields}, use_bin_type=True), *[b"\x89PNG"] * frames]
+        parts = [msgpack.packb({"type": kind, "v": PROTOCOL_VERSION, **fields}, use_bin_type=True), *[b"\x89PNG"] * frames]
         dealer.send_multipart(parts)
         try:
             decode(parts, CLIENT_MESSAGES, backend.limits)

@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 
 import protocol as p
 from protocol import errors as codes
-from protocol.messages import peek_job_id
+from protocol.messages import PROTOCOL_VERSION, peek_job_id
 
 LIMITS = p.Limits(max_frames=10, max_prompt_chars=50, max_header_bytes=4096)
 
@@ -24,6 +24,7 @@ EXAMPLES = [
     (p.Hello(client="blender"), ()),
     (p.Submit(job_id="shot010.take-1", prompt="a red ball", frame_count=2, negative_prompt="blur", seed=7,
               shot="shot010", fps=25.0, settings={"guided_steps": 5, "difference_alignment": False}), (b"1", b"2")),
+    (p.Submit(job_id="masked", prompt="a cube", frame_count=2, mask_count=2), (b"f1", b"f2", b"m1", b"m2")),
     (p.Ping(), ()), (p.Cancel(job_id="a"), ()), (p.StatusRequest(job_id="a"), ()), (p.Fetch(job_id="a"), ()), (p.ListJobs(), ()),
 ]
 SERVER_EXAMPLES = [
@@ -56,31 +57,32 @@ def test_a_server_message_is_not_a_client_message():
 
 def test_version_mismatch_names_both_versions():
     error = refused(raw({"type": "hello", "v": 99}))
-    assert error.code == codes.VERSION_MISMATCH and "version 1" in error.message and "99" in error.message
+    assert error.code == codes.VERSION_MISMATCH and f"version {PROTOCOL_VERSION}" in error.message
+    assert "99" in error.message
 
 
 @pytest.mark.parametrize(
     "header, code, field",
     [
-        ({"type": "launch", "v": 1}, codes.UNKNOWN_TYPE, "type"),
-        ({"v": 1}, codes.BAD_FIELD, "type"),
-        ({"type": "cancel", "v": 1}, codes.BAD_FIELD, "job_id"),
-        ({"type": "cancel", "v": 1, "job_id": 5}, codes.BAD_FIELD, "job_id"),
-        ({"type": "cancel", "v": 1, "job_id": "../../etc"}, codes.BAD_FIELD, "job_id"),
-        ({"type": "cancel", "v": 1, "job_id": "a", "extra": 1}, codes.BAD_FIELD, "extra"),
-        ({"type": "submit", "v": 1, "job_id": "a", "prompt": "p", "frame_count": True}, codes.BAD_FIELD,
+        ({"type": "launch", "v": PROTOCOL_VERSION}, codes.UNKNOWN_TYPE, "type"),
+        ({"v": PROTOCOL_VERSION}, codes.BAD_FIELD, "type"),
+        ({"type": "cancel", "v": PROTOCOL_VERSION}, codes.BAD_FIELD, "job_id"),
+        ({"type": "cancel", "v": PROTOCOL_VERSION, "job_id": 5}, codes.BAD_FIELD, "job_id"),
+        ({"type": "cancel", "v": PROTOCOL_VERSION, "job_id": "../../etc"}, codes.BAD_FIELD, "job_id"),
+        ({"type": "cancel", "v": PROTOCOL_VERSION, "job_id": "a", "extra": 1}, codes.BAD_FIELD, "extra"),
+        ({"type": "submit", "v": PROTOCOL_VERSION, "job_id": "a", "prompt": "p", "frame_count": True}, codes.BAD_FIELD,
          "frame_count"),
-        ({"type": "submit", "v": 1, "job_id": "a", "prompt": "p", "frame_count": 11}, codes.LIMIT_EXCEEDED,
+        ({"type": "submit", "v": PROTOCOL_VERSION, "job_id": "a", "prompt": "p", "frame_count": 11}, codes.LIMIT_EXCEEDED,
          "frame_count"),
-        ({"type": "submit", "v": 1, "job_id": "a", "prompt": "p" * 51, "frame_count": 1}, codes.LIMIT_EXCEEDED,
+        ({"type": "submit", "v": PROTOCOL_VERSION, "job_id": "a", "prompt": "p" * 51, "frame_count": 1}, codes.LIMIT_EXCEEDED,
          "prompt"),
-        ({"type": "submit", "v": 1, "job_id": "a", "prompt": "p", "frame_count": 1, "seed": -1}, codes.BAD_FIELD,
+        ({"type": "submit", "v": PROTOCOL_VERSION, "job_id": "a", "prompt": "p", "frame_count": 1, "seed": -1}, codes.BAD_FIELD,
          "seed"),
-        ({"type": "submit", "v": 1, "job_id": "a", "prompt": "p", "frame_count": 1, "fps": float("nan")},
+        ({"type": "submit", "v": PROTOCOL_VERSION, "job_id": "a", "prompt": "p", "frame_count": 1, "fps": float("nan")},
          codes.BAD_FIELD, "fps"),
-        ({"type": "submit", "v": 1, "job_id": "a", "prompt": "p", "frame_count": 1, "settings": {"x": [1]}},
+        ({"type": "submit", "v": PROTOCOL_VERSION, "job_id": "a", "prompt": "p", "frame_count": 1, "settings": {"x": [1]}},
          codes.BAD_FIELD, "settings"),
-        ({"type": "submit", "v": 1, "job_id": "a", "prompt": "p", "frame_count": 1, "settings": {"Bad-Name": 1}},
+        ({"type": "submit", "v": PROTOCOL_VERSION, "job_id": "a", "prompt": "p", "frame_count": 1, "settings": {"Bad-Name": 1}},
          codes.BAD_FIELD, "settings"),
     ],
 )
@@ -92,9 +94,22 @@ def test_bad_fields_are_named(header, code, field):
 
 
 def test_frame_count_must_match_the_parts():
-    header = {"type": "submit", "v": 1, "job_id": "a", "prompt": "p", "frame_count": 3}
+    header = {"type": "submit", "v": PROTOCOL_VERSION, "job_id": "a", "prompt": "p", "frame_count": 3}
     assert refused(raw(header, b"1", b"2")).field == "frame_count"
-    assert refused(raw({"type": "cancel", "v": 1, "job_id": "a"}, b"stray")).code == codes.BAD_MESSAGE
+    assert refused(raw({"type": "cancel", "v": PROTOCOL_VERSION, "job_id": "a"}, b"stray")).code == codes.BAD_MESSAGE
+
+
+def test_subject_masks_follow_the_frames_one_per_frame_or_none():
+    header = {"type": "submit", "v": PROTOCOL_VERSION, "job_id": "a", "prompt": "p", "frame_count": 2, "mask_count": 2}
+    message, parts = p.decode(raw(header, b"f1", b"f2", b"m1", b"m2"), p.CLIENT_MESSAGES, LIMITS)
+    assert (message.frame_count, message.mask_count, parts) == (2, 2, [b"f1", b"f2", b"m1", b"m2"])
+    short = refused(raw(header, b"f1", b"f2", b"m1"))
+    assert short.field == "frame_count" and "announces 2 frames and 2 masks but 3 follow" in short.message
+    partial = refused(raw({**header, "mask_count": 1}, b"f1", b"f2", b"m1"))
+    assert partial.field == "mask_count" and "one per frame (2)" in partial.message
+    assert refused(raw({**header, "mask_count": -1}, b"f1")).field == "mask_count"
+    with pytest.raises(p.ProtocolError, match="carries 4 frames, not 2"):
+        p.encode(p.Submit(job_id="a", prompt="p", frame_count=2, mask_count=2), [b"f1", b"f2"])
 
 
 @pytest.mark.parametrize(
