@@ -71,7 +71,7 @@ class Worker(threading.Thread):
         try:
             frames = frames_from_png_bytes(self.store.source_frames(job.job_id))
             masks = self.store.subject_masks(job.job_id)
-            subject_mask = frames_from_png_bytes(masks, noun="subject mask") if masks else None
+            subject_mask = frames_from_png_bytes(masks, noun="subject mask", alpha_is_mask=True) if masks else None
             result = flowmotion.transfer(
                 self.pipe, frames, job.prompt, negative_prompt=job.negative_prompt, config=job_config(job.settings),
                 generator=torch.Generator().manual_seed(job.seed), on_progress=on_progress,

@@ -48,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("source", help="source video: a video file (mp4, mov, ...) or a folder of PNG/JPEG frames")
     run.add_argument("--prompt", required=True, help="what the new video shows")
     run.add_argument("--subject-mask", default=None, metavar="MASK",
-                     help="the shot's subjects, white on black, as a video file or frame folder with the source's "
-                          "frames and size: adds Subject Alignment (the take's subjects go where the source's are)")
+                     help="the shot's subjects, white on black (or opaque on a transparent film), as a video file or "
+                          "frame folder with the source's frames and size: adds Subject Alignment (the take's "
+                          "subjects go where the source's are)")
     run.add_argument("--negative-prompt", default="", help="what it should not show (default: empty)")
     run.add_argument("--out", required=True,
                      help="result: a video file (by its suffix, e.g. .mp4) or a folder that receives PNG frames")
@@ -100,7 +101,7 @@ def run_transfer(args: argparse.Namespace) -> int:
 
     config = config_from_arguments(args)
     frames, source_fps = read_video(args.source)
-    subject_mask = read_video(args.subject_mask)[0] if args.subject_mask else None
+    subject_mask = read_video(args.subject_mask, alpha_is_mask=True)[0] if args.subject_mask else None
     dtype = getattr(torch, DTYPES[args.dtype]) if args.dtype else None
     print(f"model: {_describe_model(args.model)}", file=sys.stderr)
     pipe = load_pipeline(args.model, device=args.device, dtype=dtype)

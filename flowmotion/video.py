@@ -116,7 +116,11 @@ def _natural_key(path: Path) -> list:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
 
-def _as_rgb(image: np.ndarray, label: str) -> np.ndarray:
+def _as_rgb(image: np.ndarray, label: str, alpha_is_mask: bool = False) -> np.ndarray:
+    """Any 8- or 16-bit image as uint8 RGB. With `alpha_is_mask`, an image with an alpha channel
+    (a render on a transparent film) becomes its alpha, grey."""
+    if alpha_is_mask and image.ndim == 3 and image.shape[-1] == 4:
+        image = image[..., 3:]
     if image.ndim == 2:
         image = np.stack([image] * 3, axis=-1)
     if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
@@ -144,7 +148,7 @@ def _stack_frames(images: Sequence[np.ndarray], labels: Sequence[str]) -> np.nda
     return np.ascontiguousarray(np.stack(images))
 
 
-def read_image_folder(folder: Path) -> np.ndarray:
+def read_image_folder(folder: Path, alpha_is_mask: bool = False) -> np.ndarray:
     import imageio.v3 as iio
 
     files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key)
@@ -157,7 +161,7 @@ def read_image_folder(folder: Path) -> np.ndarray:
             image = iio.imread(path, plugin="pillow")
         except Exception as error:  # imageio raises many unrelated types for a bad file
             raise FlowMotionError(f"{label} cannot be read as an image: {error}") from None
-        images.append(_as_rgb(image, label))
+        images.append(_as_rgb(image, label, alpha_is_mask))
         labels.append(label)
     return _stack_frames(images, labels)
 
@@ -175,13 +179,14 @@ def read_video_file(path: Path) -> tuple[np.ndarray, float]:
     return np.ascontiguousarray(frames[..., :3]), fps
 
 
-def read_video(source: str | os.PathLike) -> tuple[np.ndarray, float | None]:
-    """Read a video file or a folder of PNG/JPEG frames; returns frames and fps (None for a folder)."""
+def read_video(source: str | os.PathLike, alpha_is_mask: bool = False) -> tuple[np.ndarray, float | None]:
+    """Read a video file or a folder of PNG/JPEG frames; returns frames and fps (None for a folder).
+    `alpha_is_mask`: frames with an alpha channel are read as their alpha (see `_as_rgb`)."""
     path = Path(source)
     if not path.exists():
         raise FlowMotionError(f"source video {path} does not exist")
     if path.is_dir():
-        return read_image_folder(path), None
+        return read_image_folder(path, alpha_is_mask), None
     if path.suffix.lower() in IMAGE_SUFFIXES:
         raise FlowMotionError(f"{path} is a single image; pass the folder that holds the frames")
     return read_video_file(path)
@@ -223,8 +228,9 @@ def to_uint8(frames: np.ndarray) -> np.ndarray:
     return (np.clip(frames, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def frames_from_png_bytes(parts: Sequence[bytes], noun: str = "frame") -> np.ndarray:
-    """Decode one PNG per part into frames; errors name the part (`noun` and its number from 1)."""
+def frames_from_png_bytes(parts: Sequence[bytes], noun: str = "frame", alpha_is_mask: bool = False) -> np.ndarray:
+    """Decode one PNG per part into frames; errors name the part (`noun` and its number from 1).
+    `alpha_is_mask`: frames with an alpha channel are read as their alpha (see `_as_rgb`)."""
     import imageio.v3 as iio
 
     images, labels = [], []
@@ -236,7 +242,7 @@ def frames_from_png_bytes(parts: Sequence[bytes], noun: str = "frame") -> np.nda
             image = iio.imread(bytes(data), plugin="pillow", extension=".png")
         except Exception as error:  # a corrupt PNG surfaces as whatever the decoder raises
             raise FlowMotionError(f"{label} is a damaged PNG: {error}") from None
-        images.append(_as_rgb(image, label))
+        images.append(_as_rgb(image, label, alpha_is_mask))
         labels.append(label)
     return _stack_frames(images, labels)
 

@@ -166,3 +166,24 @@ def test_png_bytes_round_trip_and_errors():
         frames_from_png_bytes([parts[0], other])
     with pytest.raises(FlowMotionError, match="no frames"):
         frames_from_png_bytes([])
+
+
+def test_a_mask_on_a_transparent_film_is_read_from_its_alpha(tmp_path):
+    import imageio.v3 as iio
+
+    from flowmotion.video import frames_from_png_bytes, read_video
+
+    rgba = np.zeros((2, 4, 6, 4), np.uint8)
+    rgba[..., :3] = (200, 10, 10)  # the subject's colour, everywhere
+    rgba[:, 1:3, 2:4, 3] = 255  # opaque only where the subject is
+    parts = [iio.imwrite("<bytes>", frame, extension=".png") for frame in rgba]
+    masks = frames_from_png_bytes(parts, noun="subject mask", alpha_is_mask=True)
+    assert masks.shape == (2, 4, 6, 3) and np.array_equal(masks[..., 0], rgba[..., 3])
+    assert np.array_equal(frames_from_png_bytes(parts)[..., 0], rgba[..., 0])  # a frame keeps its colour
+    folder = tmp_path / "subjects"
+    folder.mkdir()
+    for number, part in enumerate(parts, start=1):
+        (folder / f"frame_{number:04d}.png").write_bytes(part)
+    assert np.array_equal(read_video(folder, alpha_is_mask=True)[0], masks)
+    with pytest.raises(FlowMotionError, match="subject mask 2 is not a PNG"):
+        frames_from_png_bytes([parts[0], b"nope"], noun="subject mask")
