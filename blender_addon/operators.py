@@ -23,7 +23,16 @@ def shot_problem(context) -> str | None:
         return str(error)
     if not scene.flowmotion.prompt.strip():
         return "type a prompt first"
+    if scene.flowmotion.subjects == "COLLECTION" and scene.flowmotion.subject_collection is None:
+        return "choose the subject collection, or set Subjects to Moving Objects"
     return None
+
+
+def describe_subjects(blast) -> str:
+    if not blast.subjects:
+        return "no subjects: motion of the whole frame"
+    names = ", ".join(blast.subjects[:3]) + (f" and {len(blast.subjects) - 3} more" if len(blast.subjects) > 3 else "")
+    return f"subjects: {names}"
 
 
 def new_take_name(shot) -> str:
@@ -50,12 +59,14 @@ class FLOWMOTION_OT_generate(bpy.types.Operator):
         scene, shot = context.scene, context.scene.flowmotion
         try:
             link = session.client(context)
-            paths = playblast.render(scene, shot.max_side)
-            frames = [path.read_bytes() for path in paths]
-            shutil.rmtree(paths[0].parent, ignore_errors=True)
+            blast = playblast.render(scene, shot.max_side, subjects=shot.subjects,
+                                     collection=shot.subject_collection)
+            frames = [path.read_bytes() for path in blast.frames]
+            masks = [path.read_bytes() for path in blast.masks]
+            shutil.rmtree(blast.frames[0].parent, ignore_errors=True)
             name = new_take_name(shot)
             job_id = f"{sequencer.safe_name(scene.name)[:24]}-{name}-{uuid.uuid4().hex[:8]}"
-            link.submit(job_id, frames, shot.prompt, negative_prompt=shot.negative_prompt, seed=shot.seed,
+            link.submit(job_id, frames, shot.prompt, masks=masks, negative_prompt=shot.negative_prompt, seed=shot.seed,
                         shot=scene.name, fps=scene.render.fps / scene.render.fps_base,
                         settings=shot.settings.to_dict())
         except (playblast.PlayblastError, ProtocolError, OSError) as error:
@@ -68,7 +79,7 @@ class FLOWMOTION_OT_generate(bpy.types.Operator):
         shot.active_take = len(shot.takes) - 1
         shot.status = ""
         session.ensure_timer()
-        self.report({"INFO"}, f"{name}: sent {len(frames)} frames to {link.address}")
+        self.report({"INFO"}, f"{name}: sent {len(frames)} frames to {link.address}, {describe_subjects(blast)}")
         return {"FINISHED"}
 
 

@@ -70,6 +70,9 @@ class FLOWMOTION_PT_main(FlowMotionPanel):
         row.prop(shot, "seed")
         row.operator("flowmotion.random_seed", text="", icon="FILE_REFRESH")
         layout.prop(shot, "max_side")
+        layout.prop(shot, "subjects")
+        if shot.subjects == "COLLECTION":
+            layout.prop(shot, "subject_collection", text="")
         try:
             plan = playblast.plan(context.scene, shot.max_side)
             layout.label(text=f"Sends {plan.describe()} (shot: {plan.shot_frames} frames)", icon="RENDER_RESULT")

@@ -1,4 +1,6 @@
-"""The playblast: the scene camera's view, rendered with Workbench, at the model's size and count.
+"""The playblast: the scene camera's view, rendered with Workbench, at the model's size and count;
+and, when the shot has subjects, their silhouettes: the same frames with only the subjects
+visible, on a transparent film, whose alpha is the subject mask.
 
 Every render setting the playblast touches is put back afterwards, also when it fails.
 """
@@ -12,8 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
+from mathutils import Vector
 
 from .shape import legal_frame_count, playblast_size, sampled_frames
+
+GEOMETRY_TYPES = {"MESH", "CURVE", "CURVES", "SURFACE", "META", "FONT", "POINTCLOUD", "VOLUME", "GREASEPENCIL"}
+MOVE_TOLERANCE = 1e-5
+SUBJECT_MODES = ("MOVING", "COLLECTION", "NONE")
 
 # (owner path, attribute) of every setting the playblast changes, in the order they are put back:
 # Blender 5.0 only accepts a file format of the current media type (a video output must become an
@@ -29,6 +36,16 @@ TOUCHED = (
 
 class PlayblastError(Exception):
     """The shot cannot be playblasted; the message says why and what to change."""
+
+
+@dataclass(frozen=True)
+class Playblast:
+    """A rendered playblast: its frames, the subject masks (none when the shot has no subjects) and
+    the names of the subjects."""
+
+    frames: list[Path]
+    masks: list[Path]
+    subjects: list[str]
 
 
 @dataclass(frozen=True)
@@ -79,10 +96,66 @@ def plan(scene, max_side: int) -> PlayblastPlan:
     return PlayblastPlan(sampled_frames(first, last, count), width, height, last - first + 1)
 
 
-def render(scene, max_side: int, folder: str | Path | None = None) -> list[Path]:
-    """Render the playblast's frames as PNG files; returns their paths in order.
+def renders_geometry(obj) -> bool:
+    """Whether the object shows up in a render: geometry, or an empty that instances a collection."""
+    return obj.type in GEOMETRY_TYPES or (obj.type == "EMPTY" and obj.instance_type == "COLLECTION"
+                                          and obj.instance_collection is not None)
 
-    Without `folder` the frames go to a new temporary folder, which is removed again if the
+
+def _rendered_objects(scene) -> list:
+    view_layer = scene.view_layers[0] if scene.view_layers else None
+    return [obj for obj in scene.objects if renders_geometry(obj) and not obj.hide_render
+            and (view_layer is None or obj.name in view_layer.objects)]
+
+
+def _pose(obj, depsgraph) -> tuple:
+    """Where the object is and what space it fills: its world matrix and world bounding box, as evaluated."""
+    evaluated = obj.evaluated_get(depsgraph)
+    matrix = evaluated.matrix_world
+    corners = [matrix @ Vector(corner) for corner in evaluated.bound_box]
+    return tuple(value for row in matrix for value in row) + tuple(value for c in corners for value in c)
+
+
+def moving_objects(scene, frames: list[int]) -> list:
+    """The rendered objects whose pose changes over `frames` (animation, constraints, parents or
+    deformation), in the scene's order. Leaves the scene at the last of `frames`."""
+    candidates = _rendered_objects(scene)
+    first, moved = None, set()
+    for frame in frames:
+        scene.frame_set(frame)
+        depsgraph = bpy.context.evaluated_depsgraph_get()
+        poses = [_pose(obj, depsgraph) for obj in candidates]
+        if first is None:
+            first = poses
+            continue
+        for index, (start, now) in enumerate(zip(first, poses)):
+            if index not in moved and any(abs(a - b) > MOVE_TOLERANCE for a, b in zip(start, now)):
+                moved.add(index)
+    return [obj for index, obj in enumerate(candidates) if index in moved]
+
+
+def subject_objects(scene, mode: str, collection=None, frames: list[int] | None = None) -> list:
+    """The shot's subjects under `mode` (see FlowMotionShot.subjects); raises PlayblastError when a
+    collection is asked for and none is set."""
+    if mode not in SUBJECT_MODES:
+        raise PlayblastError(f"unknown subjects setting {mode!r}; choose one of {', '.join(SUBJECT_MODES)}")
+    if mode == "NONE":
+        return []
+    if mode == "COLLECTION":
+        if collection is None:
+            raise PlayblastError("Subjects is set to Collection but no collection is chosen: choose the one that "
+                                 "holds the shot's subjects")
+        members = set(collection.all_objects)
+        return [obj for obj in _rendered_objects(scene) if obj in members]
+    return moving_objects(scene, frames or [scene.frame_start, scene.frame_end])
+
+
+def render(scene, max_side: int, folder: str | Path | None = None, subjects: str = "NONE",
+           collection=None) -> Playblast:
+    """Render the playblast's frames as PNG files and, when the shot has subjects (`subjects`: a
+    FlowMotionShot.subjects mode), their masks; returns their paths in order.
+
+    Without `folder` the files go to a new temporary folder, which is removed again if the
     playblast fails."""
     shot = plan(scene, max_side)
     own_folder = folder is None
@@ -90,7 +163,10 @@ def render(scene, max_side: int, folder: str | Path | None = None) -> list[Path]
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with preserved_settings(scene):
-            return _render_frames(scene, shot, folder)
+            chosen = subject_objects(scene, subjects, collection, shot.frames)
+            frames = _render_frames(scene, shot, folder)
+            masks = _render_masks(scene, shot, folder / "subjects", chosen) if chosen else []
+            return Playblast(frames, masks, [obj.name for obj in chosen])
     except BaseException:
         if own_folder:
             shutil.rmtree(folder, ignore_errors=True)
@@ -111,8 +187,29 @@ def _use_workbench_png(render_settings, width: int, height: int) -> None:
     image.color_depth = "8"
 
 
+def _render_masks(scene, shot: PlayblastPlan, folder: Path, subjects: list) -> list[Path]:
+    """The frames again with every rendered object but the subjects hidden, on a transparent film:
+    each PNG's alpha is where the subjects are. The objects' render visibility comes back after."""
+    keep = set(subjects)
+    hidden = [obj for obj in _rendered_objects(scene) if obj not in keep]
+    scene.render.film_transparent = True
+    scene.render.image_settings.color_mode = "RGBA"
+    try:
+        for obj in hidden:
+            obj.hide_render = True
+        folder.mkdir(parents=True, exist_ok=True)
+        return _render_sequence(scene, shot, folder, "subject mask")
+    finally:
+        for obj in hidden:
+            obj.hide_render = False
+
+
 def _render_frames(scene, shot: PlayblastPlan, folder: Path) -> list[Path]:
     _use_workbench_png(scene.render, shot.width, shot.height)
+    return _render_sequence(scene, shot, folder, "playblast frame")
+
+
+def _render_sequence(scene, shot: PlayblastPlan, folder: Path, what: str) -> list[Path]:
     paths = []
     for number, frame in enumerate(shot.frames, start=1):
         scene.frame_set(frame)
@@ -121,8 +218,8 @@ def _render_frames(scene, shot: PlayblastPlan, folder: Path) -> list[Path]:
         try:
             bpy.ops.render.render(write_still=True, scene=scene.name)
         except RuntimeError as error:
-            raise PlayblastError(f"Blender could not render playblast frame {frame}: {error}") from None
+            raise PlayblastError(f"Blender could not render {what} {frame}: {error}") from None
         if not path.is_file():
-            raise PlayblastError(f"Blender did not write playblast frame {frame} to {folder}: is the disk full?")
+            raise PlayblastError(f"Blender did not write {what} {frame} to {folder}: is the disk full?")
         paths.append(path)
     return paths

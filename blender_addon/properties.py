@@ -39,6 +39,11 @@ class FlowMotionSettings(bpy.types.PropertyGroup):
                                   description="Steer towards the playblast's motion (off: plain text-to-video)")
     difference_alignment: BoolProperty(name="Difference Alignment", default=True)
     velocity_regularization: BoolProperty(name="Velocity Regularisation", default=True)
+    subject_alignment: BoolProperty(name="Subject Alignment", default=True,
+                                    description="Steer where the take's subjects are towards where the shot's "
+                                                "subjects are, leaving their look to the prompt (needs subjects)")
+    subject_learning_rate: FloatProperty(name="Subject Rate", default=0.03, min=1e-6, max=1.0, precision=4,
+                                         description="Step size of Subject Alignment")
     source_seed: IntProperty(name="Source Seed", default=0, min=0,
                              description="Noise seed of the playblast's motion estimate, fixed per shot")
     unguided_step_cache: FloatProperty(name="Step Cache", default=0.0, min=0.0, max=1.0, precision=3,
@@ -85,6 +90,16 @@ class FlowMotionShot(bpy.types.PropertyGroup):
     seed: IntProperty(name="Seed", default=0, min=0, description="Noise seed of the take")
     max_side: IntProperty(name="Max Size", default=832, min=16, max=4096, subtype="PIXEL",
                           description="Longest side of the playblast sent; larger outputs are scaled down")
+    subjects: EnumProperty(
+        name="Subjects",
+        description="What the take's subjects are: their silhouettes are rendered with the playblast and sent along",
+        items=[("MOVING", "Moving Objects", "Objects that move during the shot: animated, constrained, parented "
+                                            "or deformed"),
+               ("COLLECTION", "Collection", "The objects of one collection"),
+               ("NONE", "None", "No subjects: the motion of the whole frame, as the paper does")],
+        default="MOVING")
+    subject_collection: PointerProperty(type=bpy.types.Collection, name="Subject Collection",
+                                        description="The collection whose objects are the shot's subjects")
     settings: PointerProperty(type=FlowMotionSettings)
     takes: CollectionProperty(type=FlowMotionTake)
     active_take: IntProperty()

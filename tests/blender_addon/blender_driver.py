@@ -199,7 +199,7 @@ def playblast(options: dict) -> dict:
     scene.frame_set(5)
     before = full_render_settings(scene)
     module = addon().playblast
-    paths = module.render(scene, 832)
+    paths = module.render(scene, 832).frames
     report = {"before": before, "after_success": full_render_settings(scene),
               "frames": [p.name for p in paths], "sizes": sorted({tuple(png_size(p)) for p in paths}),
               "folder_parent": str(paths[0].parent.parent)}
@@ -382,7 +382,71 @@ def install_both(options: dict) -> dict:
     return report
 
 
-SCENARIOS = {"install": install_both, "generate": generate, "reattach": reattach,
+def alpha_centres(paths: list[Path]) -> list:
+    """Per mask PNG: its mode, and the x centre of its opaque pixels (None when there are none)."""
+    import imageio.v3 as iio
+    import numpy as np
+
+    centres = []
+    for path in paths:
+        image = iio.imread(path)
+        if image.ndim != 3 or image.shape[-1] != 4:
+            centres.append(["not RGBA", None])
+            continue
+        columns = np.nonzero(image[..., 3] > 127)[1]
+        centres.append(["RGBA", float(columns.mean()) if len(columns) else None])
+    return centres
+
+
+def subjects(options: dict) -> dict:
+    """Subject masks: the moving cube is found and rendered alone, a static ground is not; a chosen
+    collection, none, a missing collection; and a failure in the mask pass puts everything back."""
+    install(options["zip"])
+    scene = bpy.context.scene
+    build_shot(scene)
+    bpy.ops.mesh.primitive_plane_add(size=20, location=(0.0, 0.0, -0.5))
+    ground = bpy.context.object
+    ground.name = "ground"
+    scene.render.film_transparent = False
+    module = addon().playblast
+    before = full_render_settings(scene)
+    report = {}
+    moving = module.render(scene, 832, subjects="MOVING")
+    report["moving"] = {"subjects": moving.subjects, "frames": len(moving.frames), "masks": [p.name for p in moving.masks],
+                        "centres": alpha_centres(moving.masks), "ground_hidden": ground.hide_render,
+                        "settings_kept": full_render_settings(scene) == before}
+    report["none"] = module.render(scene, 832, subjects="NONE").masks
+    try:
+        module.render(scene, 832, subjects="COLLECTION")
+        report["no_collection"] = None
+    except module.PlayblastError as error:
+        report["no_collection"] = str(error)
+    scene.flowmotion.prompt, scene.flowmotion.subjects = "a red ball", "COLLECTION"
+    report["no_collection_problem"] = addon().operators.shot_problem(bpy.context)
+    set_pieces = bpy.data.collections.new("set")
+    scene.collection.children.link(set_pieces)
+    set_pieces.objects.link(ground)
+    report["collection"] = module.render(scene, 832, subjects="COLLECTION", collection=set_pieces).subjects
+
+    def lose_camera_in_mask_pass(scene, *_args):
+        if scene.render.film_transparent and scene.frame_current == 5:
+            scene.camera = None
+
+    camera = scene.camera
+    bpy.app.handlers.frame_change_post.append(lose_camera_in_mask_pass)
+    try:
+        module.render(scene, 832, subjects="MOVING")
+        report["mask_error"] = None
+    except module.PlayblastError as error:
+        report["mask_error"] = str(error)
+    bpy.app.handlers.frame_change_post.remove(lose_camera_in_mask_pass)
+    scene.camera = camera
+    report["after_failure"] = {"settings_kept": full_render_settings(scene) == before,
+                               "ground_hidden": ground.hide_render}
+    return report
+
+
+SCENARIOS = {"install": install_both, "subjects": subjects, "generate": generate, "reattach": reattach,
              "problems": problems, "playblast": playblast, "takes": takes, "secured": secured,
              "version_mismatch": version_mismatch, "panels": panels}
 

@@ -15,3 +15,21 @@ def test_playblast_of_a_video_output_shot_and_a_failing_one_keep_the_render_sett
     assert "camera" in report["error"]
     assert report["after_failure"] == before
     assert report["left_behind"] == []
+
+
+def test_subject_masks_render_the_moving_objects_alone_and_put_everything_back(addon_zips, tmp_path):
+    report = run_blender("subjects", {"zip": str(addon_zips["py311"])}, tmp_path)
+    moving = report["moving"]
+    assert moving["subjects"] == ["Cube"]  # the static ground is not a subject
+    assert moving["masks"] == [f"frame_{n:04d}.png" for n in range(1, 10)] and moving["frames"] == 9
+    modes = {mode for mode, _ in moving["centres"]}
+    centres = [x for _, x in moving["centres"]]
+    assert modes == {"RGBA"} and None not in centres
+    assert centres == sorted(centres) and centres[-1] - centres[0] > 20  # the cube crosses the frame left to right
+    assert moving["ground_hidden"] is False and moving["settings_kept"]
+    assert report["none"] == []
+    assert report["no_collection"].startswith("Subjects is set to Collection but no collection is chosen")
+    assert report["no_collection_problem"] == "choose the subject collection, or set Subjects to Moving Objects"
+    assert report["collection"] == ["ground"]
+    assert report["mask_error"].startswith("Blender could not render subject mask 5: "), report["mask_error"]
+    assert report["after_failure"] == {"settings_kept": True, "ground_hidden": False}
