@@ -101,6 +101,24 @@ def write_comparisons(source: list[Path], result: list[Path], out: Path, fps: fl
     return video, sheet
 
 
+def following(result: list[Path], masks: list[Path]) -> str:
+    """How closely the take's subject follows the playblast's subject silhouettes, in words."""
+    import imageio.v3 as iio
+    import numpy as np
+
+    from flowmotion.toy.metrics import silhouette_following
+
+    if not masks:
+        return "the shot had no moving subjects, so no subject masks went along"
+    frames = np.stack([iio.imread(p)[..., :3] for p in result])
+    alpha = np.stack([iio.imread(p)[..., 3] for p in masks])
+    tolerance = max(frames.shape[1:3]) / 10
+    share, distance = silhouette_following(frames, alpha, tolerance)
+    hits = round(share * len(frames))
+    return (f"the take's subject is within {tolerance:.0f} px of the playblast's subject in {hits} of "
+            f"{len(frames)} frames (mean distance {distance:.1f} px)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompt", default="a red ball on grass")
@@ -122,8 +140,10 @@ def main() -> int:
         backend.wait(30)
     source = sorted((out / "jobs" / take["job_id"] / "source").glob("frame_*.png"))
     result = sorted(take["folder"].glob("frame_*.png"))
+    masks = sorted((out / "jobs" / take["job_id"] / "subjects").glob("frame_*.png"))
     video, sheet = write_comparisons(source, result, out, fps=12)
     print(f"\ntake {take['strip']}: {take['frames']} frames on channel {take['channel']} at frame {take['start']}")
+    print(f"following:     {following(result, masks)}")
     print(f"blend file:    {out / 'shot010.blend'}")
     print(f"take frames:   {take['folder']}")
     print(f"side by side:  {video}")

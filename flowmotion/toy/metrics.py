@@ -7,6 +7,9 @@
 - Text adherence: a small classifier reads the take's object colour, shape and background; the
   score is the share of the three that match the prompt.
 - Temporal consistency: 1 minus the mean absolute change between consecutive frames (in [0, 1]).
+- Following a silhouette (for takes of any prompt, like the demo's): per frame, the centroid of
+  the pixels that stand out from the frame's median colour, against the centroid of the subject
+  mask the source came with.
 """
 
 from __future__ import annotations
@@ -103,3 +106,33 @@ def temporal_consistency(frames: np.ndarray) -> float:
     if len(frames) < 2:
         return 1.0
     return float(1.0 - np.abs(np.diff(frames, axis=0)).mean())
+
+
+STANDOUT_DISTANCE = 60.0
+"""RGB distance (0-255 scale) from the frame's median colour at which a pixel stands out."""
+
+
+def standout_centroid(frame: np.ndarray) -> np.ndarray | None:
+    """Centre (x, y) of the pixels that differ from the frame's median colour, whatever the colours."""
+    frame = as_uint8(frame[None])[0].astype(np.float32)
+    backdrop = np.median(frame.reshape(-1, 3), axis=0)
+    return centroid(np.linalg.norm(frame - backdrop, axis=-1) > STANDOUT_DISTANCE)
+
+
+def silhouette_following(frames: np.ndarray, masks: np.ndarray, tolerance: float) -> tuple[float, float]:
+    """(share of frames whose standing-out pixels are centred within `tolerance` pixels of the mask's
+    centre, mean distance in pixels). `masks`: (frames, height, width), true or non-zero where the
+    subjects are; frames without a subject are left out, a take frame without a standout counts as
+    the frame's half-diagonal."""
+    worst = np.hypot(*frames.shape[1:3]) / 2
+    distances = []
+    for frame, mask in zip(frames, masks):
+        expected = centroid(np.asarray(mask) > 0)
+        if expected is None:
+            continue
+        found = standout_centroid(frame)
+        distances.append(worst if found is None else float(np.linalg.norm(found - expected)))
+    if not distances:
+        raise ValueError("the masks show no subject in any frame")
+    distances = np.array(distances)
+    return float((distances <= tolerance).mean()), float(distances.mean())

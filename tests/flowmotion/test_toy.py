@@ -5,7 +5,7 @@ import pytest
 
 from flowmotion.toy import metrics
 from flowmotion.toy.data import (BACKGROUNDS, COLORS, FRAMES, HELD_OUT_PATHS, HELD_OUT_SHAPES, SIZE, TRAIN_SHAPES,
-                                 make_clip, training_clips, vocabulary)
+                                 make_clip, redraw, training_clips, vocabulary)
 
 
 def test_clips_are_reproducible_and_captioned():
@@ -77,10 +77,22 @@ def test_a_clips_mask_marks_exactly_the_objects_pixels():
 
 
 def test_a_redrawn_clip_keeps_the_track_in_its_new_look():
-    from flowmotion.toy.data import redraw
 
     source = make_clip(np.random.default_rng(4), background="playblast", paths=("straight", "curve"))
     again = redraw(source, "purple", "cube", "snow")
     assert np.array_equal(again.track, source.track) and again.caption == "a purple cube on snow"
     assert metrics.motion_fidelity(again.frames, "purple", source.track)[0] == 1.0
     assert metrics.read_take(again.frames) == metrics.Reading("purple", "cube", "snow")
+
+
+def test_silhouette_following_reads_a_recoloured_object_on_its_track():
+    rng = np.random.default_rng(3)
+    clip = make_clip(rng, background="playblast", shapes=("ball",), paths=("straight",))
+    retake = redraw(clip, "yellow", "cube", "sand")
+    share, error = metrics.silhouette_following(retake.frames, clip.mask, tolerance=2.0)
+    assert share == 1.0 and error < 2.0
+    shifted = np.roll(retake.frames, 10, axis=2)  # the same take, 10 px to the right
+    share, error = metrics.silhouette_following(shifted, clip.mask, tolerance=2.0)
+    assert share < 0.5 and 8.0 < error
+    with pytest.raises(ValueError, match="no subject"):
+        metrics.silhouette_following(retake.frames, np.zeros_like(clip.mask), tolerance=2.0)
