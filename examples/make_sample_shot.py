@@ -29,19 +29,19 @@ def main() -> None:
     bpy.context.object.name = "ground"
     bpy.ops.mesh.primitive_cube_add(size=1.0, location=(2.5, 3.0, 0.5))
     bpy.context.object.name = "box"
-    bpy.ops.mesh.primitive_uv_sphere_add(radius=0.7, location=(-3.0, -1.0, 0.5))
+    bpy.ops.mesh.primitive_uv_sphere_add(radius=1.0, location=(-2.5, -1.0, 1.0))
     ball = bpy.context.object
     ball.name = "ball"
     for frame in range(1, FRAMES + 1, 2):
         t = (frame - 1) / (FRAMES - 1)
-        ball.location = (-3.0 + 6.0 * t, -1.0, 0.5 + 2.5 * abs(math.sin(math.pi * t)))
+        ball.location = (-2.5 + 5.0 * t, -1.0, 1.0 + 1.8 * abs(math.sin(math.pi * t)))
         ball.keyframe_insert("location", frame=frame)
 
-    bpy.ops.object.camera_add(location=(0.0, -11.0, 3.0), rotation=(math.radians(78), 0.0, 0.0))
+    bpy.ops.object.camera_add(location=(0.0, -11.0, 2.2), rotation=(math.radians(85), 0.0, 0.0))
     camera = bpy.context.object
     scene.camera = camera
     camera.keyframe_insert("location", frame=1)
-    camera.location = (0.0, -8.0, 2.6)
+    camera.location = (0.0, -9.5, 2.0)
     camera.keyframe_insert("location", frame=FRAMES)
     bpy.ops.object.light_add(type="SUN", location=(0, 0, 10))
 
