@@ -80,7 +80,7 @@ class Worker(threading.Thread):
             )
             stats = {"seconds": result.stats.seconds, "forward_passes": result.stats.forward_passes,
                      "peak_memory_bytes": result.stats.peak_memory_bytes,
-                     "source_cache_hit": result.stats.source_cache_hit}
+                     "source_cache_hit": result.stats.source_cache_hit, "subject_masks": subject_mask is not None}
             log.info("job %s: done in %s", job.job_id, result.stats.summary())
             return "done", "", frames_to_png_bytes(result.frames), stats
         except TransferCancelled:

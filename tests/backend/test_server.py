@@ -77,8 +77,9 @@ def test_a_job_with_subject_masks_runs_subject_alignment(backend):
     assert until_state(client, "masked").state == "done"
     assert len(list((backend.root / "masked" / "subjects").glob("frame_*.png"))) == 5
     assert not (backend.root / "plain" / "subjects").exists()
-    plain, masked = fetched(client, "plain")[1], fetched(client, "masked")[1]
+    (plain_result, plain), (masked_result, masked) = fetched(client, "plain"), fetched(client, "masked")
     assert len(masked) == 5 and masked != plain
+    assert masked_result.stats["subject_masks"] is True and plain_result.stats["subject_masks"] is False
 
 
 def test_bad_subject_masks_are_refused_at_submit_with_the_reason(backend):
