@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import bpy
+from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Vector
 
 from .shape import legal_frame_count, playblast_size, sampled_frames
@@ -108,46 +109,65 @@ def _rendered_objects(scene) -> list:
             and (view_layer is None or obj.name in view_layer.objects)]
 
 
+def _corners(obj, depsgraph) -> list:
+    """The world-space corners of the object's evaluated bounding box."""
+    evaluated = obj.evaluated_get(depsgraph)
+    return [evaluated.matrix_world @ Vector(corner) for corner in evaluated.bound_box]
+
+
 def _pose(obj, depsgraph) -> tuple:
     """Where the object is and what space it fills: its world matrix and world bounding box, as evaluated."""
-    evaluated = obj.evaluated_get(depsgraph)
-    matrix = evaluated.matrix_world
-    corners = [matrix @ Vector(corner) for corner in evaluated.bound_box]
+    matrix = obj.evaluated_get(depsgraph).matrix_world
+    corners = _corners(obj, depsgraph)
     return tuple(value for row in matrix for value in row) + tuple(value for c in corners for value in c)
 
 
-def moving_objects(scene, frames: list[int]) -> list:
-    """The rendered objects whose pose changes over `frames` (animation, constraints, parents or
-    deformation), in the scene's order. Leaves the scene at the last of `frames`."""
-    candidates = _rendered_objects(scene)
-    first, moved = None, set()
+def _in_view(scene, corners) -> bool:
+    """Whether a bounding box reaches into the scene camera's frame (in front of the camera)."""
+    points = [world_to_camera_view(scene, scene.camera, corner) for corner in corners]
+    ahead = [p for p in points if p.z > 0]
+    if not ahead:
+        return False
+    xs, ys = [p.x for p in ahead], [p.y for p in ahead]
+    return min(xs) <= 1 and max(xs) >= 0 and min(ys) <= 1 and max(ys) >= 0
+
+
+def survey(scene, objects: list, frames: list[int]) -> tuple[set, set]:
+    """Which of `objects` move over `frames` (pose or deformation), and which the camera sees in
+    at least one of them: two sets of indices into `objects`. Leaves the scene at the last frame."""
+    first, moved, seen = None, set(), set()
     for frame in frames:
         scene.frame_set(frame)
         depsgraph = bpy.context.evaluated_depsgraph_get()
-        poses = [_pose(obj, depsgraph) for obj in candidates]
+        poses = [_pose(obj, depsgraph) for obj in objects]
+        seen.update(index for index, obj in enumerate(objects)
+                    if index not in seen and _in_view(scene, _corners(obj, depsgraph)))
         if first is None:
             first = poses
             continue
-        for index, (start, now) in enumerate(zip(first, poses)):
-            if index not in moved and any(abs(a - b) > MOVE_TOLERANCE for a, b in zip(start, now)):
-                moved.add(index)
-    return [obj for index, obj in enumerate(candidates) if index in moved]
+        moved.update(index for index, (start, now) in enumerate(zip(first, poses))
+                     if index not in moved and any(abs(a - b) > MOVE_TOLERANCE for a, b in zip(start, now)))
+    return moved, seen
 
 
 def subject_objects(scene, mode: str, collection=None, frames: list[int] | None = None) -> list:
-    """The shot's subjects under `mode` (see FlowMotionShot.subjects); raises PlayblastError when a
-    collection is asked for and none is set."""
+    """The shot's subjects under `mode` (see FlowMotionShot.subjects) that the camera sees in at
+    least one of `frames`: the moving rendered objects, or a collection's; none for 'NONE'. Raises
+    PlayblastError when a collection is asked for and none is set."""
     if mode not in SUBJECT_MODES:
         raise PlayblastError(f"unknown subjects setting {mode!r}; choose one of {', '.join(SUBJECT_MODES)}")
     if mode == "NONE":
         return []
+    candidates = _rendered_objects(scene)
     if mode == "COLLECTION":
         if collection is None:
             raise PlayblastError("Subjects is set to Collection but no collection is chosen: choose the one that "
                                  "holds the shot's subjects")
         members = set(collection.all_objects)
-        return [obj for obj in _rendered_objects(scene) if obj in members]
-    return moving_objects(scene, frames or [scene.frame_start, scene.frame_end])
+        candidates = [obj for obj in candidates if obj in members]
+    moved, seen = survey(scene, candidates, frames or [scene.frame_start, scene.frame_end])
+    wanted = seen if mode == "COLLECTION" else moved & seen
+    return [obj for index, obj in enumerate(candidates) if index in wanted]
 
 
 def render(scene, max_side: int, folder: str | Path | None = None, subjects: str = "NONE",

@@ -69,6 +69,9 @@ def _subject_tensor(mask, frames: np.ndarray, plan: ShapePlan) -> torch.Tensor:
         raise FlowMotionError(
             f"the subject mask has {masks.shape[0]} frames of {masks.shape[2]}x{masks.shape[1]} but the source has "
             f"{frames.shape[0]} frames of {frames.shape[2]}x{frames.shape[1]}: render them from the same shot")
+    if not masks.any():
+        raise FlowMotionError("the subject mask is black in every frame, so it places no subject: send none, or "
+                              "render the subjects where the camera sees them")
     coverage = torch.from_numpy(to_unit_float(masks.max(axis=3, keepdims=True))).permute(0, 3, 1, 2)
     coverage = resample(coverage, plan.model_frames, plan.model_height, plan.model_width)
     return coverage.permute(1, 0, 2, 3).unsqueeze(0).clamp(0, 1)

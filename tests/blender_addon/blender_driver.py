@@ -410,6 +410,12 @@ def subjects(options: dict) -> dict:
     bpy.ops.mesh.primitive_plane_add(size=20, location=(0.0, 0.0, -0.5))
     ground = bpy.context.object
     ground.name = "ground"
+    bpy.ops.mesh.primitive_uv_sphere_add(radius=0.5, location=(-2.0, -20.0, 2.0))  # behind the camera
+    unseen = bpy.context.object
+    unseen.name = "unseen"
+    unseen.keyframe_insert("location", frame=1)
+    unseen.location.x = 2.0
+    unseen.keyframe_insert("location", frame=9)
     scene.render.film_transparent = False
     module = addon().playblast
     before = full_render_settings(scene)

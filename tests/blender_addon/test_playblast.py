@@ -20,7 +20,7 @@ def test_playblast_of_a_video_output_shot_and_a_failing_one_keep_the_render_sett
 def test_subject_masks_render_the_moving_objects_alone_and_put_everything_back(addon_zips, tmp_path):
     report = run_blender("subjects", {"zip": str(addon_zips["py311"])}, tmp_path)
     moving = report["moving"]
-    assert moving["subjects"] == ["Cube"]  # the static ground is not a subject
+    assert moving["subjects"] == ["Cube"]  # not the static ground, nor a ball moving behind the camera
     assert moving["masks"] == [f"frame_{n:04d}.png" for n in range(1, 10)] and moving["frames"] == 9
     modes = {mode for mode, _ in moving["centres"]}
     centres = [x for _, x in moving["centres"]]

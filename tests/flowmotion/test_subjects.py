@@ -106,6 +106,8 @@ def test_a_mask_that_does_not_match_the_shot_is_refused_before_any_work(tiny_pip
             transfer(tiny_pipe, video, "a ball", config=FAST, subject_mask=square_mask()[:8])
         with pytest.raises(FlowMotionError, match="subject mask has 9 frames of 24x32"):
             transfer(tiny_pipe, video, "a ball", config=FAST, subject_mask=square_mask(width=24))
+        with pytest.raises(FlowMotionError, match="black in every frame"):
+            transfer(tiny_pipe, video, "a ball", config=FAST, subject_mask=np.zeros_like(square_mask()))
     finally:
         handle.remove()
     assert passes == []
