@@ -76,6 +76,7 @@ class FLOWMOTION_OT_generate(bpy.types.Operator):
         take = shot.takes.add()
         take.name, take.job_id, take.prompt = name, job_id, shot.prompt
         take.negative_prompt, take.seed, take.state = shot.negative_prompt, shot.seed, "sending"
+        take.subjects = ", ".join(blast.subjects)
         shot.active_take = len(shot.takes) - 1
         shot.status = ""
         session.ensure_timer()

@@ -75,11 +75,12 @@ class FlowMotionTake(bpy.types.PropertyGroup):
     folder: StringProperty(subtype="DIR_PATH")
     strip_name: StringProperty()
     settings: StringProperty(description="The settings the backend used, as JSON")
+    subjects: StringProperty(description="The objects whose masks went with the playblast, comma-separated")
 
     def strip_properties(self) -> dict:
         """What the take's strip carries, so the strip alone says how it was made."""
         return {"prompt": self.prompt, "negative_prompt": self.negative_prompt, "seed": self.seed,
-                "job_id": self.job_id, "settings": self.settings}
+                "job_id": self.job_id, "settings": self.settings, "subjects": self.subjects}
 
 
 class FlowMotionShot(bpy.types.PropertyGroup):

@@ -27,6 +27,7 @@ def test_generate_lands_a_strip_with_its_frames_and_properties(addon_zips, live_
     props = strip["props"]
     assert props["flowmotion_prompt"] == "a red ball on grass" and props["flowmotion_seed"] == 7
     assert props["flowmotion_job_id"] == take["job_id"] and '"guided_steps": 2' in props["flowmotion_settings"]
+    assert props["flowmotion_subjects"] == "Cube"
     assert not list(tmp_path.glob("flowmotion/Scene/.*"))  # no staging folder left behind
     assert live_backend.server.store.get(take["job_id"]).mask_count == 9  # the moving cube's silhouettes went along
 
