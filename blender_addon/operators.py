@@ -59,8 +59,14 @@ class FLOWMOTION_OT_generate(bpy.types.Operator):
         scene, shot = context.scene, context.scene.flowmotion
         try:
             link = session.client(context)
-            blast = playblast.render(scene, shot.max_side, subjects=shot.subjects,
-                                     collection=shot.subject_collection)
+            wm = context.window_manager
+            wm.progress_begin(0, 1)
+            try:
+                blast = playblast.render(scene, shot.max_side, subjects=shot.subjects,
+                                         collection=shot.subject_collection,
+                                         on_frame=lambda done, total: wm.progress_update(done / total))
+            finally:
+                wm.progress_end()
             frames = [path.read_bytes() for path in blast.frames]
             masks = [path.read_bytes() for path in blast.masks]
             shutil.rmtree(blast.frames[0].parent, ignore_errors=True)

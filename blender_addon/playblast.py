@@ -171,9 +171,10 @@ def subject_objects(scene, mode: str, collection=None, frames: list[int] | None 
 
 
 def render(scene, max_side: int, folder: str | Path | None = None, subjects: str = "NONE",
-           collection=None) -> Playblast:
+           collection=None, on_frame=None) -> Playblast:
     """Render the playblast's frames as PNG files and, when the shot has subjects (`subjects`: a
-    FlowMotionShot.subjects mode), their masks; returns their paths in order.
+    FlowMotionShot.subjects mode), their masks; returns their paths in order. `on_frame(done,
+    total)` is called after every rendered image (frames and masks).
 
     Without `folder` the files go to a new temporary folder, which is removed again if the
     playblast fails."""
@@ -184,8 +185,10 @@ def render(scene, max_side: int, folder: str | Path | None = None, subjects: str
         folder.mkdir(parents=True, exist_ok=True)
         with preserved_settings(scene):
             chosen = subject_objects(scene, subjects, collection, shot.frames)
-            frames = _render_frames(scene, shot, folder)
-            masks = _render_masks(scene, shot, folder / "subjects", chosen) if chosen else []
+            total = len(shot.frames) * (2 if chosen else 1)
+            counter = _Counter(total, on_frame)
+            frames = _render_frames(scene, shot, folder, counter)
+            masks = _render_masks(scene, shot, folder / "subjects", chosen, counter) if chosen else []
             return Playblast(frames, masks, [obj.name for obj in chosen])
     except BaseException:
         if own_folder:
@@ -207,7 +210,19 @@ def _use_workbench_png(render_settings, width: int, height: int) -> None:
     image.color_depth = "8"
 
 
-def _render_masks(scene, shot: PlayblastPlan, folder: Path, subjects: list) -> list[Path]:
+class _Counter:
+    """Counts rendered images and tells `on_frame(done, total)`, when there is one."""
+
+    def __init__(self, total: int, on_frame=None):
+        self.done, self.total, self.on_frame = 0, total, on_frame
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.on_frame is not None:
+            self.on_frame(self.done, self.total)
+
+
+def _render_masks(scene, shot: PlayblastPlan, folder: Path, subjects: list, counter: _Counter) -> list[Path]:
     """The frames again with every rendered object but the subjects hidden, on a transparent film:
     each PNG's alpha is where the subjects are. The objects' render visibility comes back after."""
     keep = set(subjects)
@@ -218,18 +233,18 @@ def _render_masks(scene, shot: PlayblastPlan, folder: Path, subjects: list) -> l
         for obj in hidden:
             obj.hide_render = True
         folder.mkdir(parents=True, exist_ok=True)
-        return _render_sequence(scene, shot, folder, "subject mask")
+        return _render_sequence(scene, shot, folder, "subject mask", counter)
     finally:
         for obj in hidden:
             obj.hide_render = False
 
 
-def _render_frames(scene, shot: PlayblastPlan, folder: Path) -> list[Path]:
+def _render_frames(scene, shot: PlayblastPlan, folder: Path, counter: _Counter) -> list[Path]:
     _use_workbench_png(scene.render, shot.width, shot.height)
-    return _render_sequence(scene, shot, folder, "playblast frame")
+    return _render_sequence(scene, shot, folder, "playblast frame", counter)
 
 
-def _render_sequence(scene, shot: PlayblastPlan, folder: Path, what: str) -> list[Path]:
+def _render_sequence(scene, shot: PlayblastPlan, folder: Path, what: str, counter: _Counter) -> list[Path]:
     paths = []
     for number, frame in enumerate(shot.frames, start=1):
         scene.frame_set(frame)
@@ -242,4 +257,5 @@ def _render_sequence(scene, shot: PlayblastPlan, folder: Path, what: str) -> lis
         if not path.is_file():
             raise PlayblastError(f"Blender did not write {what} {frame} to {folder}: is the disk full?")
         paths.append(path)
+        counter.tick()
     return paths

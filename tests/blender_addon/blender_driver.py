@@ -420,7 +420,9 @@ def subjects(options: dict) -> dict:
     module = addon().playblast
     before = full_render_settings(scene)
     report = {}
-    moving = module.render(scene, 832, subjects="MOVING")
+    ticks = []
+    moving = module.render(scene, 832, subjects="MOVING", on_frame=lambda done, total: ticks.append([done, total]))
+    report["ticks"] = ticks
     report["moving"] = {"subjects": moving.subjects, "frames": len(moving.frames), "masks": [p.name for p in moving.masks],
                         "centres": alpha_centres(moving.masks), "ground_hidden": ground.hide_render,
                         "settings_kept": full_render_settings(scene) == before}
