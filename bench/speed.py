@@ -31,25 +31,30 @@ PHASE_COLUMNS = [("encode_prompt", "prompt"), ("encode_source", "src enc"), ("so
                  ("guided_step", "guided"), ("sampling", "unguided"), ("decode", "decode")]
 
 
-def source_video(frames: int, height: int, width: int) -> np.ndarray:
-    """A light block crossing a dark frame: the benchmark needs a shape, not content."""
+def source_video(frames: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """A light block crossing a dark frame, and its mask: the benchmark needs a shape, not content."""
     video = np.full((frames, height, width, 3), 40, np.uint8)
+    mask = np.zeros((frames, height, width), bool)
     size = max(4, height // 5)
     for f in range(frames):
         x = int(f * (width - size) / max(1, frames - 1))
         video[f, height // 3: height // 3 + size, x:x + size] = 210
-    return video
+        mask[f, height // 3: height // 3 + size, x:x + size] = True
+    return video, mask
 
 
 def modes(steps: int, guided: int, step_cache: float):
     base = dict(num_inference_steps=steps, guided_steps=guided)
-    yield "plain Wan sampling", FlowMotionConfig(motion_guidance=False, **base), False, "a red ball on grass"
-    yield "FlowMotion faithful", FlowMotionConfig(**base), False, "a red ball on grass"
-    yield "optimised, new shot", FlowMotionConfig.optimized(**base), True, "a red ball on grass"
-    yield "optimised, re-prompt", FlowMotionConfig.optimized(**base), True, "a blue cube on sand"
+    optimised = FlowMotionConfig.optimized(**base)
+    # (name, config, optimised run options and cache, prompt, with the source's subject mask)
+    yield "plain Wan sampling", FlowMotionConfig(motion_guidance=False, **base), False, "a red ball on grass", False
+    yield "FlowMotion faithful", FlowMotionConfig(**base), False, "a red ball on grass", False
+    yield "optimised, new shot", optimised, True, "a red ball on grass", False
+    yield "optimised, re-prompt", optimised, True, "a blue cube on sand", False
+    yield "optimised, re-prompt + subject masks", optimised, True, "a purple ball on water", True
     if step_cache:
         yield (f"optimised + step cache {step_cache:g}",
-               FlowMotionConfig.optimized(unguided_step_cache=step_cache, **base), True, "a green cone on snow")
+               FlowMotionConfig.optimized(unguided_step_cache=step_cache, **base), True, "a green cone on snow", False)
 
 
 def load(size: str, device: str):
@@ -62,11 +67,11 @@ def load(size: str, device: str):
 
 def measure(args) -> list[dict]:
     pipe = load(args.size, args.device)
-    video = source_video(args.frames, args.height, args.width)
+    video, mask = source_video(args.frames, args.height, args.width)
     cache = TransferCache()
     optimised_pipe_ready = False
     rows = []
-    for name, config, optimised, prompt in modes(args.steps, args.guided_steps, args.step_cache):
+    for name, config, optimised, prompt, subjects in modes(args.steps, args.guided_steps, args.step_cache):
         if optimised and not optimised_pipe_ready:
             apply_runtime_options(pipe, RuntimeOptions(
                 attention_backend=args.attention_backend, compile_blocks=args.compile,
@@ -75,7 +80,7 @@ def measure(args) -> list[dict]:
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()
         out = flowmotion.transfer(pipe, video, prompt, config=config, generator=torch.Generator().manual_seed(0),
-                                  cache=cache if optimised else None)
+                                  cache=cache if optimised else None, subject_mask=mask if subjects else None)
         rows.append({"mode": name, "stats": out.stats})
         print(f"  {name}: {out.stats.summary()}", file=sys.stderr)
     return rows
