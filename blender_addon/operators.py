@@ -28,11 +28,10 @@ def shot_problem(context) -> str | None:
     return None
 
 
-def describe_subjects(blast) -> str:
-    if not blast.subjects:
+def describe_subjects(names: list[str]) -> str:
+    if not names:
         return "no subjects: motion of the whole frame"
-    names = ", ".join(blast.subjects[:3]) + (f" and {len(blast.subjects) - 3} more" if len(blast.subjects) > 3 else "")
-    return f"subjects: {names}"
+    return "subjects: " + ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def new_take_name(shot) -> str:
@@ -86,7 +85,7 @@ class FLOWMOTION_OT_generate(bpy.types.Operator):
         shot.active_take = len(shot.takes) - 1
         shot.status = ""
         session.ensure_timer()
-        self.report({"INFO"}, f"{name}: sent {len(frames)} frames to {link.address}, {describe_subjects(blast)}")
+        self.report({"INFO"}, f"{name}: sent {len(frames)} frames to {link.address}, {describe_subjects(blast.subjects)}")
         return {"FINISHED"}
 
 
@@ -231,5 +230,38 @@ class FLOWMOTION_OT_generate_keys(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class FLOWMOTION_OT_select_subjects(bpy.types.Operator):
+    """Select the objects Generate would send as the shot's subjects"""
+    bl_idname = "flowmotion.select_subjects"
+    bl_label = "Select Subjects"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        if context.scene.camera is None:
+            cls.poll_message_set("The scene has no camera")
+            return False
+        return True
+
+    def execute(self, context):
+        scene, shot = context.scene, context.scene.flowmotion
+        frame = scene.frame_current
+        try:
+            frames = playblast.plan(scene, shot.max_side).frames
+            chosen = playblast.subject_objects(scene, shot.subjects, shot.subject_collection, frames)
+        except playblast.PlayblastError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        finally:
+            scene.frame_set(frame)
+        for obj in context.view_layer.objects:
+            obj.select_set(obj in chosen)
+        if chosen:
+            context.view_layer.objects.active = chosen[0]
+        self.report({"INFO"}, describe_subjects([obj.name for obj in chosen]))
+        return {"FINISHED"}
+
+
 CLASSES = (FLOWMOTION_OT_generate, FLOWMOTION_OT_cancel, FLOWMOTION_OT_connect, FLOWMOTION_OT_random_seed,
-           FLOWMOTION_OT_import_take, FLOWMOTION_OT_remove_take, FLOWMOTION_OT_generate_keys)
+           FLOWMOTION_OT_import_take, FLOWMOTION_OT_remove_take, FLOWMOTION_OT_generate_keys,
+           FLOWMOTION_OT_select_subjects)

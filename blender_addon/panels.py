@@ -70,7 +70,9 @@ class FLOWMOTION_PT_main(FlowMotionPanel):
         row.prop(shot, "seed")
         row.operator("flowmotion.random_seed", text="", icon="FILE_REFRESH")
         layout.prop(shot, "max_side")
-        layout.prop(shot, "subjects")
+        row = layout.row(align=True)
+        row.prop(shot, "subjects")
+        row.operator("flowmotion.select_subjects", text="", icon="RESTRICT_SELECT_OFF")
         if shot.subjects == "COLLECTION":
             layout.prop(shot, "subject_collection", text="")
         try:

@@ -426,6 +426,11 @@ def subjects(options: dict) -> dict:
     report["moving"] = {"subjects": moving.subjects, "frames": len(moving.frames), "masks": [p.name for p in moving.masks],
                         "centres": alpha_centres(moving.masks), "ground_hidden": ground.hide_render,
                         "settings_kept": full_render_settings(scene) == before}
+    scene.frame_set(4)
+    ground.select_set(True)
+    report["select"] = {"result": sorted(bpy.ops.flowmotion.select_subjects()), "frame": scene.frame_current,
+                        "selected": sorted(obj.name for obj in bpy.context.selected_objects)}
+    scene.frame_set(before["frame"])
     report["none"] = module.render(scene, 832, subjects="NONE").masks
     try:
         module.render(scene, 832, subjects="COLLECTION")

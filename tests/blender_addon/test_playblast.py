@@ -28,6 +28,7 @@ def test_subject_masks_render_the_moving_objects_alone_and_put_everything_back(a
     assert centres == sorted(centres) and centres[-1] - centres[0] > 20  # the cube crosses the frame left to right
     assert moving["ground_hidden"] is False and moving["settings_kept"]
     assert report["ticks"] == [[done, 18] for done in range(1, 19)]  # 9 frames, then 9 masks
+    assert report["select"] == {"result": ["FINISHED"], "frame": 4, "selected": ["Cube"]}  # what Generate sends
     assert report["none"] == []
     assert report["no_collection"].startswith("Subjects is set to Collection but no collection is chosen")
     assert report["no_collection_problem"] == "choose the subject collection, or set Subjects to Moving Objects"
