@@ -19,7 +19,8 @@ from mathutils import Vector
 
 from .shape import legal_frame_count, playblast_size, sampled_frames
 
-GEOMETRY_TYPES = {"MESH", "CURVE", "CURVES", "SURFACE", "META", "FONT", "POINTCLOUD", "VOLUME", "GREASEPENCIL"}
+GEOMETRY_TYPES = {"MESH", "CURVE", "CURVES", "SURFACE", "META", "FONT", "POINTCLOUD", "VOLUME", "GPENCIL",
+                  "GREASEPENCIL"}  # Grease Pencil is GPENCIL up to Blender 4.2, GREASEPENCIL from 4.3
 MOVE_TOLERANCE = 1e-5
 SUBJECT_MODES = ("MOVING", "COLLECTION", "NONE")
 
