@@ -130,14 +130,18 @@ class JobStore:
             self.jobs[job.job_id] = job
             self.queue.append(job.job_id)
 
+    def _read_frames(self, job_id: str, part: str) -> list[bytes]:
+        """The PNGs of one part of a job's folder (source, subjects or result), in order; none if it has none."""
+        return [p.read_bytes() for p in sorted((self._folder(job_id) / part).glob("frame_*.png"))]
+
     def source_frames(self, job_id: str) -> list[bytes]:
-        return [p.read_bytes() for p in sorted((self._folder(job_id) / "source").glob("frame_*.png"))]
+        return self._read_frames(job_id, "source")
 
     def subject_masks(self, job_id: str) -> list[bytes]:
-        return [p.read_bytes() for p in sorted((self._folder(job_id) / "subjects").glob("frame_*.png"))]
+        return self._read_frames(job_id, "subjects")
 
     def result_frames(self, job_id: str) -> list[bytes]:
-        return [p.read_bytes() for p in sorted((self._folder(job_id) / "result").glob("frame_*.png"))]
+        return self._read_frames(job_id, "result")
 
     def position(self, job_id: str) -> int:
         """0 for the running job (or one not waiting), 1 for the next to run, and so on."""

@@ -245,15 +245,13 @@ class FLOWMOTION_OT_select_subjects(bpy.types.Operator):
 
     def execute(self, context):
         scene, shot = context.scene, context.scene.flowmotion
-        frame = scene.frame_current
         try:
             frames = playblast.plan(scene, shot.max_side).frames
-            chosen = playblast.subject_objects(scene, shot.subjects, shot.subject_collection, frames)
+            with playblast.preserved_settings(scene):  # the survey steps through the shot's frames
+                chosen = playblast.subject_objects(scene, shot.subjects, shot.subject_collection, frames)
         except playblast.PlayblastError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        finally:
-            scene.frame_set(frame)
         for obj in context.view_layer.objects:
             obj.select_set(obj in chosen)
         if chosen:

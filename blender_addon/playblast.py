@@ -110,17 +110,13 @@ def _rendered_objects(scene) -> list:
             and (view_layer is None or obj.name in view_layer.objects)]
 
 
-def _corners(obj, depsgraph) -> list:
-    """The world-space corners of the object's evaluated bounding box."""
+def _placement(obj, depsgraph) -> tuple[tuple, list]:
+    """Where the object is and what space it fills, as evaluated: its pose (world matrix and world
+    bounding box, flattened, for comparing frames) and its bounding box's world-space corners."""
     evaluated = obj.evaluated_get(depsgraph)
-    return [evaluated.matrix_world @ Vector(corner) for corner in evaluated.bound_box]
-
-
-def _pose(obj, depsgraph) -> tuple:
-    """Where the object is and what space it fills: its world matrix and world bounding box, as evaluated."""
-    matrix = obj.evaluated_get(depsgraph).matrix_world
-    corners = _corners(obj, depsgraph)
-    return tuple(value for row in matrix for value in row) + tuple(value for c in corners for value in c)
+    matrix = evaluated.matrix_world
+    corners = [matrix @ Vector(corner) for corner in evaluated.bound_box]
+    return tuple(value for row in matrix for value in row) + tuple(value for c in corners for value in c), corners
 
 
 def _in_view(scene, corners) -> bool:
@@ -140,9 +136,10 @@ def survey(scene, objects: list, frames: list[int]) -> tuple[set, set]:
     for frame in frames:
         scene.frame_set(frame)
         depsgraph = bpy.context.evaluated_depsgraph_get()
-        poses = [_pose(obj, depsgraph) for obj in objects]
-        seen.update(index for index, obj in enumerate(objects)
-                    if index not in seen and _in_view(scene, _corners(obj, depsgraph)))
+        placements = [_placement(obj, depsgraph) for obj in objects]
+        poses = [pose for pose, _ in placements]
+        seen.update(index for index, (_, corners) in enumerate(placements)
+                    if index not in seen and _in_view(scene, corners))
         if first is None:
             first = poses
             continue

@@ -101,19 +101,16 @@ def write_comparisons(source: list[Path], result: list[Path], out: Path, fps: fl
     return video, sheet
 
 
-def following(result: list[Path], masks: list[Path]) -> str:
+def following(result: Path, masks: Path) -> str:
     """How closely the take's subject follows the playblast's subject silhouettes, in words."""
-    import imageio.v3 as iio
-    import numpy as np
-
     from flowmotion.toy.metrics import silhouette_following
+    from flowmotion.video import read_video
 
-    if not masks:
+    if not masks.is_dir():
         return "the shot had no moving subjects, so no subject masks went along"
-    frames = np.stack([iio.imread(p)[..., :3] for p in result])
-    alpha = np.stack([iio.imread(p)[..., 3] for p in masks])
+    frames = read_video(result)[0]
     tolerance = max(frames.shape[1:3]) / 10
-    share, distance = silhouette_following(frames, alpha, tolerance)
+    share, distance = silhouette_following(frames, read_video(masks, alpha_is_mask=True)[0][..., 0], tolerance)
     hits = round(share * len(frames))
     return (f"the take's subject is within {tolerance:.0f} px of the playblast's subject in {hits} of "
             f"{len(frames)} frames (mean distance {distance:.1f} px)")
@@ -140,10 +137,9 @@ def main() -> int:
         backend.wait(30)
     source = sorted((out / "jobs" / take["job_id"] / "source").glob("frame_*.png"))
     result = sorted(take["folder"].glob("frame_*.png"))
-    masks = sorted((out / "jobs" / take["job_id"] / "subjects").glob("frame_*.png"))
     video, sheet = write_comparisons(source, result, out, fps=12)
     print(f"\ntake {take['strip']}: {take['frames']} frames on channel {take['channel']} at frame {take['start']}")
-    print(f"following:     {following(result, masks)}")
+    print(f"following:     {following(take['folder'], out / 'jobs' / take['job_id'] / 'subjects')}")
     print(f"blend file:    {out / 'shot010.blend'}")
     print(f"take frames:   {take['folder']}")
     print(f"side by side:  {video}")
