@@ -101,6 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def serve(args) -> int:
+    from .lock import StoreLock
+    from .security import check_bind
+
+    check_bind(args.bind, args.keys, args.insecure)  # before the minutes a real model takes to load
+    # Held until this process ends: a second backend on the same store would run the same jobs.
+    lock = StoreLock(args.jobs).acquire()
+    try:
+        return run_backend(args)
+    finally:
+        lock.release()
+
+
+def run_backend(args) -> int:
     import flowmotion
     from flowmotion.cache import TransferCache
 
@@ -108,9 +121,6 @@ def serve(args) -> int:
     from .server import Server
     from .worker import Worker
 
-    from .security import check_bind
-
-    check_bind(args.bind, args.keys, args.insecure)  # before the minutes a real model takes to load
     # Installed first, so that a stop asked for while the model loads still ends in a clean shutdown.
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -1,14 +1,19 @@
 """The job store: every job on disk (manifest + PNG frames) and the queue of jobs to run.
 
 A job's folder appears whole or not at all (it is written under a temporary name and renamed),
-its result likewise, and its manifest is replaced atomically, so a crash never leaves a
-half-written job. Jobs still queued or running at shutdown are queued again at start-up.
+and its manifest is replaced atomically, so a crash never leaves a half-written job. A job's
+ending with a result is committed by one rename: its frames and its ending (state, stats, each
+frame's size and checksum) are written into `.result/`, which becomes `result/`; a restart that
+finds `result/` beside a manifest still saying running finishes the job from it. Jobs still
+queued at shutdown are queued again at start-up; a job that was running when the backend stopped
+without a clean shutdown runs again at most MAX_ATTEMPTS times in all, then fails.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -17,11 +22,23 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .errors import BackendError
+from .manifest import DamagedManifest, build, read_manifest
+
+log = logging.getLogger("flowmotion.backend")
+
 ACTIVE = ("queued", "running")
 ENDED = ("done", "failed", "cancelled")
 DEFAULT_EXPIRY = 7 * 24 * 3600
 CANCELLED_QUEUED = "cancelled before it started"
 CANCELLED_RUNNING = "cancelled by the artist"
+MAX_ATTEMPTS = 2
+"""Runs a job gets when the backend stops while running it (a crash, kill -9, a power cut): the
+first and one more. A job that takes the backend down every time fails instead of crash-looping."""
+STOPPED_WHILE_RUNNING = "the backend stopped while running this job"
+QUARANTINE = ".quarantine"
+ENDING_POINTS = ("frames written", "ending written", "result in place", "manifest saved")
+"""The steps of ending a job with a result, in order; `reached` is called after each."""
 
 
 @dataclass
@@ -49,6 +66,18 @@ class Job:
     stats: dict = field(default_factory=dict)
     cancel_requested: bool = False
     """The artist asked to stop it while it ran; kept on disk, so a restart does not run it again."""
+    attempts: int = 0
+    """Times the job was started; one that is running at a clean shutdown is put back uncounted."""
+    result_files: list | None = None
+    """Each result frame's {"size", "sha256"}, recorded as the job ends and checked on every fetch."""
+
+
+class DamagedResult(BackendError):
+    """A done job's result frames are missing, short or changed on disk; the message says which."""
+
+
+def reached(point: str) -> None:
+    """Called after each step of ending a job (ENDING_POINTS): where the crash tests stop the process."""
 
 
 def request_digest(fields: dict, frames: list[bytes]) -> str:
@@ -59,17 +88,70 @@ def request_digest(fields: dict, frames: list[bytes]) -> str:
     return digest.hexdigest()
 
 
+def frame_record(frame: bytes) -> dict:
+    return {"size": len(frame), "sha256": hashlib.sha256(frame).hexdigest()}
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make a rename in `folder` survive a power cut (POSIX; Windows has no folder handles)."""
+    if os.name == "posix":
+        handle = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+
+
 def _write_json(path: Path, data: dict) -> None:
     handle, staged = tempfile.mkstemp(prefix=".manifest.", dir=path.parent)
-    with os.fdopen(handle, "w") as stream:
-        json.dump(data, stream, indent=1)
-    os.replace(staged, path)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            json.dump(data, stream, indent=1)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(staged, path)
+    except BaseException:
+        Path(staged).unlink(missing_ok=True)
+        raise
+    _sync_folder(path.parent)
 
 
-def _write_frames(folder: Path, frames: list[bytes]) -> None:
+def _write_frames(folder: Path, frames: list[bytes], durable: bool = False) -> None:
     folder.mkdir(parents=True)
     for number, frame in enumerate(frames, start=1):
-        (folder / f"frame_{number:04d}.png").write_bytes(frame)
+        with open(folder / f"frame_{number:04d}.png", "wb") as stream:
+            stream.write(frame)
+            if durable:
+                stream.flush()
+                os.fsync(stream.fileno())
+
+
+def _check_job(job: Job, folder: Path) -> None:
+    """What a manifest's field types cannot say: DamagedManifest naming the first problem."""
+    if job.job_id != folder.name:
+        raise DamagedManifest(f"its job_id {job.job_id[:80]!r} is not its folder's name")
+    if job.state not in ACTIVE + ENDED:
+        raise DamagedManifest(f"its state {job.state[:40]!r} is none of {', '.join(ACTIVE + ENDED)}")
+    if job.frame_count < 1 or job.width < 1 or job.height < 1 or job.attempts < 0:
+        raise DamagedManifest("its frame_count, width, height or attempts is out of range")
+    if job.state in ENDED and job.finished <= 0:
+        raise DamagedManifest(f"it is {job.state} but has no finishing time")
+    records = job.result_files or []
+    if not all(isinstance(r, dict) and set(r) == {"size", "sha256"} and isinstance(r["size"], int)
+               and isinstance(r["sha256"], str) for r in records):
+        raise DamagedManifest("its result_files are not {size, sha256} records")
+
+
+def _ending_of(result: Path) -> dict | None:
+    """The ending committed with a result folder, or None if it has none that can be used."""
+    try:
+        ending = read_manifest(result / "ending.json")
+    except DamagedManifest:
+        return None
+    kinds = {"state": str, "message": str, "finished": (int, float), "stats": dict, "result_files": list}
+    if set(ending) != set(kinds) or not all(isinstance(ending[k], kind) for k, kind in kinds.items()):
+        return None
+    return ending if ending["state"] == "done" else None
 
 
 class JobStore:
@@ -82,32 +164,104 @@ class JobStore:
         self.lock = threading.RLock()
         self.queue: list[str] = []
         self.jobs: dict[str, Job] = {}
+        self.unsaved: set[str] = set()
+        """Jobs whose manifest on disk is behind the one in memory (the disk was full): see save_pending."""
         self._load()
 
     def _folder(self, job_id: str) -> Path:
         return self.root / job_id
 
+    # Start-up --------------------------------------------------------------------------------
+
     def _load(self) -> None:
         for leftover in self.root.glob(".incoming-*"):
             shutil.rmtree(leftover, ignore_errors=True)
-        for manifest in self.root.glob("*/manifest.json"):
+        for folder in sorted(self.root.iterdir()):
+            if folder.name.startswith(".") or not folder.is_dir():
+                continue  # the lock file, the source cache, the quarantine
             try:
-                job = Job(**json.loads(manifest.read_text()))
-            except (OSError, ValueError, TypeError):
-                continue  # an unreadable job is left on disk for the operator, never half-used
+                job = build(Job, read_manifest(folder / "manifest.json"))
+                _check_job(job, folder)
+            except DamagedManifest as error:
+                self._quarantine(folder, str(error))
+                continue
             self.jobs[job.job_id] = job
-            if job.state in ACTIVE:
-                shutil.rmtree(self._folder(job.job_id) / ".result", ignore_errors=True)
-                if job.cancel_requested:
-                    self.finish(job, "cancelled", CANCELLED_RUNNING)
-                else:
-                    job.state, job.started = "queued", 0.0
+            self._resume(job)
         self.queue = [j.job_id for j in sorted(self.jobs.values(), key=lambda j: j.submitted) if j.state == "queued"]
         self.expire()
 
+    def _quarantine(self, folder: Path, reason: str) -> None:
+        """Set a damaged job folder aside, with the reason beside it: never used, never deleted."""
+        target = self.root / QUARANTINE / f"{folder.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        try:
+            target.parent.mkdir(exist_ok=True)
+            while target.exists():
+                target = target.with_name(target.name + "+")
+            os.replace(folder, target)
+            (target / "QUARANTINED.txt").write_text(f"{reason}\n", encoding="utf-8")
+        except OSError as error:
+            log.error("job folder %s is damaged (%s) and cannot be moved aside (%s); it is skipped",
+                      folder, reason, error)
+            return
+        log.warning("job folder %s is damaged (%s); moved to %s", folder.name, reason, target)
+
+    def _resume(self, job: Job) -> None:
+        """Bring a job found on disk back to a state this run can act on."""
+        folder = self._folder(job.job_id)
+        for staged in folder.glob(".manifest.*"):
+            staged.unlink(missing_ok=True)
+        if job.state not in ACTIVE:
+            return
+        shutil.rmtree(folder / ".result", ignore_errors=True)
+        ending = _ending_of(folder / "result")
+        if ending is not None:
+            log.info("job %s: its result was complete when the backend stopped; it is done", job.job_id)
+            self._end(job, ending)
+            return
+        shutil.rmtree(folder / "result", ignore_errors=True)
+        if job.cancel_requested:
+            self._end(job, self._ending("cancelled", CANCELLED_RUNNING))
+        elif job.state == "running" and job.attempts >= MAX_ATTEMPTS:
+            log.warning("job %s: the backend stopped while running it, %d times; it fails", job.job_id, job.attempts)
+            self._end(job, self._ending("failed", f"{STOPPED_WHILE_RUNNING} ({job.attempts} times, the most it "
+                                                  "is tried): check the backend's log, then submit it again, "
+                                                  "perhaps with fewer frames or steps"))
+        else:
+            job.state, job.started = "queued", 0.0
+
+    def _end(self, job: Job, ending: dict) -> None:
+        """Apply an ending found or decided at start-up; a manifest that cannot be written yet waits."""
+        self._apply(job, ending)
+        try:
+            self.save(job)
+        except OSError as error:
+            log.error("job %s: cannot save its ending (%s); it is kept in memory and saved later", job.job_id, error)
+
+    # Saving ----------------------------------------------------------------------------------
+
     def save(self, job: Job) -> None:
+        """Write a job's manifest. If the disk refuses, the job is remembered and save_pending
+        writes it once there is room, so the disk catches up with what this run reports."""
         with self.lock:
+            self.unsaved.add(job.job_id)
             _write_json(self._folder(job.job_id) / "manifest.json", asdict(job))
+            self.unsaved.discard(job.job_id)
+
+    def save_pending(self) -> None:
+        """Try again to write the manifests the disk refused; quietly wait for another turn if it still does."""
+        with self.lock:
+            for job_id in sorted(self.unsaved):
+                job = self.jobs.get(job_id)
+                if job is None:
+                    self.unsaved.discard(job_id)
+                    continue
+                try:
+                    self.save(job)
+                except OSError:
+                    return
+                log.info("job %s: its manifest is saved now", job_id)
+
+    # Jobs ------------------------------------------------------------------------------------
 
     def get(self, job_id: str) -> Job | None:
         with self.lock:
@@ -141,7 +295,28 @@ class JobStore:
         return self._read_frames(job_id, "subjects")
 
     def result_frames(self, job_id: str) -> list[bytes]:
-        return self._read_frames(job_id, "result")
+        """A done job's frames, each checked against the size and checksum recorded when it ended;
+        DamagedResult names the first frame that is missing, short or changed."""
+        job = self.jobs[job_id]
+        paths = sorted((self._folder(job_id) / "result").glob("frame_*.png"))
+        records = job.result_files
+        expected = len(records) if records is not None else job.frame_count
+        damaged = f"the result of job {job_id!r} is damaged on the backend's disk"
+        if len(paths) != expected:
+            raise DamagedResult(f"{damaged}: {len(paths)} of its {expected} frames are there; submit the job again "
+                                "under a new id")
+        frames = []
+        for number, path in enumerate(paths, start=1):
+            try:
+                frame = path.read_bytes()
+            except OSError as error:
+                raise DamagedResult(f"{damaged}: frame {number} cannot be read ({error.strerror})") from None
+            if records is not None and frame_record(frame) != records[number - 1]:
+                size = records[number - 1]["size"]
+                change = "was changed" if len(frame) == size else f"is {len(frame)} bytes, not {size}"
+                raise DamagedResult(f"{damaged}: frame {number} {change}; submit the job again under a new id")
+            frames.append(frame)
+        return frames
 
     def position(self, job_id: str) -> int:
         """0 for the running job (or one not waiting), 1 for the next to run, and so on."""
@@ -157,14 +332,28 @@ class JobStore:
             return next((job for job in self.jobs.values() if job.state == "running"), None)
 
     def next_job(self) -> Job | None:
-        """Take the first queued job and mark it running."""
+        """Take the first queued job and mark it running, on disk first: if its manifest cannot be
+        written (the disk is full) the job stays first in the queue and the OSError is raised."""
         with self.lock:
             if not self.queue:
                 return None
-            job = self.jobs[self.queue.pop(0)]
-            job.state, job.started = "running", time.time()
-            self.save(job)
+            job = self.jobs[self.queue[0]]
+            job.state, job.started, job.attempts = "running", time.time(), job.attempts + 1
+            try:
+                self.save(job)
+            except OSError:
+                job.state, job.started, job.attempts = "queued", 0.0, job.attempts - 1
+                self.unsaved.discard(job.job_id)  # the disk still says queued, as memory does again
+                raise
+            self.queue.pop(0)
             return job
+
+    def put_back(self, job: Job) -> None:
+        """Queue a running job again, first in line, at a clean shutdown: that run does not count."""
+        with self.lock:
+            job.state, job.started, job.attempts = "queued", 0.0, max(0, job.attempts - 1)
+            self.queue.insert(0, job.job_id)
+            self.save(job)
 
     def cancel(self, job_id: str) -> str:
         """Cancel a job: a queued one ends now, a running one is marked for the worker to stop
@@ -180,20 +369,46 @@ class JobStore:
                 self.save(job)
             return job.state
 
+    @staticmethod
+    def _ending(state: str, message: str = "", stats: dict | None = None, frames: list[bytes] | None = None) -> dict:
+        return {"state": state, "message": message, "finished": time.time(), "stats": stats or {},
+                "result_files": [frame_record(f) for f in frames] if frames is not None else None}
+
+    @staticmethod
+    def _apply(job: Job, ending: dict) -> None:
+        job.state, job.message, job.finished = ending["state"], ending["message"], ending["finished"]
+        job.stats, job.result_files = ending["stats"], ending["result_files"]
+
     def finish(self, job: Job, state: str, message: str = "", frames: list[bytes] | None = None,
                stats: dict | None = None) -> None:
-        """End a job; a result's frames are in place before the manifest says done."""
+        """End a job. With a result, the rename of `.result/` to `result/` is the commit: before
+        it nothing has changed, after it the job is done even if the manifest cannot be saved."""
         with self.lock:
+            ending = self._ending(state, message, stats, frames)
             if frames is not None:
-                staging = self._folder(job.job_id) / ".result"
-                shutil.rmtree(staging, ignore_errors=True)
-                _write_frames(staging, frames)
-                os.replace(staging, self._folder(job.job_id) / "result")
+                self._commit_result(job.job_id, frames, ending)
             # The state changes in memory first, so a manifest that cannot be written still leaves the
-            # job ended for this run of the backend.
-            job.state, job.message, job.finished = state, message, time.time()
-            job.stats = stats or {}
+            # job ended for this run of the backend, and save_pending writes it later.
+            self._apply(job, ending)
             self.save(job)
+            reached("manifest saved")
+
+    def _commit_result(self, job_id: str, frames: list[bytes], ending: dict) -> None:
+        folder = self._folder(job_id)
+        staging, result = folder / ".result", folder / "result"
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            _write_frames(staging, frames, durable=True)
+            reached("frames written")
+            _write_json(staging / "ending.json", ending)
+            reached("ending written")
+            shutil.rmtree(result, ignore_errors=True)  # only a damaged leftover can be there
+            os.replace(staging, result)
+            _sync_folder(folder)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        reached("result in place")
 
     def expire(self, now: float | None = None) -> list[str]:
         """Delete ended jobs older than the expiry; returns their ids."""
@@ -203,6 +418,7 @@ class JobStore:
             for job_id in old:
                 shutil.rmtree(self._folder(job_id), ignore_errors=True)
                 del self.jobs[job_id]
+                self.unsaved.discard(job_id)
             return old
 
     def listing(self) -> list[Job]:

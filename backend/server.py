@@ -16,7 +16,6 @@ from dataclasses import asdict
 
 import zmq
 
-from flowmotion import FlowMotionError
 from protocol import (
     CLIENT_MESSAGES, Accepted, Cancel, Error, Fetch, Heartbeat, Hello, JobList, JobStatus, Limits, ListJobs, Ping,
     Progress, ProtocolError, Result, StatusRequest, Submit, Welcome, decode, encode,
@@ -26,9 +25,10 @@ from protocol.frames import check_frames
 from protocol.messages import MAX_LISTED, peek_job_id
 
 from .errors import BackendError
-from .jobs import ACTIVE, Job, JobStore, request_digest
+from .jobs import ACTIVE, DamagedResult, Job, JobStore, request_digest
 from .security import AllowList, check_bind, secure_socket
-from .worker import Worker, job_config
+from .settings import check_settings
+from .worker import Worker
 
 log = logging.getLogger("flowmotion.backend")
 
@@ -270,10 +270,7 @@ class Server:
         if self.store.active_count() >= self.limits.max_queue:
             raise ProtocolError(codes.LIMIT_EXCEEDED, f"the queue is full ({self.limits.max_queue} jobs, the limit "
                                                       "max_queue); try again when a job has finished")
-        try:
-            job_config(message.settings)
-        except (FlowMotionError, TypeError) as error:
-            raise ProtocolError(codes.BAD_FIELD, f"field 'settings': {error}", "settings") from None
+        check_settings(message.settings)
         frames, masks = frames[:message.frame_count], frames[message.frame_count:]
         width, height = check_frames(frames)
         if masks:
@@ -320,7 +317,11 @@ class Server:
             raise ProtocolError(codes.JOB_FAILED, job.message, "job_id")
         if job.state != "done":
             raise ProtocolError(codes.NOT_READY, f"job {job_id!r} is {job.state}; fetch it once it is done", "job_id")
-        frames = self.store.result_frames(job_id)
+        try:
+            frames = self.store.result_frames(job_id)
+        except DamagedResult as error:
+            log.error("job %s: %s", job_id, error)
+            raise ProtocolError(codes.DAMAGED_RESULT, str(error), "job_id") from None
         self.reply(client, Result(job_id=job_id, frame_count=len(frames), width=job.width, height=job.height,
                                   fps=job.fps, prompt=job.prompt, negative_prompt=job.negative_prompt, seed=job.seed,
                                   shot=job.shot, settings=job.settings, stats=job.stats), frames)

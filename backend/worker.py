@@ -9,18 +9,18 @@ import threading
 import torch
 
 import flowmotion
-from flowmotion import FlowMotionConfig, FlowMotionError, TransferCancelled
+from flowmotion import FlowMotionError, TransferCancelled
 from flowmotion.cache import TransferCache
 from flowmotion.video import frames_from_png_bytes, frames_to_png_bytes
+from protocol import ProtocolError
 
 from .jobs import CANCELLED_RUNNING, Job, JobStore
+from .settings import check_settings
 
 log = logging.getLogger("flowmotion.backend")
 
-
-def job_config(settings: dict) -> FlowMotionConfig:
-    """The backend runs the method with the speed-ups that keep the result; a job's settings override."""
-    return FlowMotionConfig.optimized(**settings)
+RETRY_AFTER = 5.0
+"""Seconds before the worker tries again to start a job when the job store cannot be written."""
 
 
 class Worker(threading.Thread):
@@ -43,12 +43,14 @@ class Worker(threading.Thread):
 
     def run(self) -> None:
         while not self.stopping.is_set():
+            self.store.save_pending()
             try:
                 job = self.store.next_job()
             except OSError as error:
-                # The job store's disk is full or gone: say so and try again, never die.
+                # The job store's disk is full or gone: the job stays first in the queue; say so and
+                # try again, never die.
                 log.error("cannot start the next job, the job store is not writable: %s", error)
-                self.stopping.wait(5.0)
+                self.stopping.wait(RETRY_AFTER)
                 continue
             if job is None:
                 self.wake.wait(0.2)
@@ -58,6 +60,15 @@ class Worker(threading.Thread):
             ending = self.run_job(job)
             if ending is not None:
                 self.end(job, *ending)
+            else:
+                self.put_back(job)
+
+    def put_back(self, job: Job) -> None:
+        """A job interrupted by a shutdown runs first at the next start, and that run is not counted."""
+        try:
+            self.store.put_back(job)
+        except OSError as error:
+            log.error("job %s: cannot save it as queued (%s); the next start counts this run", job.job_id, error)
 
     def run_job(self, job: Job) -> tuple | None:
         """Run one job; returns how it ended (state, message, frames, stats), or None when the
@@ -69,11 +80,12 @@ class Worker(threading.Thread):
             self.events.put(("progress", job.job_id, progress))
 
         try:
+            config = check_settings(job.settings)
             frames = frames_from_png_bytes(self.store.source_frames(job.job_id))
             masks = self.store.subject_masks(job.job_id)
             subject_mask = frames_from_png_bytes(masks, noun="subject mask", alpha_is_mask=True) if masks else None
             result = flowmotion.transfer(
-                self.pipe, frames, job.prompt, negative_prompt=job.negative_prompt, config=job_config(job.settings),
+                self.pipe, frames, job.prompt, negative_prompt=job.negative_prompt, config=config,
                 generator=torch.Generator().manual_seed(job.seed), on_progress=on_progress,
                 should_cancel=lambda: self.stopping.is_set() or job.cancel_requested, cache=self.cache,
                 max_area=self.max_area, subject_mask=subject_mask,
@@ -91,6 +103,9 @@ class Worker(threading.Thread):
         except FlowMotionError as error:
             log.info("job %s: failed: %s", job.job_id, error)
             return "failed", str(error), None, None
+        except ProtocolError as error:  # settings stored by an older release that this one refuses
+            log.info("job %s: failed: %s", job.job_id, error.message)
+            return "failed", error.message, None, None
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             log.warning("job %s: out of GPU memory", job.job_id)

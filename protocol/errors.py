@@ -12,11 +12,12 @@ JOB_CONFLICT = "job_conflict"        # the id is taken by a different request
 NOT_READY = "not_ready"              # the job has no result yet
 JOB_FAILED = "job_failed"            # the job ended with an error; the message says why
 BAD_FRAMES = "bad_frames"            # frames are not PNG, or differ in size
+DAMAGED_RESULT = "damaged_result"    # a done job's result is missing, short or changed on the backend's disk
 BACKEND_ERROR = "backend_error"      # the backend could not do it (its disk is full, ...); the message says why
 UNREACHABLE = "unreachable"          # client side: the backend did not answer in time
 
 CODES = (BAD_MESSAGE, BAD_FIELD, UNKNOWN_TYPE, VERSION_MISMATCH, LIMIT_EXCEEDED, UNKNOWN_JOB, JOB_CONFLICT,
-         NOT_READY, JOB_FAILED, BAD_FRAMES, BACKEND_ERROR, UNREACHABLE)
+         NOT_READY, JOB_FAILED, BAD_FRAMES, DAMAGED_RESULT, BACKEND_ERROR, UNREACHABLE)
 
 
 class ProtocolError(Exception):

@@ -14,6 +14,8 @@ from protocol.client import BackendClient
 # Few steps and a short prompt encoding keep a job near a second on the CPU; the backend's own
 # defaults are the paper's.
 FAST = {"num_inference_steps": 4, "guided_steps": 2, "optimization_steps": 1, "max_sequence_length": 16}
+LONG = {"num_inference_steps": 1000, "guided_steps": 10, "max_sequence_length": 16}
+"""The most denoising steps the backend takes: minutes on the CPU, for jobs a test cancels."""
 TIMEOUT = 20.0
 
 

@@ -5,7 +5,7 @@ import time
 from backend import server as server_module
 from protocol import Heartbeat, JobStatus, Welcome
 
-from .conftest import FAST, TIMEOUT, Backend, playblast, welcomed
+from .conftest import FAST, LONG, TIMEOUT, Backend, playblast, welcomed
 
 
 def poll_for(client, seconds: float) -> list:
@@ -34,7 +34,7 @@ def test_a_restart_under_a_live_client_is_noticed_and_its_jobs_followed_again(pi
         client = live.client()
         first = welcomed(client)
         # Long enough that the job is still running when the restarted backend answers for it.
-        client.submit("walk", playblast(), "a cube", settings={**FAST, "num_inference_steps": 20000})
+        client.submit("walk", playblast(), "a cube", settings=LONG)
         client.wait(lambda m: isinstance(m, JobStatus) and m.state == "running", TIMEOUT)
         live.restart()
         # Nothing asked: the client sees the new backend's heartbeat, says hello again and asks
@@ -69,7 +69,7 @@ def test_news_of_an_ended_job_is_not_kept_for_its_watchers(backend):
 def test_heartbeats_name_the_running_job_and_the_queue(backend):
     client = backend.client()
     welcomed(client)
-    client.submit("long", playblast(), "slow", settings={**FAST, "num_inference_steps": 20000})
+    client.submit("long", playblast(), "slow", settings=LONG)
     client.wait(lambda m: isinstance(m, JobStatus) and m.state == "running", TIMEOUT)
     beats = []
     original = client._heartbeat

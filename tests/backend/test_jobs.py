@@ -38,7 +38,8 @@ def test_a_restart_requeues_in_submission_order_and_drops_half_written_jobs(tmp_
     assert again.queue == ["first", "second", "third"]
     assert again.get("first").state == "queued"
     assert not (tmp_path / ".incoming-crashed-1234").exists()
-    assert again.get("broken") is None and (tmp_path / "broken").exists()  # left for the operator
+    assert again.get("broken") is None and not (tmp_path / "broken").exists()
+    assert [p.name[:7] for p in (tmp_path / ".quarantine").iterdir()] == ["broken-"]  # set aside, not deleted
 
 
 def test_source_and_result_frames_round_trip(tmp_path):

@@ -17,7 +17,7 @@ from protocol.client import BackendClient
 from flowmotion.video import frames_to_png_bytes
 from protocol.messages import PROTOCOL_VERSION
 
-from .conftest import FAST, TIMEOUT, Backend, playblast, welcomed
+from .conftest import FAST, LONG, TIMEOUT, Backend, playblast, welcomed
 
 SLOW = {"num_inference_steps": 50, "guided_steps": 10}
 
@@ -115,7 +115,7 @@ def test_two_clients_queue_positions_and_cancel_queued(backend):
 
 def test_cancel_of_a_running_job_takes_effect_promptly(backend):
     client = backend.client()
-    client.submit("long", playblast(), "slow", settings={"num_inference_steps": 20000, "guided_steps": 10})
+    client.submit("long", playblast(), "slow", settings=LONG)
     client.wait(lambda m: isinstance(m, Progress) and m.phase == "guided_step", TIMEOUT)
     asked = time.monotonic()
     client.cancel("long")
@@ -147,7 +147,7 @@ def test_results_and_queued_jobs_survive_a_restart(pipe, tmp_path):
     client = live.client()
     client.submit("kept", playblast(), "a cube", settings=FAST)
     until_state(client, "kept")
-    client.submit("blocker", playblast(shift=1), "slow", settings={"num_inference_steps": 20000, "guided_steps": 1})
+    client.submit("blocker", playblast(shift=1), "slow", settings=LONG)
     until_state(client, "blocker", ("running",))
     client.submit("waiting", playblast(shift=2), "queued at shutdown", settings=FAST)
     client.wait(lambda m: isinstance(m, Accepted) and m.job_id == "waiting", TIMEOUT)
@@ -235,7 +235,7 @@ def test_limits_are_enforced_and_named(pipe, tmp_path):
         client.submit("wordy", playblast(frames=3, height=16, width=16), "a" * 11)
         assert "the limit is 10" in error_reply(client).message
         client.submit("one", playblast(frames=3, height=16, width=16), "slow",
-                      settings={"num_inference_steps": 20000, "guided_steps": 1})
+                      settings=LONG)
         client.wait(lambda m: isinstance(m, Accepted), TIMEOUT)
         client.submit("two", playblast(frames=3, height=16, width=16, shift=1), "b")
         assert "the queue is full (1 jobs, the limit max_queue)" in error_reply(client).message
@@ -297,7 +297,7 @@ def test_an_oversized_message_disconnects_the_sender_only(pipe, tmp_path):
 
 def test_heartbeats_arrive_during_a_long_job(backend):
     client = backend.client()
-    client.submit("long", playblast(), "slow", settings={"num_inference_steps": 20000, "guided_steps": 10})
+    client.submit("long", playblast(), "slow", settings=LONG)
     client.wait(lambda m: isinstance(m, Progress), TIMEOUT)
     time.sleep(1.5)
     client.poll()
