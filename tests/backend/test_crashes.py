@@ -1,0 +1,230 @@
+"""Crashes and full disks: a backend killed at any step, or refused a write, loses, repeats or strands no job.
+
+The kills are real: a child process works on the job store and SIGKILLs itself at the named point;
+this process then opens the store as the next backend start would.
+"""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import msgpack
+import pytest
+import zmq
+
+from backend import jobs, worker
+from backend.jobs import ENDING_POINTS, MAX_ATTEMPTS, STOPPED_WHILE_RUNNING, Job, JobStore
+from protocol.messages import PROTOCOL_VERSION
+
+from .conftest import FAST, TIMEOUT, Backend, playblast
+from .test_server import fetched, until_state
+
+REPO = Path(__file__).resolve().parents[2]
+CHILD_ENV = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+
+END_AND_DIE = """
+import os, signal, sys
+from backend import jobs
+root, point, state = sys.argv[1:4]
+store = jobs.JobStore(root)
+job = store.next_job()
+jobs.reached = lambda at: os.kill(os.getpid(), signal.SIGKILL) if at == point else None
+if point == "before the ending":
+    os.kill(os.getpid(), signal.SIGKILL)
+if state == "done":
+    store.finish(job, "done", frames=store.source_frames(job.job_id)[::-1], stats={"seconds": 1.0})
+else:
+    store.finish(job, state, "the reason")
+sys.exit(3)
+"""
+
+RUN_AND_DIE = """
+import os, queue, signal, sys
+import flowmotion
+from backend.jobs import JobStore
+from backend.worker import Worker
+store = JobStore(sys.argv[1])
+if not store.queue:
+    sys.exit(0)
+flowmotion.transfer = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)  # as an abort in a job would
+Worker(None, store, queue.Queue()).run()
+"""
+
+
+def run_child(script: str, *args) -> int:
+    return subprocess.run([sys.executable, "-c", script, *map(str, args)], env=CHILD_ENV, timeout=120,
+                          capture_output=True).returncode
+
+
+def new_job(job_id: str, frames: int = 3) -> Job:
+    return Job(job_id=job_id, prompt="a ball", frame_count=frames, width=48, height=32)
+
+
+def on_disk(root: Path, job_id: str) -> dict:
+    return json.loads((root / job_id / "manifest.json").read_text())
+
+
+def test_the_ending_points_are_the_steps_a_done_ending_passes(tmp_path, monkeypatch):
+    passed = []
+    monkeypatch.setattr(jobs, "reached", passed.append)
+    store = JobStore(tmp_path)
+    store.add(new_job("j"), playblast(frames=3))
+    store.finish(store.next_job(), "done", frames=playblast(frames=3))
+    assert tuple(passed) == ENDING_POINTS
+
+
+@pytest.mark.parametrize("point", ["before the ending", *ENDING_POINTS])
+def test_a_kill_at_any_point_of_a_done_ending_leaves_the_job_queued_or_done(tmp_path, point):
+    source = playblast(frames=3)
+    JobStore(tmp_path).add(new_job("j"), source)
+    assert run_child(END_AND_DIE, tmp_path, point, "done") == -signal.SIGKILL
+
+    store = JobStore(tmp_path)
+    job = store.get("j")
+    committed = ENDING_POINTS.index(point) >= ENDING_POINTS.index("result in place") if point in ENDING_POINTS else False
+    if committed:  # the result was in place: the restart finishes the job from it
+        assert job.state == "done" and on_disk(tmp_path, "j")["state"] == "done"
+        assert job.stats == {"seconds": 1.0} and job.attempts == 1
+    else:  # nothing was committed: the job runs again, as its second attempt
+        assert (job.state, job.attempts, store.queue) == ("queued", 1, ["j"])
+        assert not (tmp_path / "j" / "result").exists() and not (tmp_path / "j" / ".result").exists()
+        store.finish(store.next_job(), "done", frames=source[::-1], stats={"seconds": 1.0})
+    assert store.result_frames("j") == source[::-1]
+    assert JobStore(tmp_path).result_frames("j") == source[::-1]
+    assert not list((tmp_path / "j").glob(".manifest.*"))
+
+
+@pytest.mark.parametrize("state", ["failed", "cancelled"])
+def test_a_kill_after_a_failed_or_cancelled_ending_keeps_it(tmp_path, state):
+    JobStore(tmp_path).add(new_job("j"), playblast(frames=3))
+    assert run_child(END_AND_DIE, tmp_path, "manifest saved", state) == -signal.SIGKILL
+    job = JobStore(tmp_path).get("j")
+    assert (job.state, job.message) == (state, "the reason")
+
+
+def test_a_job_that_kills_the_backend_runs_twice_then_fails_and_never_loops(pipe, tmp_path):
+    root = tmp_path / "jobs"
+    JobStore(root).add(new_job("poison", frames=5), playblast(frames=5))
+    exits = []
+    while len(exits) < MAX_ATTEMPTS + 3 and (not exits or exits[-1] == -signal.SIGKILL):
+        exits.append(run_child(RUN_AND_DIE, root))
+    # It took the backend down twice; the third start fails it instead of running it again.
+    assert exits == [-signal.SIGKILL] * MAX_ATTEMPTS + [0]
+    poison = JobStore(root).get("poison")
+    assert poison.state == "failed" and poison.message.startswith(STOPPED_WHILE_RUNNING)
+    assert f"({MAX_ATTEMPTS} times" in poison.message and poison.attempts == MAX_ATTEMPTS
+
+    live = Backend(pipe, root).start()
+    try:
+        client = live.client()
+        client.status("poison")
+        assert until_state(client, "poison").message.startswith(STOPPED_WHILE_RUNNING)
+        client.submit("after", playblast(), "a ball", settings=FAST)
+        assert until_state(client, "after").state == "done"
+    finally:
+        live.stop()
+
+
+def test_a_clean_shutdown_puts_the_running_job_back_without_counting_it(tmp_path):
+    store = JobStore(tmp_path)
+    store.add(new_job("a"), playblast(frames=3))
+    store.add(new_job("b"), playblast(frames=3))
+    job = store.next_job()
+    store.put_back(job)
+    assert (store.queue, job.state, job.attempts) == (["a", "b"], "queued", 0)
+    assert JobStore(tmp_path).get("a").attempts == 0
+
+
+class FullDisk:
+    """Makes every manifest write of an existing job fail as a full disk would, while `full` is set."""
+
+    def __init__(self, monkeypatch):
+        self.full = threading.Event()
+        self.refusals = 0
+        self.refused = threading.Condition()
+        original = jobs._write_json
+
+        def write(path: Path, data: dict) -> None:
+            if self.full.is_set() and path.name == "manifest.json" and not path.parent.name.startswith("."):
+                with self.refused:
+                    self.refusals += 1
+                    self.refused.notify_all()
+                raise OSError(errno.ENOSPC, "No space left on device")
+            original(path, data)
+
+        monkeypatch.setattr(jobs, "_write_json", write)
+
+    def wait_for_refusals(self, count: int) -> None:
+        with self.refused:
+            assert self.refused.wait_for(lambda: self.refusals >= count, TIMEOUT)
+
+
+def test_a_job_taken_while_the_disk_is_full_stays_first_in_the_queue(tmp_path, monkeypatch):
+    disk = FullDisk(monkeypatch)
+    store = JobStore(tmp_path)
+    store.add(new_job("a"), playblast(frames=3))
+    store.add(new_job("b"), playblast(frames=3))
+    disk.full.set()
+    with pytest.raises(OSError):
+        store.next_job()
+    assert (store.queue, store.get("a").state, store.get("a").attempts, store.running()) == (["a", "b"], "queued", 0,
+                                                                                          None)
+    assert JobStore(tmp_path).get("a").state == "queued"
+    disk.full.clear()
+    assert store.next_job().job_id == "a" and on_disk(tmp_path, "a")["state"] == "running"
+
+
+def test_an_ending_the_disk_refused_is_saved_once_there_is_room(tmp_path, monkeypatch):
+    disk = FullDisk(monkeypatch)
+    store = JobStore(tmp_path)
+    store.add(new_job("j"), playblast(frames=3))
+    job = store.next_job()
+    disk.full.set()
+    with pytest.raises(OSError):
+        store.finish(job, "failed", "the reason")
+    store.save_pending()  # still full: nothing changes, nothing raises
+    assert store.get("j").state == "failed" and on_disk(tmp_path, "j")["state"] == "running"
+    disk.full.clear()
+    store.save_pending()
+    assert on_disk(tmp_path, "j")["state"] == "failed" and not store.unsaved
+    assert JobStore(tmp_path).get("j").message == "the reason"
+
+
+def heartbeat_from(address: str) -> dict:
+    """The next heartbeat a fresh connection gets (a ping puts it on the backend's list)."""
+    dealer = zmq.Context.instance().socket(zmq.DEALER)
+    dealer.setsockopt(zmq.LINGER, 0)
+    dealer.connect(address)
+    try:
+        dealer.send_multipart([msgpack.packb({"type": "ping", "v": PROTOCOL_VERSION})])
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            if dealer.poll(100):
+                header = msgpack.unpackb(dealer.recv_multipart()[0])
+                if header["type"] == "heartbeat":
+                    return header
+        raise AssertionError("no heartbeat")
+    finally:
+        dealer.close(0)
+
+
+def test_a_live_backend_whose_disk_is_full_keeps_the_job_queued_and_says_so(backend, monkeypatch):
+    disk = FullDisk(monkeypatch)
+    monkeypatch.setattr(worker, "RETRY_AFTER", 0.05)
+    disk.full.set()
+    client = backend.client()
+    client.submit("waiting", playblast(), "a ball", settings=FAST)
+    disk.wait_for_refusals(2)  # the worker tried, put the job back, and tried again
+    beat = heartbeat_from(backend.address)
+    assert beat["running"] is None and beat["queue_length"] == 1
+    client.status("waiting")
+    assert until_state(client, "waiting", ("queued",)).position == 1
+    disk.full.clear()
+    assert until_state(client, "waiting").state == "done"
+    assert len(fetched(client, "waiting")[1]) == 5
