@@ -1,5 +1,6 @@
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -8,6 +9,8 @@ import imageio.v3 as iio
 import pytest
 
 from backend.cli import main, setting
+from backend.errors import BackendError
+from backend.lock import StoreLock
 
 from .conftest import FAST, TIMEOUT, playblast
 
@@ -94,7 +97,44 @@ def test_serve_runs_until_terminated(tmp_path):
         try:
             assert lines[-1].startswith("serving embedded on cpu at tcp://127.0.0.1:"), "".join(lines)
             assert "the embedded model" in "".join(lines)
+            with pytest.raises(BackendError, match=f"in use by another backend \\(process {server.pid} on "):
+                StoreLock(tmp_path / "jobs").acquire()
         finally:
             server.send_signal(signal.SIGTERM)
             tail = server.communicate(timeout=30)[0]
         assert server.returncode == 0 and "stopping" in tail
+
+
+def serve_command(jobs) -> list[str]:
+    return [sys.executable, "-m", "backend.cli", "serve", "--bind", "tcp://127.0.0.1:*", "--jobs", str(jobs),
+            "--device", "cpu"]
+
+
+def test_a_second_backend_on_the_same_job_store_refuses_to_start_naming_the_first(tmp_path):
+    jobs = tmp_path / "jobs"
+    held = StoreLock(jobs).acquire()
+    try:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        second = subprocess.run(serve_command(jobs), capture_output=True, text=True, env=env, timeout=120)
+    finally:
+        held.release()
+    assert second.returncode == 2 and "serving" not in second.stdout
+    assert f"the job store {jobs} is in use by another backend (process {os.getpid()} on {socket.gethostname()}, " \
+           f"started {time.strftime('%Y-%m-%d', time.gmtime())}" in second.stderr
+    assert "give this one a job store of its own with --jobs" in second.stderr
+
+
+def test_the_lock_goes_with_its_process_even_on_kill_9(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from backend.lock import StoreLock; lock = StoreLock(sys.argv[1]).acquire(); "
+                               "print('held', flush=True); sys.stdin.read()", str(tmp_path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(BackendError, match=f"process {holder.pid} on"):
+            StoreLock(tmp_path).acquire()
+    finally:
+        holder.kill()
+        holder.wait(30)
+    StoreLock(tmp_path).acquire().release()
