@@ -120,11 +120,19 @@ class Worker(threading.Thread):
         try:
             self.store.finish(job, state, message, frames=frames, stats=stats)
         except OSError as error:
-            log.error("job %s: cannot write its %s ending to the job store: %s", job.job_id, state, error)
-            try:
-                self.store.finish(job, "failed", f"the backend could not save this job's result: {error}; "
-                                                 "free disk space on the backend and submit it again")
-            except OSError as again:
-                log.error("job %s: the job store is not writable (%s); its ending is kept in memory only",
-                          job.job_id, again)
+            if job.state == state:
+                # The ending (and its result) is committed; only the manifest waits for room.
+                log.error("job %s: %s, but its manifest cannot be saved yet (%s); it is saved once the disk "
+                          "takes writes", job.job_id, state, error)
+            else:
+                log.error("job %s: cannot write its %s ending to the job store: %s", job.job_id, state, error)
+                self.fail_unsaved(job, error)
         self.events.put(("ended", job.job_id, None))
+
+    def fail_unsaved(self, job: Job, error: OSError) -> None:
+        try:
+            self.store.finish(job, "failed", f"the backend could not save this job's result: {error}; "
+                                             "free disk space on the backend and submit it again")
+        except OSError as again:
+            log.error("job %s: the job store is not writable (%s); its ending is saved once it is",
+                      job.job_id, again)

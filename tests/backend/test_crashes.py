@@ -144,14 +144,15 @@ def test_a_clean_shutdown_puts_the_running_job_back_without_counting_it(tmp_path
 class FullDisk:
     """Makes every manifest write of an existing job fail as a full disk would, while `full` is set."""
 
-    def __init__(self, monkeypatch):
+    def __init__(self, monkeypatch, only_for=lambda manifest: True):
         self.full = threading.Event()
         self.refusals = 0
         self.refused = threading.Condition()
         original = jobs._write_json
 
         def write(path: Path, data: dict) -> None:
-            if self.full.is_set() and path.name == "manifest.json" and not path.parent.name.startswith("."):
+            if (self.full.is_set() and path.name == "manifest.json" and not path.parent.name.startswith(".")
+                    and only_for(data)):
                 with self.refused:
                     self.refusals += 1
                     self.refused.notify_all()
@@ -228,3 +229,18 @@ def test_a_live_backend_whose_disk_is_full_keeps_the_job_queued_and_says_so(back
     disk.full.clear()
     assert until_state(client, "waiting").state == "done"
     assert len(fetched(client, "waiting")[1]) == 5
+
+
+def test_a_result_committed_as_the_disk_fills_is_served_and_its_manifest_saved_later(backend, monkeypatch):
+    disk = FullDisk(monkeypatch, only_for=lambda manifest: manifest["state"] == "done")
+    disk.full.set()
+    client = backend.client()
+    client.submit("j", playblast(), "a ball", settings=FAST)
+    assert until_state(client, "j").state == "done"
+    assert len(fetched(client, "j")[1]) == 5
+    assert on_disk(backend.root, "j")["state"] == "running" and JobStore(backend.root).get("j").state == "done"
+    disk.full.clear()
+    deadline = time.monotonic() + TIMEOUT
+    while on_disk(backend.root, "j")["state"] != "done" and time.monotonic() < deadline:
+        time.sleep(0.05)  # the worker writes refused manifests again between jobs
+    assert on_disk(backend.root, "j")["state"] == "done"
