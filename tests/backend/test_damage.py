@@ -100,3 +100,20 @@ def test_a_backend_starts_on_a_store_full_of_damaged_manifests_and_serves_the_re
         assert len(list((root / QUARANTINE).iterdir())) == len(DAMAGED)
     finally:
         live.stop()
+
+
+def test_a_stored_job_whose_settings_this_release_refuses_fails_with_the_setting_named(pipe, tmp_path):
+    root = tmp_path / "jobs"
+    store = JobStore(root)
+    store.add(Job(job_id="old", prompt="a ball", frame_count=5, width=48, height=32,
+                  settings={"num_inference_steps": 2.5}), playblast(frames=5))
+    live = Backend(pipe, root).start()
+    try:
+        client = live.client()
+        client.status("old")
+        failed = until_state(client, "old")
+        assert failed.state == "failed" and "num_inference_steps must be an integer from 1 to 1000" in failed.message
+        client.submit("new", playblast(), "a ball", settings=FAST)
+        assert until_state(client, "new").state == "done"
+    finally:
+        live.stop()
