@@ -179,6 +179,10 @@ class JobStore:
         for folder in sorted(self.root.iterdir()):
             if folder.name.startswith(".") or not folder.is_dir():
                 continue  # the lock file, the source cache, the quarantine
+            if not (folder / "manifest.json").exists() and not (folder / "source").is_dir():
+                log.warning("%s is not a job folder (no manifest.json, no source frames); it is left as it is",
+                            folder)
+                continue
             try:
                 job = build(Job, read_manifest(folder / "manifest.json"))
                 _check_job(job, folder)

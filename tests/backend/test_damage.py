@@ -70,7 +70,7 @@ DAMAGED = {
 def test_a_damaged_manifest_is_quarantined_with_its_reason_and_the_rest_load(tmp_path, caplog, name):
     text, reason = DAMAGED[name]
     frames = done_job(tmp_path, "good")
-    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "source").mkdir(parents=True)
     if text is not None:
         (tmp_path / "bad" / "manifest.json").write_text(text)
     with caplog.at_level(logging.WARNING, logger="flowmotion.backend"):
@@ -88,7 +88,7 @@ def test_a_backend_starts_on_a_store_full_of_damaged_manifests_and_serves_the_re
     root = tmp_path / "jobs"
     frames = done_job(root, "good")
     for number, (text, _) in enumerate(DAMAGED.values()):
-        (root / f"bad{number}").mkdir()
+        (root / f"bad{number}" / "source").mkdir(parents=True)
         if text is not None:
             (root / f"bad{number}" / "manifest.json").write_text(text.replace('"bad"', f'"bad{number}"'))
     live = Backend(pipe, root).start()
@@ -117,3 +117,12 @@ def test_a_stored_job_whose_settings_this_release_refuses_fails_with_the_setting
         assert until_state(client, "new").state == "done"
     finally:
         live.stop()
+
+
+def test_a_folder_that_is_no_job_is_left_where_it_is(tmp_path, caplog):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("the operator's")
+    with caplog.at_level(logging.WARNING, logger="flowmotion.backend"):
+        assert JobStore(tmp_path).listing() == []
+    assert (tmp_path / "notes" / "todo.txt").exists() and not (tmp_path / QUARANTINE).exists()
+    assert "is not a job folder" in caplog.text
