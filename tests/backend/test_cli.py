@@ -126,8 +126,9 @@ def test_a_second_backend_on_the_same_job_store_refuses_to_start_naming_the_firs
 
 def test_the_lock_goes_with_its_process_even_on_kill_9(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from backend.lock import StoreLock; lock = StoreLock(sys.argv[1]).acquire(); "
-                               "print('held', flush=True); sys.stdin.read()", str(tmp_path)],
+        [sys.executable, "-c", "import sys; from backend.lock import StoreLock; "
+                               "lock = StoreLock(sys.argv[1]).acquire(); print('held', flush=True); sys.stdin.read()",
+         str(tmp_path)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
     try:
