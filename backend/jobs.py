@@ -136,10 +136,13 @@ def _check_job(job: Job, folder: Path) -> None:
         raise DamagedManifest("its frame_count, width, height or attempts is out of range")
     if job.state in ENDED and job.finished <= 0:
         raise DamagedManifest(f"it is {job.state} but has no finishing time")
-    records = job.result_files or []
-    if not all(isinstance(r, dict) and set(r) == {"size", "sha256"} and isinstance(r["size"], int)
-               and isinstance(r["sha256"], str) for r in records):
+    if not _are_records(job.result_files or []):
         raise DamagedManifest("its result_files are not {size, sha256} records")
+
+
+def _are_records(records: list) -> bool:
+    return all(isinstance(r, dict) and set(r) == {"size", "sha256"} and isinstance(r["size"], int)
+               and isinstance(r["sha256"], str) for r in records)
 
 
 def _ending_of(result: Path) -> dict | None:
@@ -151,7 +154,7 @@ def _ending_of(result: Path) -> dict | None:
     kinds = {"state": str, "message": str, "finished": (int, float), "stats": dict, "result_files": list}
     if set(ending) != set(kinds) or not all(isinstance(ending[k], kind) for k, kind in kinds.items()):
         return None
-    return ending if ending["state"] == "done" else None
+    return ending if ending["state"] == "done" and _are_records(ending["result_files"]) else None
 
 
 class JobStore:
@@ -179,20 +182,25 @@ class JobStore:
         for folder in sorted(self.root.iterdir()):
             if folder.name.startswith(".") or not folder.is_dir():
                 continue  # the lock file, the source cache, the quarantine
-            if not (folder / "manifest.json").exists() and not (folder / "source").is_dir():
-                log.warning("%s is not a job folder (no manifest.json, no source frames); it is left as it is",
-                            folder)
-                continue
             try:
-                job = build(Job, read_manifest(folder / "manifest.json"))
-                _check_job(job, folder)
-            except DamagedManifest as error:
-                self._quarantine(folder, str(error))
-                continue
-            self.jobs[job.job_id] = job
-            self._resume(job)
+                self._load_one(folder)
+            except OSError as error:  # an unreadable folder costs its own job, never the others
+                log.error("job folder %s cannot be read (%s); it is skipped", folder, error)
         self.queue = [j.job_id for j in sorted(self.jobs.values(), key=lambda j: j.submitted) if j.state == "queued"]
         self.expire()
+
+    def _load_one(self, folder: Path) -> None:
+        if not (folder / "manifest.json").exists() and not (folder / "source").is_dir():
+            log.warning("%s is not a job folder (no manifest.json, no source frames); it is left as it is", folder)
+            return
+        try:
+            job = build(Job, read_manifest(folder / "manifest.json"))
+            _check_job(job, folder)
+        except DamagedManifest as error:
+            self._quarantine(folder, str(error))
+            return
+        self.jobs[job.job_id] = job
+        self._resume(job)
 
     def _quarantine(self, folder: Path, reason: str) -> None:
         """Set a damaged job folder aside, with the reason beside it: never used, never deleted."""

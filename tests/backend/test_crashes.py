@@ -243,3 +243,16 @@ def test_a_result_committed_as_the_disk_fills_is_served_and_its_manifest_saved_l
     while on_disk(backend.root, "j")["state"] != "done" and time.monotonic() < deadline:
         time.sleep(0.05)  # the worker writes refused manifests again between jobs
     assert on_disk(backend.root, "j")["state"] == "done"
+
+
+@pytest.mark.parametrize("ending", ['{"state": "done"', json.dumps({"state": "done", "message": "", "finished": 1.0,
+                                                                    "stats": {}, "result_files": [{"size": "big"}]})])
+def test_a_result_whose_ending_record_is_damaged_is_not_trusted_and_the_job_runs_again(tmp_path, ending):
+    source = playblast(frames=3)
+    JobStore(tmp_path).add(new_job("j"), source)
+    assert run_child(END_AND_DIE, tmp_path, "result in place", "done") == -signal.SIGKILL
+    (tmp_path / "j" / "result" / "ending.json").write_text(ending)
+    store = JobStore(tmp_path)
+    assert (store.get("j").state, store.queue) == ("queued", ["j"]) and not (tmp_path / "j" / "result").exists()
+    store.finish(store.next_job(), "done", frames=source)
+    assert JobStore(tmp_path).result_frames("j") == source
