@@ -27,6 +27,7 @@ from protocol.messages import MAX_LISTED, peek_job_id
 
 from .errors import BackendError
 from .jobs import ACTIVE, Job, JobStore, request_digest
+from .outbox import SEND_HWM, Outbox
 from .security import AllowList, check_bind, secure_socket
 from .worker import Worker, job_config
 
@@ -60,10 +61,13 @@ class Server:
         self.instance = secrets.token_hex(8)
         self.stopping = threading.Event()
         self.clients: dict[bytes, float] = {}
+        self.answered = 0
+        """Messages handled since the start (answered or refused): lets a test wait for the loop."""
         self.watchers: dict[str, set[bytes]] = {}
         self.allow_list: AllowList | None = None
         self.public_key: str | None = None
         self.socket: zmq.Socket | None = None
+        self.outbox: Outbox | None = None
         self.address = bind
         self.thread: threading.Thread | None = None
 
@@ -76,6 +80,7 @@ class Server:
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.MAXMSGSIZE, self.limits.max_message_bytes)
         socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        socket.setsockopt(zmq.SNDHWM, SEND_HWM)
         if self.keys_folder is not None:
             self.allow_list, self.public_key = secure_socket(socket, self.keys_folder)
         try:
@@ -85,6 +90,7 @@ class Server:
             self.close_allow_list()
             raise BackendError(f"cannot listen on {self.bind_address}: {error}") from None
         self.socket = socket
+        self.outbox = Outbox(socket, self.limits.max_unread_bytes)
         self.address = socket.getsockopt_string(zmq.LAST_ENDPOINT)
         return self.address
 
@@ -147,6 +153,7 @@ class Server:
             client, message_parts = parts[0], parts[1:]
             self.clients[client] = time.monotonic()
             self.answer(client, message_parts)
+            self.answered += 1
 
     def answer(self, client: bytes, parts: list[bytes]) -> None:
         """Decode and handle one message; anything that goes wrong becomes an error reply."""
@@ -169,12 +176,19 @@ class Server:
         self.reply(client, Error(code=code, message=message, field=field, job_id=job_id))
 
     def reply(self, client: bytes, message, frames: list[bytes] = ()) -> None:
-        try:
-            self.socket.send_multipart([client, *encode(message, list(frames))], flags=zmq.NOBLOCK)
-        except zmq.Again:
+        parts = encode(message, list(frames))
+        if not self.outbox.has_room(client, sum(len(part) for part in parts)):
+            unread = self.outbox.unread(client)
+            log.warning("client %s: refused a %s of %d bytes, it has %d unread", client.hex(), message.TYPE,
+                        sum(len(part) for part in parts), unread)
+            parts = encode(Error(code=codes.UNREAD_LIMIT, job_id=getattr(message, "job_id", None), message=(
+                f"this connection has {unread} bytes of replies it has not read, and the backend holds at most "
+                f"{self.limits.max_unread_bytes} (the limit max_unread_bytes): read them, then ask again")))
+        if not self.outbox.send(client, parts):
             log.warning("dropped a %s message to a client that is not reading", message.TYPE)
 
     def heartbeat(self, now: float) -> None:
+        self.outbox.forget_done()
         running = self.store.running()
         beat = Heartbeat(time=time.time(), queue_length=self.store.active_count(), instance=self.instance,
                          running=running.job_id if running else None)

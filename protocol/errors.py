@@ -14,9 +14,10 @@ JOB_FAILED = "job_failed"            # the job ended with an error; the message 
 BAD_FRAMES = "bad_frames"            # frames are not PNG, or differ in size
 BACKEND_ERROR = "backend_error"      # the backend could not do it (its disk is full, ...); the message says why
 UNREACHABLE = "unreachable"          # client side: the backend did not answer in time
+UNREAD_LIMIT = "unread_limit"        # the backend holds too many unread reply bytes for this client
 
 CODES = (BAD_MESSAGE, BAD_FIELD, UNKNOWN_TYPE, VERSION_MISMATCH, LIMIT_EXCEEDED, UNKNOWN_JOB, JOB_CONFLICT,
-         NOT_READY, JOB_FAILED, BAD_FRAMES, BACKEND_ERROR, UNREACHABLE)
+         NOT_READY, JOB_FAILED, BAD_FRAMES, BACKEND_ERROR, UNREACHABLE, UNREAD_LIMIT)
 
 
 class ProtocolError(Exception):

@@ -21,6 +21,10 @@ class Limits:
     """Longest prompt or negative prompt, in characters."""
     max_queue: int = 32
     """Most jobs waiting or running at once."""
+    max_unread_bytes: int = 64 * 2**20
+    """Most bytes of replies the backend holds for one client that has not read them; a fetch or
+    list beyond it is answered `unread_limit` (one reply larger than this is sent when nothing else
+    is unread)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
