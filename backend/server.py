@@ -27,6 +27,7 @@ from protocol.messages import MAX_LISTED, peek_job_id
 
 from .errors import BackendError
 from .jobs import ACTIVE, Job, JobStore, request_digest
+from .fairness import RateLimit
 from .outbox import SEND_HWM, Outbox
 from .security import AllowList, check_bind, secure_socket
 from .worker import Worker, job_config
@@ -61,6 +62,7 @@ class Server:
         self.instance = secrets.token_hex(8)
         self.stopping = threading.Event()
         self.clients: dict[bytes, float] = {}
+        self.rate = RateLimit(self.limits.max_messages_per_second)
         self.answered = 0
         """Messages handled since the start (answered or refused): lets a test wait for the loop."""
         self.watchers: dict[str, set[bytes]] = {}
@@ -126,15 +128,18 @@ class Server:
     def serve(self) -> None:
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
-        last = {"heartbeat": 0.0, "expiry": 0.0, "allow_list": time.monotonic()}
+        last = {"expiry": 0.0, "allow_list": time.monotonic()}
+        next_beat = time.monotonic()
         while not self.stopping.is_set():
-            if poller.poll(50):
-                self.receive_some()
+            # Wake for the next heartbeat even while messages keep coming, so beats stay on time.
+            if poller.poll(max(0.0, min(0.05, next_beat - time.monotonic())) * 1000):
+                self.receive_some(next_beat)
             self.drain_events()
             now = time.monotonic()
-            if now - last["heartbeat"] >= HEARTBEAT_EVERY:
+            if now >= next_beat:
                 self.heartbeat(now)
-                last["heartbeat"] = now
+                # On a fixed cadence, not a second after the last beat: a late beat does not delay the rest.
+                next_beat = max(next_beat + HEARTBEAT_EVERY, now + HEARTBEAT_EVERY / 2)
             if now - last["expiry"] >= EXPIRE_EVERY:
                 self.expire()
                 last["expiry"] = now
@@ -142,7 +147,7 @@ class Server:
                 self.allow_list.refresh()
                 last["allow_list"] = now
 
-    def receive_some(self) -> None:
+    def receive_some(self, next_beat: float) -> None:
         for _ in range(MESSAGES_PER_TURN):
             try:
                 parts = self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=True)
@@ -152,8 +157,16 @@ class Server:
                 continue  # an empty message: nothing to answer
             client, message_parts = parts[0], parts[1:]
             self.clients[client] = time.monotonic()
-            self.answer(client, message_parts)
+            admitted = self.rate.admit(client)
+            if admitted == "yes":
+                self.answer(client, message_parts)
+            elif admitted == "refuse":
+                self.refuse(client, message_parts, codes.RATE_LIMITED, (
+                    f"this connection sent more than {self.limits.max_messages_per_second} messages a second (the "
+                    "limit max_messages_per_second); the backend ignores its messages until it slows down"))
             self.answered += 1
+            if time.monotonic() >= next_beat:
+                return
 
     def answer(self, client: bytes, parts: list[bytes]) -> None:
         """Decode and handle one message; anything that goes wrong becomes an error reply."""
@@ -189,6 +202,7 @@ class Server:
 
     def heartbeat(self, now: float) -> None:
         self.outbox.forget_done()
+        self.rate.forget_idle()
         running = self.store.running()
         beat = Heartbeat(time=time.time(), queue_length=self.store.active_count(), instance=self.instance,
                          running=running.job_id if running else None)

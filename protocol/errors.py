@@ -15,9 +15,11 @@ BAD_FRAMES = "bad_frames"            # frames are not PNG, or differ in size
 BACKEND_ERROR = "backend_error"      # the backend could not do it (its disk is full, ...); the message says why
 UNREACHABLE = "unreachable"          # client side: the backend did not answer in time
 UNREAD_LIMIT = "unread_limit"        # the backend holds too many unread reply bytes for this client
+RATE_LIMITED = "rate_limited"        # this client sends faster than max_messages_per_second
 
 CODES = (BAD_MESSAGE, BAD_FIELD, UNKNOWN_TYPE, VERSION_MISMATCH, LIMIT_EXCEEDED, UNKNOWN_JOB, JOB_CONFLICT,
-         NOT_READY, JOB_FAILED, BAD_FRAMES, BACKEND_ERROR, UNREACHABLE, UNREAD_LIMIT)
+         NOT_READY, JOB_FAILED, BAD_FRAMES, BACKEND_ERROR, UNREACHABLE, UNREAD_LIMIT,
+         RATE_LIMITED)
 
 
 class ProtocolError(Exception):

@@ -8,7 +8,7 @@ import zmq
 
 from backend.jobs import Job
 from flowmotion.video import frames_to_png_bytes
-from protocol import Error, Limits, Result, decode
+from protocol import Error, JobStatus, Limits, Result, decode
 from protocol import errors as codes
 from protocol.client import CLIENT_LIMITS
 from protocol.messages import PROTOCOL_VERSION, SERVER_MESSAGES
@@ -92,5 +92,42 @@ def test_a_client_that_never_reads_cannot_grow_the_backend_past_the_unread_bound
         assert isinstance(message, Result)
     finally:
         greedy.close(0)
+        context.term()
+        live.stop()
+
+
+def test_a_flooding_client_is_rate_limited_and_the_others_are_served_in_full(pipe, tmp_path):
+    limits = Limits(max_messages_per_second=20)
+    live = Backend(pipe, tmp_path / "jobs", limits=limits).start()
+    done_job(live.server.store, "shot", playblast(frames=3))
+    context = zmq.Context()
+    flooder = context.socket(zmq.DEALER)
+    flooder.setsockopt(zmq.LINGER, 0)
+    flood = 3000
+    try:
+        flooder.connect(live.address)
+        others = [live.client() for _ in range(3)]
+        for _ in range(flood):
+            flooder.send(raw_header("status", job_id="shot"))
+        answers = {id(client): 0 for client in others}
+        for _ in range(10):  # ten rounds of a status from each artist, while the flood is read
+            for client in others:
+                client.status("shot")
+            for client in others:
+                message, _ = client.wait(lambda m: isinstance(m, JobStatus), TIMEOUT)
+                assert message.state == "done"
+                answers[id(client)] += 1
+        assert set(answers.values()) == {10}
+        wait_until(lambda: live.server.answered >= flood + 30)
+        # 20 a second and a burst of 40: the loop handled only a small part of the flood.
+        assert live.server.rate.dropped > flood // 2
+        while True:
+            assert flooder.poll(TIMEOUT * 1000), "the flooder was never told it is rate limited"
+            message, _ = decode(flooder.recv_multipart(), SERVER_MESSAGES, CLIENT_LIMITS)
+            if isinstance(message, Error):
+                break
+        assert message.code == codes.RATE_LIMITED and "max_messages_per_second" in message.message
+    finally:
+        flooder.close(0)
         context.term()
         live.stop()
