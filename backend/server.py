@@ -12,18 +12,19 @@ import queue
 import secrets
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import zmq
 
 from flowmotion import FlowMotionError
 from protocol import (
-    CLIENT_MESSAGES, Accepted, Cancel, Error, Fetch, Heartbeat, Hello, JobList, JobStatus, Limits, ListJobs, Ping,
-    Progress, ProtocolError, Result, StatusRequest, Submit, Welcome, decode, encode,
+    CLIENT_MESSAGES, PROTOCOL_VERSION, SUPPORTED_VERSIONS, Accepted, Cancel, Error, Fetch, Heartbeat, Hello, JobList,
+    JobStatus, Limits, ListJobs, Ping, Progress, ProtocolError, Reply, Result, StatusRequest, Submit, Welcome,
+    decode_versioned, encode,
 )
 from protocol import errors as codes
 from protocol.frames import check_frames
-from protocol.messages import MAX_LISTED, peek_job_id
+from protocol.messages import MAX_LISTED, peek
 
 from .errors import BackendError
 from .jobs import ACTIVE, Job, JobStore, request_digest
@@ -62,6 +63,10 @@ class Server:
         self.instance = secrets.token_hex(8)
         self.stopping = threading.Event()
         self.clients: dict[bytes, float] = {}
+        self.versions: dict[bytes, int] = {}
+        """The protocol version each client spoke last: news and heartbeats go out in it."""
+        self.request: tuple[bytes, str | None, int] | None = None
+        """The message being handled: its client, request id and version, for the replies to it."""
         self.rate = RateLimit(self.limits.max_messages_per_second)
         self.answered = 0
         """Messages handled since the start (answered or refused): lets a test wait for the loop."""
@@ -171,7 +176,9 @@ class Server:
     def answer(self, client: bytes, parts: list[bytes]) -> None:
         """Decode and handle one message; anything that goes wrong becomes an error reply."""
         try:
-            message, frames = decode(parts, CLIENT_MESSAGES, self.limits)
+            message, frames, version = decode_versioned(parts, CLIENT_MESSAGES, self.limits)
+            self.versions[client] = version
+            self.request = (client, getattr(message, "request_id", None), version)
             self.handle(client, message, frames)
         except ProtocolError as error:
             self.refuse(client, parts, error.code, error.message, error.field)
@@ -183,20 +190,31 @@ class Server:
             log.exception("failed on a message")
             self.refuse(client, parts, codes.BACKEND_ERROR, f"the backend failed on this message: "
                                                             f"{type(error).__name__}: {error}")
+        finally:
+            self.request = None
 
     def refuse(self, client: bytes, parts: list[bytes], code: str, message: str, field: str | None = None) -> None:
-        job_id = peek_job_id(parts[0], self.limits) if parts else None
-        self.reply(client, Error(code=code, message=message, field=field, job_id=job_id))
+        seen = peek(parts[0], self.limits)
+        self.request = (client, seen["request_id"], seen["v"] or self.versions.get(client, PROTOCOL_VERSION))
+        self.reply(client, Error(code=code, message=message, field=field, job_id=seen["job_id"]))
 
     def reply(self, client: bytes, message, frames: list[bytes] = ()) -> None:
-        parts = encode(message, list(frames))
+        """Send `message` to `client` in its protocol version; an answer to the message being
+        handled names that message's request id."""
+        version = self.versions.get(client, PROTOCOL_VERSION)
+        if self.request is not None and self.request[0] == client:
+            _, request_id, version = self.request
+            if isinstance(message, Reply):
+                message = replace(message, request_id=request_id)
+        parts = encode(message, list(frames), version)
         if not self.outbox.has_room(client, sum(len(part) for part in parts)):
             unread = self.outbox.unread(client)
             log.warning("client %s: refused a %s of %d bytes, it has %d unread", client.hex(), message.TYPE,
                         sum(len(part) for part in parts), unread)
             parts = encode(Error(code=codes.UNREAD_LIMIT, job_id=getattr(message, "job_id", None), message=(
                 f"this connection has {unread} bytes of replies it has not read, and the backend holds at most "
-                f"{self.limits.max_unread_bytes} (the limit max_unread_bytes): read them, then ask again")))
+                f"{self.limits.max_unread_bytes} (the limit max_unread_bytes): read them, then ask again"),
+                request_id=getattr(message, "request_id", None)), version=version)
         if not self.outbox.send(client, parts):
             log.warning("dropped a %s message to a client that is not reading", message.TYPE)
 
@@ -209,6 +227,7 @@ class Server:
         for client, seen in list(self.clients.items()):
             if now - seen > CLIENT_FORGOTTEN_AFTER:
                 del self.clients[client]
+                self.versions.pop(client, None)
             else:
                 self.reply(client, beat)
 
@@ -249,8 +268,7 @@ class Server:
         if isinstance(message, Ping):
             return  # its work is done: the client is on the heartbeat list again
         if isinstance(message, Hello):
-            log.info("client %s: hello from %r", client.hex(), message.client)
-            self.reply(client, self.welcome())
+            self.hello(client, message)
         elif isinstance(message, Submit):
             self.submit(client, message, frames)
         elif isinstance(message, Cancel):
@@ -263,13 +281,27 @@ class Server:
             self.fetch(client, message.job_id)
         elif isinstance(message, ListJobs):
             jobs = self.store.listing()
-            self.reply(client, JobList(jobs=[asdict(self.status_of(job)) for job in jobs[-MAX_LISTED:]],
-                                       total=len(jobs)))
+            self.reply(client, JobList(jobs=[self.listed(job) for job in jobs[-MAX_LISTED:]], total=len(jobs)))
 
-    def welcome(self) -> Welcome:
+    def hello(self, client: bytes, message: Hello) -> None:
+        """Answer in the newest version both sides speak; the client speaks it from now on."""
+        spoken = message.versions or [self.request[2]]
+        common = set(spoken) & set(SUPPORTED_VERSIONS)
+        if not common:
+            raise ProtocolError(codes.VERSION_MISMATCH, f"this backend speaks protocol versions "
+                                f"{', '.join(map(str, SUPPORTED_VERSIONS))} and the client "
+                                f"{', '.join(map(str, spoken[:16]))}; install a FlowMotion add-on that speaks one of "
+                                "the backend's", "versions")
+        version = max(common)
+        self.versions[client] = version
+        self.request = (client, message.request_id, version)
+        log.info("client %s: hello from %r, speaking protocol version %d", client.hex(), message.client, version)
+        self.reply(client, self.welcome(version))
+
+    def welcome(self, version: int = PROTOCOL_VERSION) -> Welcome:
         return Welcome(server="flowmotion-backend", model=self.model_name, device=self.device,
                        limits=self.limits.to_dict(), queue_length=self.store.active_count(), instance=self.instance,
-                       secure=self.public_key is not None)
+                       secure=self.public_key is not None, version=version)
 
     def known(self, job_id: str) -> Job:
         job = self.store.get(job_id)
@@ -283,8 +315,15 @@ class Server:
                          message=job.message, prompt=job.prompt, seed=job.seed, shot=job.shot,
                          frame_count=job.frame_count, submitted=job.submitted)
 
+    def listed(self, job: Job) -> dict:
+        """A job's entry in a `jobs` answer: the fields of its `job` message."""
+        entry = asdict(self.status_of(job))
+        del entry["request_id"]
+        return entry
+
     def submit(self, client: bytes, message: Submit, frames: list[bytes]) -> None:
-        fields = {k: v for k, v in asdict(message).items() if k != "job_id"}
+        # What the request asks for: neither its id nor the id of the message that carried it.
+        fields = {k: v for k, v in asdict(message).items() if k not in ("job_id", "request_id")}
         digest = request_digest(fields, frames)
         existing = self.store.get(message.job_id)
         if existing is not None:
