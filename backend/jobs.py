@@ -49,6 +49,8 @@ class Job:
     stats: dict = field(default_factory=dict)
     cancel_requested: bool = False
     """The artist asked to stop it while it ran; kept on disk, so a restart does not run it again."""
+    owner: str = ""
+    """The public key (Z85) that submitted it, behind a CurveZMQ allow-list; '' where jobs are shared."""
 
 
 def request_digest(fields: dict, frames: list[bytes]) -> str:

@@ -50,7 +50,7 @@ class Server:
 
     def __init__(self, bind: str, store: JobStore, worker: Worker, *, limits: Limits | None = None,
                  model_name: str = "", device: str = "", keys_folder=None, insecure: bool = False,
-                 context: zmq.Context | None = None):
+                 share_prompts: bool = False, context: zmq.Context | None = None):
         self.bind_address = bind
         self.store = store
         self.worker = worker
@@ -59,11 +59,15 @@ class Server:
         self.device = device
         self.keys_folder = keys_folder
         self.insecure = insecure
+        self.share_prompts = share_prompts
+        """With an allow-list: show every artist the prompts of others' jobs too (off: only their own)."""
         self.context = context or zmq.Context()
         self.instance = secrets.token_hex(8)
         self.stopping = threading.Event()
         self.clients: dict[bytes, float] = {}
         self.versions: dict[bytes, int] = {}
+        self.keys: dict[bytes, str] = {}
+        """Each client's public key (Z85), where an allow-list admitted it: who owns the jobs it submits."""
         """The protocol version each client spoke last: news and heartbeats go out in it."""
         self.request: tuple[bytes, str | None, int] | None = None
         """The message being handled: its client, request id and version, for the replies to it."""
@@ -155,7 +159,7 @@ class Server:
     def receive_some(self, next_beat: float) -> None:
         for _ in range(MESSAGES_PER_TURN):
             try:
-                parts = self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=True)
+                parts = self.receive_one()
             except zmq.Again:
                 return
             if len(parts) < 2:
@@ -172,6 +176,15 @@ class Server:
             self.answered += 1
             if time.monotonic() >= next_beat:
                 return
+
+    def receive_one(self) -> list[bytes]:
+        """The next message's parts; behind an allow-list, also notes the sender's public key."""
+        if self.allow_list is None:
+            return self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=True)
+        frames = self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+        if len(frames) >= 2:
+            self.keys[frames[0].bytes] = frames[1].get("User-Id")
+        return [frame.bytes for frame in frames]
 
     def answer(self, client: bytes, parts: list[bytes]) -> None:
         """Decode and handle one message; anything that goes wrong becomes an error reply."""
@@ -202,6 +215,7 @@ class Server:
         """Send `message` to `client` in its protocol version; an answer to the message being
         handled names that message's request id."""
         version = self.versions.get(client, PROTOCOL_VERSION)
+        message = self.as_seen_by(client, message)
         if self.request is not None and self.request[0] == client:
             _, request_id, version = self.request
             if isinstance(message, Reply):
@@ -218,6 +232,27 @@ class Server:
         if not self.outbox.send(client, parts):
             log.warning("dropped a %s message to a client that is not reading", message.TYPE)
 
+    # Owners ----------------------------------------------------------------------------------
+
+    def owner_of_request(self, client: bytes) -> str:
+        """Who owns a job this client submits: its public key behind an allow-list, else nobody."""
+        return self.keys.get(client, "") if self.allow_list is not None else ""
+
+    def may_manage(self, client: bytes, job: Job) -> bool:
+        """Only a job's owner, or an admin key, may cancel it; a job with no owner is everyone's."""
+        key = self.keys.get(client)
+        return not job.owner or key == job.owner or (self.allow_list is not None and key in self.allow_list.admins)
+
+    def as_seen_by(self, client: bytes, message):
+        """Another artist's job is shown without its prompts, unless the backend shares them."""
+        if not isinstance(message, (JobStatus, Result)) or self.share_prompts:
+            return message
+        job = self.store.get(message.job_id)
+        if job is None or self.may_manage(client, job):
+            return message
+        hidden = {"prompt": ""} if isinstance(message, JobStatus) else {"prompt": "", "negative_prompt": ""}
+        return replace(message, **hidden)
+
     def heartbeat(self, now: float) -> None:
         self.outbox.forget_done()
         self.rate.forget_idle()
@@ -228,6 +263,7 @@ class Server:
             if now - seen > CLIENT_FORGOTTEN_AFTER:
                 del self.clients[client]
                 self.versions.pop(client, None)
+                self.keys.pop(client, None)
             else:
                 self.reply(client, beat)
 
@@ -281,7 +317,8 @@ class Server:
             self.fetch(client, message.job_id)
         elif isinstance(message, ListJobs):
             jobs = self.store.listing()
-            self.reply(client, JobList(jobs=[self.listed(job) for job in jobs[-MAX_LISTED:]], total=len(jobs)))
+            self.reply(client, JobList(jobs=[self.listed(client, job) for job in jobs[-MAX_LISTED:]],
+                                       total=len(jobs)))
 
     def hello(self, client: bytes, message: Hello) -> None:
         """Answer in the newest version both sides speak; the client speaks it from now on."""
@@ -289,9 +326,9 @@ class Server:
         common = set(spoken) & set(SUPPORTED_VERSIONS)
         if not common:
             raise ProtocolError(codes.VERSION_MISMATCH, f"this backend speaks protocol versions "
-                                f"{', '.join(map(str, SUPPORTED_VERSIONS))} and the client "
-                                f"{', '.join(map(str, spoken[:16]))}; install a FlowMotion add-on that speaks one of "
-                                "the backend's", "versions")
+                                f"{', '.join(map(str, SUPPORTED_VERSIONS))} and the client protocol version "
+                                f"{', '.join(map(str, spoken[:16]))}; install the same FlowMotion release on both the "
+                                "backend and the add-on", "versions")
         version = max(common)
         self.versions[client] = version
         self.request = (client, message.request_id, version)
@@ -315,9 +352,9 @@ class Server:
                          message=job.message, prompt=job.prompt, seed=job.seed, shot=job.shot,
                          frame_count=job.frame_count, submitted=job.submitted)
 
-    def listed(self, job: Job) -> dict:
-        """A job's entry in a `jobs` answer: the fields of its `job` message."""
-        entry = asdict(self.status_of(job))
+    def listed(self, client: bytes, job: Job) -> dict:
+        """A job's entry in a `jobs` answer: the fields of its `job` message, as this client may see them."""
+        entry = asdict(self.as_seen_by(client, self.status_of(job)))
         del entry["request_id"]
         return entry
 
@@ -357,7 +394,8 @@ class Server:
                                                       "(the limits max_width and max_height)", "frames")
         job = Job(job_id=message.job_id, prompt=message.prompt, frame_count=message.frame_count, width=width,
                   height=height, negative_prompt=message.negative_prompt, seed=message.seed, shot=message.shot,
-                  fps=message.fps, settings=message.settings, mask_count=message.mask_count, request_digest=digest)
+                  fps=message.fps, settings=message.settings, mask_count=message.mask_count, request_digest=digest,
+                  owner=self.owner_of_request(client))
         self.store.add(job, frames, masks)
         self.worker.wake.set()
         self.watch(client, job)
@@ -367,6 +405,9 @@ class Server:
 
     def cancel(self, client: bytes, job_id: str) -> None:
         job = self.known(job_id)
+        if not self.may_manage(client, job):
+            raise ProtocolError(codes.NOT_OWNER, f"job {job_id!r} was submitted with another artist's key: only that "
+                                                 "artist, or a key marked admin on the backend, can cancel it", "job_id")
         self.watch(client, job)
         before, after = job.state, self.store.cancel(job_id)
         if after == "running":

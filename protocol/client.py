@@ -108,10 +108,11 @@ class BackendClient:
             self.status(job_id)
         return self
 
-    def hello(self, version: int = PROTOCOL_VERSION) -> str:
-        """Greet the backend in `version`, offering every version this side speaks; returns the request id."""
+    def hello(self, version: int | None = None) -> str:
+        """Greet the backend in `version` (the newest by default), offering every version this side
+        speaks; returns the request id."""
         self.last_hello = time.monotonic()
-        self.version, self.hello_version = None, version
+        self.version, self.hello_version = None, version or PROTOCOL_VERSION
         return self.send(Hello(client=self.name, versions=list(SUPPORTED_VERSIONS)))
 
     def close(self) -> None:
@@ -201,6 +202,8 @@ class BackendClient:
                 continue
             self._note(message)
             received.append((message, frames))
+        received.extend(self.inbox)  # requests refused here, in this poll
+        self.inbox = deque()
         self._fetch_again()
         self._keep_alive()
         return received
@@ -211,9 +214,11 @@ class BackendClient:
         if not isinstance(message, Error):
             return False
         older = [v for v in SUPPORTED_VERSIONS if v < self.hello_version]
-        if message.code == VERSION_MISMATCH and self.version is None and older:
-            self.hello(max(older))
-            return True
+        if message.code == VERSION_MISMATCH and self.version is None:
+            if older:
+                self.hello(max(older))
+                return True
+            self._refuse_waiting(message)
         if message.code == UNREAD_LIMIT and message.job_id:
             _, tries = self.refetch.get(message.job_id, (0.0, 0))
             if tries < FETCH_TRIES:
@@ -221,6 +226,13 @@ class BackendClient:
                 return True
             self.refetch.pop(message.job_id, None)
         return False
+
+    def _refuse_waiting(self, refusal: Error) -> None:
+        """No version in common: the requests waiting for a welcome fail with the backend's reason."""
+        waiting, self.waiting = self.waiting, deque()
+        for request, _ in waiting:
+            self.inbox.append((Error(code=refusal.code, message=refusal.message, field=refusal.field,
+                                     job_id=getattr(request, "job_id", None), request_id=request.request_id), []))
 
     def _fetch_again(self) -> None:
         now = time.monotonic()

@@ -16,10 +16,11 @@ BACKEND_ERROR = "backend_error"      # the backend could not do it (its disk is 
 UNREACHABLE = "unreachable"          # client side: the backend did not answer in time
 UNREAD_LIMIT = "unread_limit"        # the backend holds too many unread reply bytes for this client
 RATE_LIMITED = "rate_limited"        # this client sends faster than max_messages_per_second
+NOT_OWNER = "not_owner"              # behind an allow-list: the job was submitted with another artist's key
 
 CODES = (BAD_MESSAGE, BAD_FIELD, UNKNOWN_TYPE, VERSION_MISMATCH, LIMIT_EXCEEDED, UNKNOWN_JOB, JOB_CONFLICT,
          NOT_READY, JOB_FAILED, BAD_FRAMES, BACKEND_ERROR, UNREACHABLE, UNREAD_LIMIT,
-         RATE_LIMITED)
+         RATE_LIMITED, NOT_OWNER)
 
 
 class ProtocolError(Exception):

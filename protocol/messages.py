@@ -386,7 +386,7 @@ def _version_of(header: dict, kind: str) -> tuple[int, bool]:
     raise ProtocolError(
         VERSION_MISMATCH,
         f"this side speaks protocol versions {SUPPORTED_VERSIONS[0]} to {PROTOCOL_VERSION} but the message is "
-        f"version {version!r}; install a FlowMotion release that speaks it on both the backend and the add-on",
+        f"version {version!r}; install the same FlowMotion release on both the backend and the add-on",
         "v",
     )
 

@@ -205,3 +205,25 @@ def test_a_fetch_refused_for_unread_replies_is_asked_again_then_passed_on(monkey
     finally:
         client.close()
         backend.close()
+
+
+def test_with_no_version_in_common_the_waiting_requests_fail_with_the_reason(monkeypatch):
+    from protocol import Error, client as client_module
+
+    monkeypatch.setattr(client_module, "SUPPORTED_VERSIONS", (2,))
+    monkeypatch.setattr(client_module, "PROTOCOL_VERSION", 2)
+    backend = FakeBackend()
+    client = BackendClient(backend.address, connect_timeout=5).connect()
+    request_id = client.submit("take", [b"png"], "a ball")
+    try:
+        identity, _ = backend.receive()
+        backend.send(identity, Error(code=codes.VERSION_MISMATCH, message="install the same release", field="v"))
+        errors = []
+        deadline = time.monotonic() + 5
+        while len(errors) < 2 and time.monotonic() < deadline:
+            errors += [m for m, _ in client.poll() if isinstance(m, Error)]
+        assert [(e.code, e.job_id) for e in errors] == [(codes.VERSION_MISMATCH, None), (codes.VERSION_MISMATCH, "take")]
+        assert errors[1].request_id == request_id and errors[1].message == "install the same release"
+    finally:
+        client.close()
+        backend.close()
