@@ -74,7 +74,8 @@ def create_key_pair(folder: str | os.PathLike, name: str, admin: bool = False) -
     if admin:  # in the public file: that is the one copied into allowed_clients
         for key_file in (public, secret):
             text = key_file.read_text(encoding="utf-8")
-            key_file.write_text(text.replace("metadata\n", f'metadata\n    role = "{ADMIN_ROLE}"\n', 1), encoding="utf-8")
+            marked = text.replace("metadata\n", f'metadata\n    role = "{ADMIN_ROLE}"\n', 1)
+            key_file.write_text(marked, encoding="utf-8")
     public.chmod(0o644)
     secret.chmod(stat.S_IRUSR | stat.S_IWUSR)
     return public, secret

@@ -207,9 +207,12 @@ class Server:
             self.request = None
 
     def refuse(self, client: bytes, parts: list[bytes], code: str, message: str, field: str | None = None) -> None:
-        seen = peek(parts[0], self.limits)
+        seen, handling = peek(parts[0], self.limits), self.request
         self.request = (client, seen["request_id"], seen["v"] or self.versions.get(client, PROTOCOL_VERSION))
-        self.reply(client, Error(code=code, message=message, field=field, job_id=seen["job_id"]))
+        try:
+            self.reply(client, Error(code=code, message=message, field=field, job_id=seen["job_id"]))
+        finally:
+            self.request = handling
 
     def reply(self, client: bytes, message, frames: list[bytes] = ()) -> None:
         """Send `message` to `client` in its protocol version; an answer to the message being
@@ -239,9 +242,12 @@ class Server:
         return self.keys.get(client, "") if self.allow_list is not None else ""
 
     def may_manage(self, client: bytes, job: Job) -> bool:
-        """Only a job's owner, or an admin key, may cancel it; a job with no owner is everyone's."""
+        """Behind an allow-list, only a job's owner or an admin key may cancel it; without one (and
+        for a job with no owner) every job is everyone's."""
+        if self.allow_list is None or not job.owner:
+            return True
         key = self.keys.get(client)
-        return not job.owner or key == job.owner or (self.allow_list is not None and key in self.allow_list.admins)
+        return key == job.owner or key in self.allow_list.admins
 
     def as_seen_by(self, client: bytes, message):
         """Another artist's job is shown without its prompts, unless the backend shares them."""
@@ -406,8 +412,9 @@ class Server:
     def cancel(self, client: bytes, job_id: str) -> None:
         job = self.known(job_id)
         if not self.may_manage(client, job):
-            raise ProtocolError(codes.NOT_OWNER, f"job {job_id!r} was submitted with another artist's key: only that "
-                                                 "artist, or a key marked admin on the backend, can cancel it", "job_id")
+            raise ProtocolError(codes.NOT_OWNER, f"job {job_id!r} was submitted with another artist's key: only "
+                                                 "that artist, or a key marked admin on the backend, can cancel it",
+                                "job_id")
         self.watch(client, job)
         before, after = job.state, self.store.cancel(job_id)
         if after == "running":

@@ -231,7 +231,8 @@ def main() -> None:
         f"each client asks every {REQUEST_EVERY * 1000:.0f} ms for {args.seconds:g} s; the flooder sends "
         f"{FLOOD_RATE}/s; max_messages_per_second {limits.max_messages_per_second}",
         "",
-        "| run | clients | answers | refused | p50 ms | p99 ms | max ms | longest heartbeat gap s | flooder sent / answered |",
+        "| run | clients | answers | refused | p50 ms | p99 ms | max ms | longest heartbeat gap s "
+        "| flooder sent / answered |",
         "|---|---|---|---|---|---|---|---|---|",
         row("quiet", args.clients, quiet),
         row("one flooder", args.clients, flooded),

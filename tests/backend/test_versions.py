@@ -81,3 +81,23 @@ def test_hello_chooses_the_newest_common_version_or_says_none_is_shared(backend)
     finally:
         socket.close(0)
         context.term()
+
+
+def test_the_rate_limit_refusal_names_the_refused_request(pipe, tmp_path):
+    from protocol import Limits
+
+    from .conftest import Backend
+
+    live = Backend(pipe, tmp_path / "jobs", limits=Limits(max_messages_per_second=1)).start()
+    context, socket = raw_client(live.address)
+    try:
+        for number in range(4):  # a burst of two, then the third is refused and the fourth dropped
+            socket.send(msgpack.packb({"type": "status", "v": 3, "job_id": "a", "request_id": f"q{number}"}))
+        named = [answer(socket, ("error",))["request_id"] for _ in range(3)]
+        assert named == ["q0", "q1", "q2"]
+        beat = answer(socket, ("heartbeat",))
+        assert beat["v"] == 3 and "request_id" not in beat
+    finally:
+        socket.close(0)
+        context.term()
+        live.stop()

@@ -222,7 +222,8 @@ def test_with_no_version_in_common_the_waiting_requests_fail_with_the_reason(mon
         deadline = time.monotonic() + 5
         while len(errors) < 2 and time.monotonic() < deadline:
             errors += [m for m, _ in client.poll() if isinstance(m, Error)]
-        assert [(e.code, e.job_id) for e in errors] == [(codes.VERSION_MISMATCH, None), (codes.VERSION_MISMATCH, "take")]
+        assert [(e.code, e.job_id) for e in errors] == [(codes.VERSION_MISMATCH, None),
+                                                         (codes.VERSION_MISMATCH, "take")]
         assert errors[1].request_id == request_id and errors[1].message == "install the same release"
     finally:
         client.close()
