@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--keys", type=Path, default=None, help="CurveZMQ keys folder (from `keys`); required "
                                                                "off loopback unless --insecure")
     serve.add_argument("--insecure", action="store_true", help="serve off loopback without keys")
+    serve.add_argument("--share-prompts", action="store_true",
+                       help="with --keys: show every artist the prompts of others' jobs (default: only their own)")
     serve.add_argument("--max-area", type=int, default=None,
                        help="most pixels per frame the model works at (default: no cap, or the embedded model's "
                             f"training area, {EMBEDDED_MAX_AREA})")
@@ -72,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("keys", help="create a CurveZMQ key pair (the server's, or an artist's)")
     keys.add_argument("--dir", type=Path, required=True)
     keys.add_argument("--client", default=None, help="make a client key pair with this name instead")
+    keys.add_argument("--admin", action="store_true", help="with --client: this key may cancel any artist's job")
 
     for name, text in (("status", "a job's state"), ("cancel", "cancel a job"), ("fetch", "save a job's frames")):
         command = commands.add_parser(name, help=text)
@@ -136,7 +139,7 @@ def run_backend(args) -> int:
     worker = Worker(pipe, store, queue.Queue(), cache=TransferCache(args.jobs / ".source-cache"),
                     max_area=flowmotion.loading.max_area_for(args.model, args.max_area))
     server = Server(args.bind, store, worker, limits=limits, model_name=args.model, device=device,
-                    keys_folder=args.keys, insecure=args.insecure)
+                    keys_folder=args.keys, insecure=args.insecure, share_prompts=args.share_prompts)
     address = server.open()
     print(f"serving {args.model} on {device} at {address}; jobs in {args.jobs}"
           f" ({len(store.queue)} queued from before)", flush=True)
@@ -158,7 +161,7 @@ def make_keys(args) -> int:
     from .security import ALLOWED_CLIENTS, SERVER_KEY_NAME, create_key_pair, public_key_text
 
     name = args.client or SERVER_KEY_NAME
-    public, secret = create_key_pair(args.dir, name)
+    public, secret = create_key_pair(args.dir, name, admin=bool(args.client) and args.admin)
     if args.client is None:
         (args.dir / ALLOWED_CLIENTS).mkdir(exist_ok=True)
     print(f"public key {public_key_text(public)}\nwrote {public} and {secret} (secret, mode 600)")

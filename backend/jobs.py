@@ -70,6 +70,8 @@ class Job:
     """Times the job was started; one that is running at a clean shutdown is put back uncounted."""
     result_files: list | None = None
     """Each result frame's {"size", "sha256"}, recorded as the job ends and checked on every fetch."""
+    owner: str = ""
+    """The public key (Z85) that submitted it, behind a CurveZMQ allow-list; '' where jobs are shared."""
 
 
 class DamagedResult(BackendError):

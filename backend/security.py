@@ -1,7 +1,8 @@
 """CurveZMQ for the studio network: key pairs, and the allow-list of client keys.
 
 Loopback needs no keys. Any other address needs the server's key pair and a folder of allowed
-client public keys, enforced by a ZAP authenticator, unless the operator says --insecure.
+client public keys, enforced by a ZAP authenticator, unless the operator says --insecure. A key
+file whose metadata says `role = admin` marks a key that may cancel any artist's job.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .errors import BackendError
 
 SERVER_KEY_NAME = "server"
 ALLOWED_CLIENTS = "allowed_clients"
+ADMIN_ROLE = "admin"
 
 
 def is_loopback(address: str) -> bool:
@@ -50,8 +52,10 @@ def check_bind(address: str, keys_folder, insecure: bool) -> None:
         )
 
 
-def create_key_pair(folder: str | os.PathLike, name: str) -> tuple[Path, Path]:
+def create_key_pair(folder: str | os.PathLike, name: str, admin: bool = False) -> tuple[Path, Path]:
     """Write NAME.key (public) and NAME.key_secret (mode 600) into `folder`; returns both paths.
+    With `admin`, the key files say `role = admin`: copied into allowed_clients, that key may
+    cancel any artist's job.
 
     An existing pair is never replaced: every artist who entered its public key would be locked out.
     """
@@ -67,6 +71,11 @@ def create_key_pair(folder: str | os.PathLike, name: str) -> tuple[Path, Path]:
         zmq.auth.create_certificates(folder, name)
     finally:
         os.umask(previous)
+    if admin:  # in the public file: that is the one copied into allowed_clients
+        for key_file in (public, secret):
+            text = key_file.read_text(encoding="utf-8")
+            marked = text.replace("metadata\n", f'metadata\n    role = "{ADMIN_ROLE}"\n', 1)
+            key_file.write_text(marked, encoding="utf-8")
     public.chmod(0o644)
     secret.chmod(stat.S_IRUSR | stat.S_IWUSR)
     return public, secret
@@ -75,6 +84,20 @@ def create_key_pair(folder: str | os.PathLike, name: str) -> tuple[Path, Path]:
 def public_key_text(public_file: str | os.PathLike) -> str:
     public, _ = zmq.auth.load_certificate(public_file)
     return public.decode("ascii")
+
+
+def key_role(key_file: str | os.PathLike) -> str:
+    """The `role` in a key file's metadata section ('' when it has none)."""
+    section = ""
+    for line in Path(key_file).read_text(encoding="utf-8", errors="replace").splitlines():
+        text = line.split("#", 1)[0].rstrip()
+        if text and not text[0].isspace():
+            section = text.strip()
+        elif section == "metadata" and "=" in text:
+            name, value = (part.strip().strip('"\'') for part in text.split("=", 1))
+            if name == "role":
+                return value
+    return ""
 
 
 def load_server_keys(folder: str | os.PathLike) -> tuple[bytes, bytes]:
@@ -99,6 +122,8 @@ class AllowList:
         self.authenticator = ThreadAuthenticator(context)
         self.authenticator.start()
         self.seen = None
+        self.admins: frozenset[str] = frozenset()
+        """Public keys (Z85 text, as ZeroMQ names a client) whose key file says `role = admin`."""
         self.refresh()
 
     def state(self) -> tuple:
@@ -111,7 +136,16 @@ class AllowList:
         state = self.state()
         if state != self.seen:
             self.authenticator.configure_curve(domain="*", location=str(self.folder))
+            self.admins = frozenset(self.read_admins())
             self.seen = state
+
+    def read_admins(self):
+        for key_file in self.folder.glob("*.key"):
+            try:
+                if key_role(key_file) == ADMIN_ROLE:
+                    yield public_key_text(key_file)
+            except (OSError, ValueError):
+                continue  # a broken key file lets nobody in, and makes nobody admin
 
     def allowed(self) -> int:
         return len(self.authenticator.certs.get("*", {}))

@@ -12,20 +12,23 @@ import queue
 import secrets
 import threading
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import zmq
 
 from protocol import (
-    CLIENT_MESSAGES, Accepted, Cancel, Error, Fetch, Heartbeat, Hello, JobList, JobStatus, Limits, ListJobs, Ping,
-    Progress, ProtocolError, Result, StatusRequest, Submit, Welcome, decode, encode,
+    CLIENT_MESSAGES, PROTOCOL_VERSION, SUPPORTED_VERSIONS, Accepted, Cancel, Error, Fetch, Heartbeat, Hello, JobList,
+    JobStatus, Limits, ListJobs, Ping, Progress, ProtocolError, Reply, Result, StatusRequest, Submit, Welcome,
+    decode_versioned, encode,
 )
 from protocol import errors as codes
 from protocol.frames import check_frames
-from protocol.messages import MAX_LISTED, peek_job_id
+from protocol.messages import MAX_LISTED, peek
 
 from .errors import BackendError
+from .fairness import RateLimit
 from .jobs import ACTIVE, DamagedResult, Job, JobStore, request_digest
+from .outbox import SEND_HWM, Outbox
 from .security import AllowList, check_bind, secure_socket
 from .settings import check_settings
 from .worker import Worker
@@ -47,7 +50,7 @@ class Server:
 
     def __init__(self, bind: str, store: JobStore, worker: Worker, *, limits: Limits | None = None,
                  model_name: str = "", device: str = "", keys_folder=None, insecure: bool = False,
-                 context: zmq.Context | None = None):
+                 share_prompts: bool = False, context: zmq.Context | None = None):
         self.bind_address = bind
         self.store = store
         self.worker = worker
@@ -56,14 +59,26 @@ class Server:
         self.device = device
         self.keys_folder = keys_folder
         self.insecure = insecure
+        self.share_prompts = share_prompts
+        """With an allow-list: show every artist the prompts of others' jobs too (off: only their own)."""
         self.context = context or zmq.Context()
         self.instance = secrets.token_hex(8)
         self.stopping = threading.Event()
         self.clients: dict[bytes, float] = {}
+        self.versions: dict[bytes, int] = {}
+        self.keys: dict[bytes, str] = {}
+        """Each client's public key (Z85), where an allow-list admitted it: who owns the jobs it submits."""
+        """The protocol version each client spoke last: news and heartbeats go out in it."""
+        self.request: tuple[bytes, str | None, int] | None = None
+        """The message being handled: its client, request id and version, for the replies to it."""
+        self.rate = RateLimit(self.limits.max_messages_per_second)
+        self.answered = 0
+        """Messages handled since the start (answered or refused): lets a test wait for the loop."""
         self.watchers: dict[str, set[bytes]] = {}
         self.allow_list: AllowList | None = None
         self.public_key: str | None = None
         self.socket: zmq.Socket | None = None
+        self.outbox: Outbox | None = None
         self.address = bind
         self.thread: threading.Thread | None = None
 
@@ -76,6 +91,7 @@ class Server:
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.MAXMSGSIZE, self.limits.max_message_bytes)
         socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        socket.setsockopt(zmq.SNDHWM, SEND_HWM)
         if self.keys_folder is not None:
             self.allow_list, self.public_key = secure_socket(socket, self.keys_folder)
         try:
@@ -85,6 +101,7 @@ class Server:
             self.close_allow_list()
             raise BackendError(f"cannot listen on {self.bind_address}: {error}") from None
         self.socket = socket
+        self.outbox = Outbox(socket, self.limits.max_unread_bytes)
         self.address = socket.getsockopt_string(zmq.LAST_ENDPOINT)
         return self.address
 
@@ -120,15 +137,18 @@ class Server:
     def serve(self) -> None:
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
-        last = {"heartbeat": 0.0, "expiry": 0.0, "allow_list": time.monotonic()}
+        last = {"expiry": 0.0, "allow_list": time.monotonic()}
+        next_beat = time.monotonic()
         while not self.stopping.is_set():
-            if poller.poll(50):
-                self.receive_some()
+            # Wake for the next heartbeat even while messages keep coming, so beats stay on time.
+            if poller.poll(max(0.0, min(0.05, next_beat - time.monotonic())) * 1000):
+                self.receive_some(next_beat)
             self.drain_events()
             now = time.monotonic()
-            if now - last["heartbeat"] >= HEARTBEAT_EVERY:
+            if now >= next_beat:
                 self.heartbeat(now)
-                last["heartbeat"] = now
+                # On a fixed cadence, not a second after the last beat: a late beat does not delay the rest.
+                next_beat = max(next_beat + HEARTBEAT_EVERY, now + HEARTBEAT_EVERY / 2)
             if now - last["expiry"] >= EXPIRE_EVERY:
                 self.expire()
                 last["expiry"] = now
@@ -136,22 +156,42 @@ class Server:
                 self.allow_list.refresh()
                 last["allow_list"] = now
 
-    def receive_some(self) -> None:
+    def receive_some(self, next_beat: float) -> None:
         for _ in range(MESSAGES_PER_TURN):
             try:
-                parts = self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=True)
+                parts = self.receive_one()
             except zmq.Again:
                 return
             if len(parts) < 2:
                 continue  # an empty message: nothing to answer
             client, message_parts = parts[0], parts[1:]
             self.clients[client] = time.monotonic()
-            self.answer(client, message_parts)
+            admitted = self.rate.admit(client)
+            if admitted == "yes":
+                self.answer(client, message_parts)
+            elif admitted == "refuse":
+                self.refuse(client, message_parts, codes.RATE_LIMITED, (
+                    f"this connection sent more than {self.limits.max_messages_per_second} messages a second (the "
+                    "limit max_messages_per_second); the backend ignores its messages until it slows down"))
+            self.answered += 1
+            if time.monotonic() >= next_beat:
+                return
+
+    def receive_one(self) -> list[bytes]:
+        """The next message's parts; behind an allow-list, also notes the sender's public key."""
+        if self.allow_list is None:
+            return self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=True)
+        frames = self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+        if len(frames) >= 2:
+            self.keys[frames[0].bytes] = frames[1].get("User-Id")
+        return [frame.bytes for frame in frames]
 
     def answer(self, client: bytes, parts: list[bytes]) -> None:
         """Decode and handle one message; anything that goes wrong becomes an error reply."""
         try:
-            message, frames = decode(parts, CLIENT_MESSAGES, self.limits)
+            message, frames, version = decode_versioned(parts, CLIENT_MESSAGES, self.limits)
+            self.versions[client] = version
+            self.request = (client, getattr(message, "request_id", None), version)
             self.handle(client, message, frames)
         except ProtocolError as error:
             self.refuse(client, parts, error.code, error.message, error.field)
@@ -163,24 +203,73 @@ class Server:
             log.exception("failed on a message")
             self.refuse(client, parts, codes.BACKEND_ERROR, f"the backend failed on this message: "
                                                             f"{type(error).__name__}: {error}")
+        finally:
+            self.request = None
 
     def refuse(self, client: bytes, parts: list[bytes], code: str, message: str, field: str | None = None) -> None:
-        job_id = peek_job_id(parts[0], self.limits) if parts else None
-        self.reply(client, Error(code=code, message=message, field=field, job_id=job_id))
+        seen, handling = peek(parts[0], self.limits), self.request
+        self.request = (client, seen["request_id"], seen["v"] or self.versions.get(client, PROTOCOL_VERSION))
+        try:
+            self.reply(client, Error(code=code, message=message, field=field, job_id=seen["job_id"]))
+        finally:
+            self.request = handling
 
     def reply(self, client: bytes, message, frames: list[bytes] = ()) -> None:
-        try:
-            self.socket.send_multipart([client, *encode(message, list(frames))], flags=zmq.NOBLOCK)
-        except zmq.Again:
+        """Send `message` to `client` in its protocol version; an answer to the message being
+        handled names that message's request id."""
+        version = self.versions.get(client, PROTOCOL_VERSION)
+        message = self.as_seen_by(client, message)
+        if self.request is not None and self.request[0] == client:
+            _, request_id, version = self.request
+            if isinstance(message, Reply):
+                message = replace(message, request_id=request_id)
+        parts = encode(message, list(frames), version)
+        if not self.outbox.has_room(client, sum(len(part) for part in parts)):
+            unread = self.outbox.unread(client)
+            log.warning("client %s: refused a %s of %d bytes, it has %d unread", client.hex(), message.TYPE,
+                        sum(len(part) for part in parts), unread)
+            parts = encode(Error(code=codes.UNREAD_LIMIT, job_id=getattr(message, "job_id", None), message=(
+                f"this connection has {unread} bytes of replies it has not read, and the backend holds at most "
+                f"{self.limits.max_unread_bytes} (the limit max_unread_bytes): read them, then ask again"),
+                request_id=getattr(message, "request_id", None)), version=version)
+        if not self.outbox.send(client, parts):
             log.warning("dropped a %s message to a client that is not reading", message.TYPE)
 
+    # Owners ----------------------------------------------------------------------------------
+
+    def owner_of_request(self, client: bytes) -> str:
+        """Who owns a job this client submits: its public key behind an allow-list, else nobody."""
+        return self.keys.get(client, "") if self.allow_list is not None else ""
+
+    def may_manage(self, client: bytes, job: Job) -> bool:
+        """Behind an allow-list, only a job's owner or an admin key may cancel it; without one (and
+        for a job with no owner) every job is everyone's."""
+        if self.allow_list is None or not job.owner:
+            return True
+        key = self.keys.get(client)
+        return key == job.owner or key in self.allow_list.admins
+
+    def as_seen_by(self, client: bytes, message):
+        """Another artist's job is shown without its prompts, unless the backend shares them."""
+        if not isinstance(message, (JobStatus, Result)) or self.share_prompts:
+            return message
+        job = self.store.get(message.job_id)
+        if job is None or self.may_manage(client, job):
+            return message
+        hidden = {"prompt": ""} if isinstance(message, JobStatus) else {"prompt": "", "negative_prompt": ""}
+        return replace(message, **hidden)
+
     def heartbeat(self, now: float) -> None:
+        self.outbox.forget_done()
+        self.rate.forget_idle()
         running = self.store.running()
         beat = Heartbeat(time=time.time(), queue_length=self.store.active_count(), instance=self.instance,
                          running=running.job_id if running else None)
         for client, seen in list(self.clients.items()):
             if now - seen > CLIENT_FORGOTTEN_AFTER:
                 del self.clients[client]
+                self.versions.pop(client, None)
+                self.keys.pop(client, None)
             else:
                 self.reply(client, beat)
 
@@ -221,8 +310,7 @@ class Server:
         if isinstance(message, Ping):
             return  # its work is done: the client is on the heartbeat list again
         if isinstance(message, Hello):
-            log.info("client %s: hello from %r", client.hex(), message.client)
-            self.reply(client, self.welcome())
+            self.hello(client, message)
         elif isinstance(message, Submit):
             self.submit(client, message, frames)
         elif isinstance(message, Cancel):
@@ -235,13 +323,28 @@ class Server:
             self.fetch(client, message.job_id)
         elif isinstance(message, ListJobs):
             jobs = self.store.listing()
-            self.reply(client, JobList(jobs=[asdict(self.status_of(job)) for job in jobs[-MAX_LISTED:]],
+            self.reply(client, JobList(jobs=[self.listed(client, job) for job in jobs[-MAX_LISTED:]],
                                        total=len(jobs)))
 
-    def welcome(self) -> Welcome:
+    def hello(self, client: bytes, message: Hello) -> None:
+        """Answer in the newest version both sides speak; the client speaks it from now on."""
+        spoken = message.versions or [self.request[2]]
+        common = set(spoken) & set(SUPPORTED_VERSIONS)
+        if not common:
+            raise ProtocolError(codes.VERSION_MISMATCH, f"this backend speaks protocol versions "
+                                f"{', '.join(map(str, SUPPORTED_VERSIONS))} and the client protocol version "
+                                f"{', '.join(map(str, spoken[:16]))}; install the same FlowMotion release on both the "
+                                "backend and the add-on", "versions")
+        version = max(common)
+        self.versions[client] = version
+        self.request = (client, message.request_id, version)
+        log.info("client %s: hello from %r, speaking protocol version %d", client.hex(), message.client, version)
+        self.reply(client, self.welcome(version))
+
+    def welcome(self, version: int = PROTOCOL_VERSION) -> Welcome:
         return Welcome(server="flowmotion-backend", model=self.model_name, device=self.device,
                        limits=self.limits.to_dict(), queue_length=self.store.active_count(), instance=self.instance,
-                       secure=self.public_key is not None)
+                       secure=self.public_key is not None, version=version)
 
     def known(self, job_id: str) -> Job:
         job = self.store.get(job_id)
@@ -255,8 +358,15 @@ class Server:
                          message=job.message, prompt=job.prompt, seed=job.seed, shot=job.shot,
                          frame_count=job.frame_count, submitted=job.submitted)
 
+    def listed(self, client: bytes, job: Job) -> dict:
+        """A job's entry in a `jobs` answer: the fields of its `job` message, as this client may see them."""
+        entry = asdict(self.as_seen_by(client, self.status_of(job)))
+        del entry["request_id"]
+        return entry
+
     def submit(self, client: bytes, message: Submit, frames: list[bytes]) -> None:
-        fields = {k: v for k, v in asdict(message).items() if k != "job_id"}
+        # What the request asks for: neither its id nor the id of the message that carried it.
+        fields = {k: v for k, v in asdict(message).items() if k not in ("job_id", "request_id")}
         digest = request_digest(fields, frames)
         existing = self.store.get(message.job_id)
         if existing is not None:
@@ -287,7 +397,8 @@ class Server:
                                                       "(the limits max_width and max_height)", "frames")
         job = Job(job_id=message.job_id, prompt=message.prompt, frame_count=message.frame_count, width=width,
                   height=height, negative_prompt=message.negative_prompt, seed=message.seed, shot=message.shot,
-                  fps=message.fps, settings=message.settings, mask_count=message.mask_count, request_digest=digest)
+                  fps=message.fps, settings=message.settings, mask_count=message.mask_count, request_digest=digest,
+                  owner=self.owner_of_request(client))
         self.store.add(job, frames, masks)
         self.worker.wake.set()
         self.watch(client, job)
@@ -297,6 +408,10 @@ class Server:
 
     def cancel(self, client: bytes, job_id: str) -> None:
         job = self.known(job_id)
+        if not self.may_manage(client, job):
+            raise ProtocolError(codes.NOT_OWNER, f"job {job_id!r} was submitted with another artist's key: only "
+                                                 "that artist, or a key marked admin on the backend, can cancel it",
+                                "job_id")
         self.watch(client, job)
         before, after = job.state, self.store.cancel(job_id)
         if after == "running":

@@ -7,12 +7,14 @@ add-on's zip carries a copy made by build_addon.py. docs/protocol.md describes e
 from .errors import CODES, ProtocolError
 from .limits import Limits
 from .messages import (
-    CLIENT_MESSAGES, PROTOCOL_VERSION, SERVER_MESSAGES, Accepted, Cancel, Error, Fetch, Heartbeat, Hello,
-    JobList, JobStatus, ListJobs, Message, Ping, Progress, Result, StatusRequest, Submit, Welcome, decode, encode,
+    CLIENT_MESSAGES, PROTOCOL_VERSION, SERVER_MESSAGES, SUPPORTED_VERSIONS, Accepted, Cancel, Error, Fetch,
+    Heartbeat, Hello, JobList, JobStatus, ListJobs, Message, Ping, Progress, Reply, Request, Result, StatusRequest,
+    Submit, Welcome, decode, decode_versioned, encode,
 )
 
 __all__ = [
-    "CLIENT_MESSAGES", "CODES", "PROTOCOL_VERSION", "SERVER_MESSAGES", "Accepted", "Cancel", "Error", "Fetch",
-    "Heartbeat", "Hello", "JobList", "JobStatus", "Limits", "ListJobs", "Message", "Ping", "Progress", "ProtocolError",
-    "Result", "StatusRequest", "Submit", "Welcome", "decode", "encode",
+    "CLIENT_MESSAGES", "CODES", "PROTOCOL_VERSION", "SERVER_MESSAGES", "SUPPORTED_VERSIONS", "Accepted", "Cancel",
+    "Error", "Fetch", "Heartbeat", "Hello", "JobList", "JobStatus", "Limits", "ListJobs", "Message", "Ping",
+    "Progress", "ProtocolError", "Reply", "Request", "Result", "StatusRequest", "Submit", "Welcome", "decode",
+    "decode_versioned", "encode",
 ]

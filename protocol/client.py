@@ -2,21 +2,28 @@
 
 Nothing here blocks unless a method says so (`wait`, for command lines and tests): `poll()`
 returns what has arrived and returns at once, so Blender's UI never freezes.
+
+Each request gets a request id (returned by the method that sent it, echoed by the backend in
+every answer to it). The first hello offers every protocol version this side speaks; an older
+backend that refuses it is greeted again in the older version, and requests made before the
+welcome wait in the client until it says which version to speak.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import deque
+from dataclasses import replace
 from typing import Callable, Iterable
 
 import zmq
 
-from .errors import BAD_MESSAGE, JOB_CONFLICT, UNKNOWN_JOB, UNREACHABLE, ProtocolError
+from .errors import BAD_MESSAGE, JOB_CONFLICT, UNKNOWN_JOB, UNREACHABLE, UNREAD_LIMIT, VERSION_MISMATCH, ProtocolError
 from .limits import Limits
 from .messages import (
-    SERVER_MESSAGES, Cancel, Error, Fetch, Heartbeat, Hello, JobStatus, ListJobs, Message, Ping, Result,
-    StatusRequest, Submit, Welcome, decode, encode,
+    PROTOCOL_VERSION, SERVER_MESSAGES, SUPPORTED_VERSIONS, Cancel, Error, Fetch, Heartbeat, Hello, JobStatus, ListJobs,
+    Message, Ping, Request, Result, StatusRequest, Submit, Welcome, decode, encode,
 )
 
 HEARTBEAT_TIMEOUT = 4.0
@@ -25,6 +32,10 @@ KEEPALIVE_EVERY = 1.0
 """Seconds between pings while the client polls: the backend sends heartbeats to clients it hears from."""
 HELLO_AGAIN_AFTER = 1.0
 """Seconds before a hello is repeated when the backend's heartbeats come without a welcome."""
+FETCH_AGAIN_AFTER = 0.5
+"""Seconds before a fetch refused with `unread_limit` is sent again (the earlier replies are on their way)."""
+FETCH_TRIES = 20
+"""Fetches of one job refused with `unread_limit` before the refusal is passed on."""
 
 # A result of many full-HD frames is large: the client's own decoding limits are generous.
 CLIENT_LIMITS = Limits(max_message_bytes=256 * 2**20, max_header_bytes=16 * 2**20, max_frames=100_000)
@@ -60,6 +71,14 @@ class BackendClient:
         self.following: set[str] = set()
         """Jobs this client asked about and has not seen the end of: asked about again when the
         backend restarts, since a restarted backend no longer knows who follows what."""
+        self.version: int | None = None
+        """The protocol version the backend chose in its welcome; None until then."""
+        self.hello_version = PROTOCOL_VERSION
+        self.waiting: deque = deque()
+        """Requests made before the welcome, sent in the chosen version when it comes."""
+        self.request_numbers = itertools.count(1)
+        self.refetch: dict[str, tuple[float, int]] = {}
+        """Jobs whose fetch was refused with `unread_limit`: when to ask again, and how often it was."""
 
     def connect(self) -> "BackendClient":
         """Open the socket and say hello; returns at once (ZeroMQ connects in the background)."""
@@ -82,15 +101,19 @@ class BackendClient:
             raise ProtocolError(UNREACHABLE, f"cannot connect to {self.address!r}: {error}") from None
         self.socket = socket
         self.welcome = None
+        self.waiting.clear()
         self.connected_at = time.monotonic()
         self.hello()
         for job_id in sorted(self.following):
             self.status(job_id)
         return self
 
-    def hello(self) -> None:
+    def hello(self, version: int | None = None) -> str:
+        """Greet the backend in `version` (the newest by default), offering every version this side
+        speaks; returns the request id."""
         self.last_hello = time.monotonic()
-        self.send(Hello(client=self.name))
+        self.version, self.hello_version = None, version or PROTOCOL_VERSION
+        return self.send(Hello(client=self.name, versions=list(SUPPORTED_VERSIONS)))
 
     def close(self) -> None:
         if self.socket is not None:
@@ -117,35 +140,46 @@ class BackendClient:
             "running there, and are the address and the server key right?",
         )
 
-    def send(self, message: Message, frames: Iterable[bytes] = ()) -> None:
+    def send(self, message: Message, frames: Iterable[bytes] = ()) -> str | None:
+        """Send a message (a request gets a request id unless it has one); returns the request id.
+        Before the welcome, requests wait in the client and go out when it arrives."""
         if self.socket is None:
             raise ProtocolError(UNREACHABLE, "not connected; call connect() first")
-        try:
-            self.socket.send_multipart(encode(message, list(frames)), flags=zmq.NOBLOCK, copy=False)
-        except zmq.Again:
-            raise ProtocolError(UNREACHABLE, f"the backend at {self.address} is not accepting messages") from None
-        self.last_sent = time.monotonic()
+        if isinstance(message, Request) and message.request_id is None:
+            message = replace(message, request_id=f"r{next(self.request_numbers)}")
         job_id = getattr(message, "job_id", None)
         if job_id is not None:
             self.following.add(job_id)
+        if self.version is None and not isinstance(message, Hello):
+            self.waiting.append((message, list(frames)))
+        else:
+            self._send_now(message, list(frames), self.version or self.hello_version)
+        return getattr(message, "request_id", None)
 
-    def submit(self, job_id: str, frames: list[bytes], prompt: str, masks: list[bytes] = (), **fields) -> None:
+    def _send_now(self, message: Message, frames: list[bytes], version: int) -> None:
+        try:
+            self.socket.send_multipart(encode(message, frames, version), flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            raise ProtocolError(UNREACHABLE, f"the backend at {self.address} is not accepting messages") from None
+        self.last_sent = time.monotonic()
+
+    def submit(self, job_id: str, frames: list[bytes], prompt: str, masks: list[bytes] = (), **fields) -> str:
         """Send a job: PNG bytes per frame, the prompt, optionally a subject mask PNG per frame, and
-        Submit's other fields by name."""
-        self.send(Submit(job_id=job_id, prompt=prompt, frame_count=len(frames), mask_count=len(masks), **fields),
-                  [*frames, *masks])
+        Submit's other fields by name. Returns the request id."""
+        return self.send(Submit(job_id=job_id, prompt=prompt, frame_count=len(frames), mask_count=len(masks),
+                                **fields), [*frames, *masks])
 
-    def cancel(self, job_id: str) -> None:
-        self.send(Cancel(job_id=job_id))
+    def cancel(self, job_id: str) -> str:
+        return self.send(Cancel(job_id=job_id))
 
-    def status(self, job_id: str) -> None:
-        self.send(StatusRequest(job_id=job_id))
+    def status(self, job_id: str) -> str:
+        return self.send(StatusRequest(job_id=job_id))
 
-    def fetch(self, job_id: str) -> None:
-        self.send(Fetch(job_id=job_id))
+    def fetch(self, job_id: str) -> str:
+        return self.send(Fetch(job_id=job_id))
 
-    def list_jobs(self) -> None:
-        self.send(ListJobs())
+    def list_jobs(self) -> str:
+        return self.send(ListJobs())
 
     def poll(self) -> list[tuple[Message, list[bytes]]]:
         """Every message that has arrived, decoded; never blocks. A message that cannot be decoded
@@ -164,16 +198,60 @@ class BackendClient:
             if isinstance(message, Heartbeat):
                 self._heartbeat(message)
                 continue
+            if self._handled_here(message):
+                continue
             self._note(message)
             received.append((message, frames))
+        received.extend(self.inbox)  # requests refused here, in this poll
+        self.inbox = deque()
+        self._fetch_again()
         self._keep_alive()
         return received
+
+    def _handled_here(self, message: Message) -> bool:
+        """Refusals this client deals with itself: an older backend's version mismatch (greet it in
+        the older version) and a fetch refused for unread replies (ask again shortly)."""
+        if not isinstance(message, Error):
+            return False
+        older = [v for v in SUPPORTED_VERSIONS if v < self.hello_version]
+        if message.code == VERSION_MISMATCH and self.version is None:
+            if older:
+                self.hello(max(older))
+                return True
+            self._refuse_waiting(message)
+        if message.code == UNREAD_LIMIT and message.job_id:
+            _, tries = self.refetch.get(message.job_id, (0.0, 0))
+            if tries < FETCH_TRIES:
+                self.refetch[message.job_id] = (time.monotonic() + FETCH_AGAIN_AFTER, tries + 1)
+                return True
+            self.refetch.pop(message.job_id, None)
+        return False
+
+    def _refuse_waiting(self, refusal: Error) -> None:
+        """No version in common: the requests waiting for a welcome fail with the backend's reason."""
+        waiting, self.waiting = self.waiting, deque()
+        for request, _ in waiting:
+            self.inbox.append((Error(code=refusal.code, message=refusal.message, field=refusal.field,
+                                     job_id=getattr(request, "job_id", None), request_id=request.request_id), []))
+
+    def _fetch_again(self) -> None:
+        now = time.monotonic()
+        for job_id, (due, tries) in list(self.refetch.items()):
+            if now >= due and self.socket is not None:
+                self.refetch[job_id] = (float("inf"), tries)  # until its answer comes
+                self.fetch(job_id)
 
     def _note(self, message: Message) -> None:
         """Keep the connection's own state: the welcome, the queue, the jobs still worth following."""
         if isinstance(message, Welcome):
             self.welcome = message
             self.queue_length = message.queue_length
+            self.version = message.version if message.version in SUPPORTED_VERSIONS else SUPPORTED_VERSIONS[0]
+            waiting, self.waiting = self.waiting, deque()
+            for request, frames in waiting:
+                self._send_now(request, frames, self.version)
+        if isinstance(message, (Result, Error)) and message.job_id:
+            self.refetch.pop(message.job_id, None)  # answered: a result, or a refusal to pass on
         ended = (isinstance(message, Result)
                  or (isinstance(message, JobStatus) and message.state in ("failed", "cancelled"))
                  or (isinstance(message, Error) and message.code in (UNKNOWN_JOB, JOB_CONFLICT)))
@@ -193,6 +271,8 @@ class BackendClient:
             self.status(job_id)
 
     def _keep_alive(self) -> None:
+        if self.version is None:
+            return  # nothing to keep alive before the welcome: the hello put this client on the list
         if self.socket is not None and time.monotonic() - self.last_sent >= KEEPALIVE_EVERY:
             try:
                 self.send(Ping())

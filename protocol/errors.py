@@ -15,9 +15,13 @@ BAD_FRAMES = "bad_frames"            # frames are not PNG, or differ in size
 DAMAGED_RESULT = "damaged_result"    # a done job's result is missing, short or changed on the backend's disk
 BACKEND_ERROR = "backend_error"      # the backend could not do it (its disk is full, ...); the message says why
 UNREACHABLE = "unreachable"          # client side: the backend did not answer in time
+UNREAD_LIMIT = "unread_limit"        # the backend holds too many unread reply bytes for this client
+RATE_LIMITED = "rate_limited"        # this client sends faster than max_messages_per_second
+NOT_OWNER = "not_owner"              # behind an allow-list: the job was submitted with another artist's key
 
 CODES = (BAD_MESSAGE, BAD_FIELD, UNKNOWN_TYPE, VERSION_MISMATCH, LIMIT_EXCEEDED, UNKNOWN_JOB, JOB_CONFLICT,
-         NOT_READY, JOB_FAILED, BAD_FRAMES, DAMAGED_RESULT, BACKEND_ERROR, UNREACHABLE)
+         NOT_READY, JOB_FAILED, BAD_FRAMES, DAMAGED_RESULT, BACKEND_ERROR, UNREACHABLE, UNREAD_LIMIT,
+         RATE_LIMITED, NOT_OWNER)
 
 
 class ProtocolError(Exception):

@@ -21,6 +21,13 @@ class Limits:
     """Longest prompt or negative prompt, in characters."""
     max_queue: int = 32
     """Most jobs waiting or running at once."""
+    max_unread_bytes: int = 64 * 2**20
+    """Most bytes of replies the backend holds for one client that has not read them; a fetch or
+    list beyond it is answered `unread_limit` (one reply larger than this is sent when nothing else
+    is unread)."""
+    max_messages_per_second: int = 200
+    """Messages one client may send per second on average (twice that in a burst); beyond, they are
+    dropped unread, the first of a run answered `rate_limited`."""
 
     def to_dict(self) -> dict:
         return asdict(self)

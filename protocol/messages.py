@@ -4,6 +4,13 @@ A message is a ZeroMQ multipart message: first a small msgpack map (the header),
 messages that carry frames (submit, result), one PNG image per part (a submit's subject masks
 follow its frames). The header always holds
 `type` and `v` (the protocol version) and the fields of its type, nothing else.
+
+Versions: each side speaks every version in SUPPORTED_VERSIONS. A message is read by the rules of
+the version it names, so an older client is answered in its own version; a field added in a later
+version carries `since` in its metadata and is left out when encoding for an older one. `hello`
+names the versions a client speaks and `welcome` the one the backend chose; a `hello` of a version
+newer than this side's is still read (its unknown fields ignored), so a newer client learns which
+older version to speak.
 """
 
 from __future__ import annotations
@@ -19,7 +26,10 @@ import msgpack
 from .errors import BAD_FIELD, BAD_MESSAGE, LIMIT_EXCEEDED, UNKNOWN_TYPE, VERSION_MISMATCH, ProtocolError
 from .limits import Limits
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
+SUPPORTED_VERSIONS = (2, 3)
+"""Version 2: subject masks. Version 3: request ids, and version negotiation in hello/welcome."""
+REQUEST_ID = re.compile(r"[\x21-\x7e]{1,64}")
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SETTING_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}")
 JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
@@ -82,14 +92,29 @@ def _instance(value: str, limits: Limits) -> None:
         raise ValueError("must be 1 to 64 characters")
 
 
+def _request_id(value: str, limits: Limits) -> None:
+    if not REQUEST_ID.fullmatch(value):
+        raise ValueError("must be 1 to 64 printable ASCII characters without spaces")
+
+
+def _versions(value: list, limits: Limits) -> None:
+    if len(value) > 16 or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ValueError("must list at most 16 protocol versions (integers)")
+
+
 def _job_maps(value: list, limits: Limits) -> None:
     for number, job in enumerate(value, start=1):
         if not isinstance(job, dict) or not isinstance(job.get("job_id"), str):
             raise ValueError(f"entry {number} is not a job map with a job_id")
 
 
-def check(fn):
-    return {"check": fn}
+def check(fn, since: int = 2):
+    return {"check": fn, "since": since}
+
+
+def since(field_spec) -> int:
+    """The protocol version that added a field."""
+    return field_spec.metadata.get("since", 2)
 
 
 @dataclass(frozen=True)
@@ -103,17 +128,31 @@ class Message:
         return self.frame_count if self.CARRIES_FRAMES else 0
 
 
+@dataclass(frozen=True)
+class Request(Message):
+    """A client message that is answered: the client may name it, and every answer names it back."""
+    request_id: str | None = field(default=None, kw_only=True, metadata=check(_request_id, since=3))
+
+
+@dataclass(frozen=True)
+class Reply(Message):
+    """A backend message that can answer a request: it carries that request's id (nil for news)."""
+    request_id: str | None = field(default=None, kw_only=True, metadata=check(_request_id, since=3))
+
+
 # Client to server ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Hello(Message):
+class Hello(Request):
     """First message of a client: answered with a Welcome."""
     TYPE: ClassVar[str] = "hello"
     client: str = ""
+    versions: list = field(default_factory=list, metadata=check(_versions, since=3))
+    """The protocol versions the client speaks; none: only the version of this message."""
 
 
 @dataclass(frozen=True)
-class Submit(Message):
+class Submit(Request):
     """A new job: the playblast's frames follow the header, one PNG per part, then its subject
     masks when `mask_count` says so (none, or one per frame: white where the shot's subjects are)."""
     TYPE: ClassVar[str] = "submit"
@@ -141,33 +180,33 @@ class Ping(Message):
 
 
 @dataclass(frozen=True)
-class Cancel(Message):
+class Cancel(Request):
     TYPE: ClassVar[str] = "cancel"
     job_id: str = field(metadata=check(_job_id))
 
 
 @dataclass(frozen=True)
-class StatusRequest(Message):
+class StatusRequest(Request):
     TYPE: ClassVar[str] = "status"
     job_id: str = field(metadata=check(_job_id))
 
 
 @dataclass(frozen=True)
-class Fetch(Message):
+class Fetch(Request):
     """Ask for a finished job's frames; answered with a Result, or an Error saying why not."""
     TYPE: ClassVar[str] = "fetch"
     job_id: str = field(metadata=check(_job_id))
 
 
 @dataclass(frozen=True)
-class ListJobs(Message):
+class ListJobs(Request):
     TYPE: ClassVar[str] = "list"
 
 
 # Server to client ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Welcome(Message):
+class Welcome(Reply):
     TYPE: ClassVar[str] = "welcome"
     server: str
     model: str
@@ -178,10 +217,12 @@ class Welcome(Message):
     """Different at every start of the backend: a client that sees it change knows the backend
     restarted and asks again about the jobs it follows."""
     secure: bool = False
+    version: int = field(default=2, metadata=check(_non_negative, since=3))
+    """The protocol version the backend chose for this connection (a version 2 welcome has none: 2)."""
 
 
 @dataclass(frozen=True)
-class Accepted(Message):
+class Accepted(Reply):
     """A job is known to the backend: its state and its place in the queue (0: running now)."""
     TYPE: ClassVar[str] = "accepted"
     job_id: str = field(metadata=check(_job_id))
@@ -202,7 +243,7 @@ class Progress(Message):
 
 
 @dataclass(frozen=True)
-class JobStatus(Message):
+class JobStatus(Reply):
     TYPE: ClassVar[str] = "job"
     job_id: str = field(metadata=check(_job_id))
     state: str = field(metadata=check(_state))
@@ -216,7 +257,7 @@ class JobStatus(Message):
 
 
 @dataclass(frozen=True)
-class Result(Message):
+class Result(Reply):
     """A finished job: its frames follow the header, one PNG per part."""
     TYPE: ClassVar[str] = "result"
     CARRIES_FRAMES: ClassVar[bool] = True
@@ -234,7 +275,7 @@ class Result(Message):
 
 
 @dataclass(frozen=True)
-class JobList(Message):
+class JobList(Reply):
     TYPE: ClassVar[str] = "jobs"
     jobs: list = field(metadata=check(_job_maps))
     """The newest jobs, oldest first, as `job` maps; at most MAX_LISTED of them."""
@@ -243,7 +284,7 @@ class JobList(Message):
 
 
 @dataclass(frozen=True)
-class Error(Message):
+class Error(Reply):
     TYPE: ClassVar[str] = "error"
     code: str
     message: str
@@ -269,9 +310,11 @@ _KIND_NAMES = {"str": "text", "int": "an integer", "float": "a number", "bool": 
                "list": "a list"}
 
 
-def encode(message: Message, frames: list[bytes] | tuple = ()) -> list[bytes]:
-    """The message's parts: its header, then its frames."""
-    header = {"type": message.TYPE, "v": PROTOCOL_VERSION, **dataclasses.asdict(message)}
+def encode(message: Message, frames: list[bytes] | tuple = (), version: int = PROTOCOL_VERSION) -> list[bytes]:
+    """The message's parts in protocol `version`: its header (without the fields later versions
+    added), then its frames."""
+    header = {"type": message.TYPE, "v": version}
+    header.update((f.name, getattr(message, f.name)) for f in dataclasses.fields(message) if since(f) <= version)
     if len(frames) != message.part_count:
         raise ProtocolError(BAD_MESSAGE, f"a {message.TYPE} message carries {message.part_count} frames, "
                                          f"not {len(frames)}")
@@ -294,14 +337,23 @@ def _parse_header(data: bytes, limits: Limits) -> dict:
     return header
 
 
-def peek_job_id(header: bytes, limits: Limits) -> str | None:
-    """The job id a header names, if it can be read at all: lets an error reply say which job it is about."""
+def peek(header: bytes, limits: Limits) -> dict:
+    """What a header that was refused still tells, where it can be read: its `job_id`, `request_id`
+    and `v` (a supported version), so the error reply names the job and request and is in the
+    sender's version. Missing or unreadable ones are None."""
     try:
         fields = _parse_header(header, limits)
     except ProtocolError:
-        return None
-    job_id = fields.get("job_id")
-    return job_id if isinstance(job_id, str) and JOB_ID.fullmatch(job_id) else None
+        return {"job_id": None, "request_id": None, "v": None}
+    job_id, request_id, version = fields.get("job_id"), fields.get("request_id"), fields.get("v")
+    return {"job_id": job_id if isinstance(job_id, str) and JOB_ID.fullmatch(job_id) else None,
+            "request_id": request_id if isinstance(request_id, str) and REQUEST_ID.fullmatch(request_id) else None,
+            "v": version if version in SUPPORTED_VERSIONS and not isinstance(version, bool) else None}
+
+
+def peek_job_id(header: bytes, limits: Limits) -> str | None:
+    """The job id a header names, if it can be read at all: lets an error reply say which job it is about."""
+    return peek(header, limits)["job_id"]
 
 
 def _check_kind(name: str, value, annotation: str) -> None:
@@ -320,6 +372,28 @@ def decode(parts: list[bytes], table: dict[str, type], limits: Limits | None = N
 
     Returns the message and its frames. Anything wrong raises ProtocolError naming the field.
     """
+    message, frames, _ = decode_versioned(parts, table, limits)
+    return message, frames
+
+
+def _version_of(header: dict, kind: str) -> tuple[int, bool]:
+    """The version to read a header by, and whether its unknown fields are ignored (a newer hello)."""
+    version = header.pop("v", None)
+    if version in SUPPORTED_VERSIONS and not isinstance(version, bool):
+        return version, False
+    if kind == "hello" and isinstance(version, int) and not isinstance(version, bool) and version > PROTOCOL_VERSION:
+        return PROTOCOL_VERSION, True
+    raise ProtocolError(
+        VERSION_MISMATCH,
+        f"this side speaks protocol versions {SUPPORTED_VERSIONS[0]} to {PROTOCOL_VERSION} but the message is "
+        f"version {version!r}; install the same FlowMotion release on both the backend and the add-on",
+        "v",
+    )
+
+
+def decode_versioned(parts: list[bytes], table: dict[str, type],
+                     limits: Limits | None = None) -> tuple[Message, list[bytes], int]:
+    """`decode`, also returning the protocol version the message was read by (answer it in that one)."""
     limits = limits or Limits()
     if not parts:
         raise ProtocolError(BAD_MESSAGE, "the message is empty")
@@ -327,20 +401,15 @@ def decode(parts: list[bytes], table: dict[str, type], limits: Limits | None = N
     kind = header.pop("type", None)
     if not isinstance(kind, str):
         raise ProtocolError(BAD_FIELD, "field 'type' is missing or not text", "type")
-    version = header.pop("v", None)
-    if version != PROTOCOL_VERSION:
-        raise ProtocolError(
-            VERSION_MISMATCH,
-            f"this side speaks protocol version {PROTOCOL_VERSION} but the message is version {version!r}; "
-            "install the same FlowMotion release on both the backend and the add-on",
-            "v",
-        )
+    version, newer_hello = _version_of(header, kind)
     if kind not in table:
         raise ProtocolError(UNKNOWN_TYPE, f"unknown message type {kind[:40]!r}", "type")
     cls = table[kind]
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls) if since(f) <= version}
     unknown = sorted(set(header) - set(fields), key=str)
-    if unknown:
+    if newer_hello:
+        header = {name: value for name, value in header.items() if name in fields}
+    elif unknown:
         raise ProtocolError(BAD_FIELD, f"unknown field {str(unknown[0])[:40]!r} in a {kind} message", str(unknown[0]))
     for name, spec in fields.items():
         if name not in header:
@@ -369,4 +438,4 @@ def decode(parts: list[bytes], table: dict[str, type], limits: Limits | None = N
                                 "frame_count")
     elif frames:
         raise ProtocolError(BAD_MESSAGE, f"a {kind} message carries no frames but {len(frames)} parts follow")
-    return message, frames
+    return message, frames, version

@@ -22,7 +22,7 @@ from backend import jobs, worker
 from backend.jobs import ENDING_POINTS, MAX_ATTEMPTS, STOPPED_WHILE_RUNNING, Job, JobStore
 from protocol.messages import PROTOCOL_VERSION
 
-from .conftest import FAST, TIMEOUT, Backend, playblast
+from .conftest import FAST, TIMEOUT, Backend, playblast, welcomed
 from .test_server import fetched, until_state
 
 REPO = Path(__file__).resolve().parents[2]
@@ -217,8 +217,9 @@ def heartbeat_from(address: str) -> dict:
 def test_a_live_backend_whose_disk_is_full_keeps_the_job_queued_and_says_so(backend, monkeypatch):
     disk = FullDisk(monkeypatch)
     monkeypatch.setattr(worker, "RETRY_AFTER", 0.05)
-    disk.full.set()
     client = backend.client()
+    welcomed(client)  # the client holds requests until the backend has greeted it
+    disk.full.set()
     client.submit("waiting", playblast(), "a ball", settings=FAST)
     disk.wait_for_refusals(2)  # the worker tried, put the job back, and tried again
     beat = heartbeat_from(backend.address)

@@ -1,6 +1,7 @@
 import socket
 import time
 
+import msgpack
 import pytest
 import zmq
 
@@ -9,6 +10,7 @@ from protocol import (
 )
 from protocol import errors as codes
 from protocol.client import BackendClient
+from protocol.messages import PROTOCOL_VERSION
 
 
 def free_port() -> int:
@@ -79,8 +81,9 @@ class FakeBackend:
         self.context.term()
 
 
-def welcome(instance: str) -> Welcome:
-    return Welcome(server="fake", model="m", device="cpu", limits={}, queue_length=0, instance=instance)
+def welcome(instance: str, version: int = PROTOCOL_VERSION) -> Welcome:
+    return Welcome(server="fake", model="m", device="cpu", limits={}, queue_length=0, instance=instance,
+                   version=version)
 
 
 def polled_until(client: BackendClient, accept, timeout: float = 5.0):
@@ -129,8 +132,99 @@ def test_polling_pings_the_backend_and_a_restart_is_followed_by_hello_and_status
             client.poll()
             if backend.socket.poll(20):
                 asked.append(backend.receive()[1])
+                if isinstance(asked[-1], Hello):
+                    backend.send(identity, welcome("second"))  # the statuses wait for the new welcome
         asked = [m for m in asked if not isinstance(m, Ping)]
-        assert isinstance(asked[0], Hello) and asked[1] == StatusRequest(job_id="shot1-take1")
+        assert isinstance(asked[0], Hello) and asked[1].job_id == "shot1-take1"
+    finally:
+        client.close()
+        backend.close()
+
+
+def test_a_newer_client_falls_back_to_an_older_backends_version():
+    """A backend that speaks only version 2 refuses the first hello; the client greets it again in
+    version 2, and the request it made meanwhile goes out in version 2, without a request id."""
+    backend = FakeBackend()
+    client = BackendClient(backend.address, connect_timeout=5).connect()
+    request_id = client.status("shot1-take1")
+    try:
+        headers = []
+        deadline = time.monotonic() + 5
+        while not any(h["type"] == "status" for h in headers) and time.monotonic() < deadline:
+            client.poll()
+            if not backend.socket.poll(20):
+                continue
+            identity, *parts = backend.socket.recv_multipart()
+            header = msgpack.unpackb(parts[0])
+            headers.append(header)
+            if header["v"] != 2:  # what a version 2 backend answers to any other version
+                backend.socket.send_multipart([identity, msgpack.packb({
+                    "type": "error", "v": 2, "code": codes.VERSION_MISMATCH, "field": "v", "job_id": None,
+                    "message": "this side speaks protocol version 2"})])
+            elif header["type"] == "hello":
+                backend.socket.send_multipart([identity, *encode(welcome("old", version=2), version=2)])
+        assert [(h["type"], h["v"]) for h in headers if h["type"] != "ping"] == [
+            ("hello", PROTOCOL_VERSION), ("hello", 2), ("status", 2)]
+        assert headers[0]["versions"] == [2, 3] and "versions" not in headers[1]
+        assert headers[-1] == {"type": "status", "v": 2, "job_id": "shot1-take1"} and request_id
+        assert client.version == 2 and client.welcome.instance == "old"
+    finally:
+        client.close()
+        backend.close()
+
+
+def test_a_fetch_refused_for_unread_replies_is_asked_again_then_passed_on(monkeypatch):
+    from protocol import Error, Fetch, client as client_module
+
+    monkeypatch.setattr(client_module, "FETCH_TRIES", 2)
+    monkeypatch.setattr(client_module, "FETCH_AGAIN_AFTER", 0.05)
+    backend = FakeBackend()
+    client = BackendClient(backend.address, connect_timeout=5).connect()
+    try:
+        identity, _ = backend.receive()
+        backend.send(identity, welcome("one"))
+        polled_until(client, lambda m: isinstance(m, Welcome))
+        client.fetch("take")
+        refusal = Error(code=codes.UNREAD_LIMIT, message="read first", job_id="take")
+
+        def next_fetch():
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                assert client.poll() == []  # the refusals so far are the client's own business
+                if backend.socket.poll(20):
+                    message = backend.receive()[1]
+                    if isinstance(message, Fetch):
+                        return message
+            raise AssertionError("the fetch was not sent again")
+
+        for _ in range(3):  # two refusals are asked again; the third is passed on
+            assert next_fetch().job_id == "take"
+            backend.send(identity, refusal)
+        passed = polled_until(client, lambda m: isinstance(m, Error))
+        assert passed.code == codes.UNREAD_LIMIT and passed.job_id == "take"
+    finally:
+        client.close()
+        backend.close()
+
+
+def test_with_no_version_in_common_the_waiting_requests_fail_with_the_reason(monkeypatch):
+    from protocol import Error, client as client_module
+
+    monkeypatch.setattr(client_module, "SUPPORTED_VERSIONS", (2,))
+    monkeypatch.setattr(client_module, "PROTOCOL_VERSION", 2)
+    backend = FakeBackend()
+    client = BackendClient(backend.address, connect_timeout=5).connect()
+    request_id = client.submit("take", [b"png"], "a ball")
+    try:
+        identity, _ = backend.receive()
+        backend.send(identity, Error(code=codes.VERSION_MISMATCH, message="install the same release", field="v"))
+        errors = []
+        deadline = time.monotonic() + 5
+        while len(errors) < 2 and time.monotonic() < deadline:
+            errors += [m for m, _ in client.poll() if isinstance(m, Error)]
+        assert [(e.code, e.job_id) for e in errors] == [(codes.VERSION_MISMATCH, None),
+                                                         (codes.VERSION_MISMATCH, "take")]
+        assert errors[1].request_id == request_id and errors[1].message == "install the same release"
     finally:
         client.close()
         backend.close()

@@ -21,7 +21,7 @@ def refused(parts, table=p.CLIENT_MESSAGES) -> p.ProtocolError:
 
 
 EXAMPLES = [
-    (p.Hello(client="blender"), ()),
+    (p.Hello(client="blender"), ()), (p.Hello(client="blender", versions=[2, 3], request_id="r1"), ()),
     (p.Submit(job_id="shot010.take-1", prompt="a red ball", frame_count=2, negative_prompt="blur", seed=7,
               shot="shot010", fps=25.0, settings={"guided_steps": 5, "difference_alignment": False}), (b"1", b"2")),
     (p.Submit(job_id="masked", prompt="a cube", frame_count=2, mask_count=2), (b"f1", b"f2", b"m1", b"m2")),
@@ -30,7 +30,7 @@ EXAMPLES = [
 SERVER_EXAMPLES = [
     (p.Welcome(server="s", model="m", device="cpu", limits={"max_frames": 3}, queue_length=0,
                instance="a1"), ()),
-    (p.Accepted(job_id="a", state="queued", position=2), ()),
+    (p.Accepted(job_id="a", state="queued", position=2, request_id="r9"), ()),
     (p.Progress(job_id="a", phase="sampling", step=3, total=50, elapsed=1.5, eta=None, forward_passes=12), ()),
     (p.JobStatus(job_id="a", state="failed", position=0, message="bad video"), ()),
     (p.Result(job_id="a", frame_count=1, width=4, height=4, fps=24.0, prompt="x", negative_prompt="", seed=0,
@@ -56,9 +56,34 @@ def test_a_server_message_is_not_a_client_message():
 
 
 def test_version_mismatch_names_both_versions():
-    error = refused(raw({"type": "hello", "v": 99}))
-    assert error.code == codes.VERSION_MISMATCH and f"version {PROTOCOL_VERSION}" in error.message
+    error = refused(raw({"type": "status", "v": 99, "job_id": "a"}))
+    assert error.code == codes.VERSION_MISMATCH and f"versions 2 to {PROTOCOL_VERSION}" in error.message
     assert "99" in error.message
+    assert refused(raw({"type": "hello", "v": "3"})).code == codes.VERSION_MISMATCH
+
+
+def test_a_hello_from_a_newer_version_is_read_for_its_versions():
+    message, _, version = p.decode_versioned(raw({"type": "hello", "v": 9, "client": "later", "versions": [3, 9],
+                                                  "colour": "blue"}), p.CLIENT_MESSAGES, LIMITS)
+    assert message == p.Hello(client="later", versions=[3, 9]) and version == PROTOCOL_VERSION
+
+
+def test_an_older_version_is_read_by_its_own_rules_and_answered_in_them():
+    # Version 2 had no request ids: a version 2 message that names one is refused, as a v2 side would.
+    error = refused(raw({"type": "status", "v": 2, "job_id": "a", "request_id": "r1"}))
+    assert (error.code, error.field) == (codes.BAD_FIELD, "request_id")
+    message, _, version = p.decode_versioned(raw({"type": "status", "v": 2, "job_id": "a"}), p.CLIENT_MESSAGES)
+    assert (message, version) == (p.StatusRequest(job_id="a"), 2)
+    old = msgpack.unpackb(p.encode(p.JobStatus(job_id="a", state="done", position=0, request_id="r1"), version=2)[0])
+    assert old["v"] == 2 and "request_id" not in old
+    welcome = p.Welcome(server="s", model="m", device="cpu", limits={}, queue_length=0, instance="a1", version=3)
+    assert p.decode(p.encode(welcome, version=2), p.SERVER_MESSAGES)[0].version == 2
+
+
+def test_request_ids_travel_in_version_3():
+    parts = p.encode(p.Fetch(job_id="a", request_id="r-17"))
+    assert p.decode(parts, p.CLIENT_MESSAGES)[0].request_id == "r-17"
+    assert refused(raw({"type": "fetch", "v": 3, "job_id": "a", "request_id": "has space"})).field == "request_id"
 
 
 @pytest.mark.parametrize(
