@@ -1,6 +1,6 @@
 """FlowMotion Previs: playblast a shot, send it to the FlowMotion backend, get takes in the Sequencer."""
 
-from . import operators, panels, preferences, properties, reattach, session
+from . import generation, operators, panels, preferences, properties, reattach, session
 
 CLASSES = preferences.CLASSES + operators.CLASSES + panels.CLASSES
 
@@ -18,6 +18,7 @@ def unregister():
     import bpy
 
     session.stop_timer()
+    generation.abort_all("stopped: the add-on was turned off during the playblast")
     session.disconnect()
     reattach.unregister()
     for cls in reversed(CLASSES):

@@ -8,6 +8,7 @@ time, so Blender stays usable throughout; Esc or Cancel stops one before anythin
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import bpy
@@ -34,11 +35,32 @@ class Request:
     long_shot: str
 
 
+MODAL_SILENCE = 1.0
+"""Seconds without a step from its modal operator after which the add-on's timer drives a
+Generation again (the operator ends without notice when a file is loaded)."""
+
+
 class Generation:
     def __init__(self, request: Request, link):
         self.request, self.link = request, link
         self.job: playblast.PlayblastRender | None = None
         self.finished = False
+        self.modal_step_at: float | None = None  # when Generate's modal operator last advanced it
+
+    def drive_from_modal(self) -> None:
+        """Generate runs modal (in a window): it renders in its own events, where Blender gives
+        operators their full context, and catches Esc between two images."""
+        self.modal_step_at = time.monotonic()
+
+    def advance_from_modal(self) -> None:
+        self.modal_step_at = time.monotonic()
+        self.advance()
+        if self.finished and self in _running:
+            _running.remove(self)
+
+    @property
+    def driven_by_modal(self) -> bool:
+        return self.modal_step_at is not None and time.monotonic() - self.modal_step_at < MODAL_SILENCE
 
     # The takes it serves -------------------------------------------------------------------------
 
@@ -126,7 +148,8 @@ def start(request: Request, link) -> Generation:
 def advance_all() -> bool:
     """One step of every running Generation; whether any is still running."""
     for generation in list(_running):
-        generation.advance()
+        if not generation.driven_by_modal:
+            generation.advance()
         if generation.finished:
             _running.remove(generation)
     return bool(_running)

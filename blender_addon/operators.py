@@ -12,7 +12,7 @@ import bpy
 
 from . import generation, playblast, sequencer, session
 from .preferences import KEY_NAME, key_folder, preferences
-from .properties import SETTING_NAMES
+from .properties import SETTING_NAMES, words
 from .protocol import ProtocolError
 
 
@@ -100,7 +100,7 @@ class FLOWMOTION_OT_generate(bpy.types.Operator):
         self.generation = generation.start(request, link)
         session.ensure_timer()
         what = names[0] if count == 1 else f"{names[0]} to {names[-1]}"
-        self.report({"INFO"}, f"{what}: playblasting {shot_plan(context).describe()}, then sending to {link.address}")
+        self.report({"INFO"}, words("{}: playblasting {}, then sending to {}", what, shot_plan(context).describe(), link.address))
         return {"FINISHED"}
 
     def invoke(self, context, event):
@@ -108,17 +108,20 @@ class FLOWMOTION_OT_generate(bpy.types.Operator):
         if result != {"FINISHED"} or context.window is None:
             return result
         wm = context.window_manager
-        self.timer = wm.event_timer_add(0.2, window=context.window)
+        self.timer = wm.event_timer_add(session.RENDER_TICK_SECONDS, window=context.window)
         wm.modal_handler_add(self)
+        self.generation.drive_from_modal()
         return {"RUNNING_MODAL"}
 
     def modal(self, context, event):
         running = self.generation
+        if event.type == "TIMER" and not running.finished:
+            running.advance_from_modal()
         if running.finished:
             self._close(context)
             takes = running.takes()
             if takes:
-                self.report({"INFO"}, f"{takes[0].name}: {takes[0].describe()}")
+                self.report({"INFO"}, words("{}: {}", takes[0].name, takes[0].describe()))
             return {"FINISHED"}
         if event.type == "ESC" and event.value == "PRESS":
             running.abort("stopped with Esc during the playblast: nothing was sent")
@@ -128,7 +131,8 @@ class FLOWMOTION_OT_generate(bpy.types.Operator):
         if event.type == "TIMER" and context.workspace is not None:
             takes = running.takes()
             if takes:
-                context.workspace.status_text_set(f"FlowMotion {takes[0].name}: {takes[0].describe()} (Esc to stop)")
+                context.workspace.status_text_set(words("FlowMotion {}: {} (Esc to stop)", takes[0].name,
+                                                        takes[0].describe()))
         return {"PASS_THROUGH"}
 
     def _close(self, context) -> None:
@@ -166,16 +170,16 @@ class FLOWMOTION_OT_cancel(bpy.types.Operator):
         if running is not None and not running.finished:
             names = ", ".join(t.name for t in running.takes())
             running.abort("stopped during the playblast: nothing was sent")
-            self.report({"INFO"}, f"Stopped the playblast of {names}: nothing was sent")
+            self.report({"INFO"}, words("Stopped the playblast of {}: nothing was sent", names))
             return {"FINISHED"}
         was = take.describe()
         try:
             session.client(context).cancel(take.job_id)
         except ProtocolError as error:
-            self.report({"ERROR"}, f"{take.name} could not be cancelled: {error}")
+            self.report({"ERROR"}, words("{} could not be cancelled: {}", take.name, error))
             return {"CANCELLED"}
         session.ensure_timer()
-        self.report({"INFO"}, f"Asked the backend to cancel {take.name} ({was})")
+        self.report({"INFO"}, words("Asked the backend to cancel {} ({})", take.name, was))
         return {"FINISHED"}
 
 
@@ -192,7 +196,7 @@ class FLOWMOTION_OT_connect(bpy.types.Operator):
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         session.ensure_timer()
-        self.report({"INFO"}, f"Connecting to {link.address}")
+        self.report({"INFO"}, words("Connecting to {}", link.address))
         return {"FINISHED"}
 
 
@@ -263,7 +267,7 @@ class FLOWMOTION_OT_remove_take(bpy.types.Operator):
             return self.execute(context)
         return context.window_manager.invoke_confirm(
             self, event, title="Remove FlowMotion Take", confirm_text="Remove",
-            message=f"Delete {take.name}'s {len(names)} frames in {folder}?")
+            message=words("Delete {}'s {} frames in {}?", take.name, len(names), folder), translate=False)
 
     def execute(self, context):
         scene, shot = context.scene, context.scene.flowmotion
@@ -278,7 +282,7 @@ class FLOWMOTION_OT_remove_take(bpy.types.Operator):
         name = take.name
         shot.takes.remove(shot.active_take)
         shot.active_take = min(shot.active_take, len(shot.takes) - 1)
-        self.report({"INFO"}, f"Removed {name}" + (" and its frames" if deleted else ""))
+        self.report({"INFO"}, words("Removed {} and its frames" if deleted else "Removed {}", name))
         return {"FINISHED"}
 
 
@@ -302,7 +306,7 @@ class FLOWMOTION_OT_use_take(bpy.types.Operator):
         for name, value in settings.items():
             if name in SETTING_NAMES:
                 setattr(shot.settings, name, value)
-        self.report({"INFO"}, f"The shot now uses {take.name}'s prompt, seed {take.seed} (locked) and settings")
+        self.report({"INFO"}, words("The shot now uses {}'s prompt, seed {} (locked) and settings", take.name, take.seed))
         return {"FINISHED"}
 
 
@@ -352,7 +356,7 @@ class FLOWMOTION_OT_solo_take(bpy.types.Operator):
         for strip in others:
             strip.mute = solo
         context.scene.sequence_editor.strips_all[take.strip_name].mute = False
-        self.report({"INFO"}, f"Showing {take.name} alone" if solo else "Showing every take")
+        self.report({"INFO"}, words("Showing {} alone", take.name) if solo else words("Showing every take"))
         return {"FINISHED"}
 
 
@@ -379,7 +383,7 @@ class FLOWMOTION_OT_generate_keys(bpy.types.Operator):
         prefs.client_public_key = zmq.auth.load_certificate(public_file)[0].decode("ascii")
         prefs.client_secret_file = str(secret_file)
         session.disconnect()
-        self.report({"INFO"}, f"new key pair in {folder}; send {Path(public_file).name} to the backend's operator")
+        self.report({"INFO"}, words("New key pair in {}; send {} to the backend's operator", folder, Path(public_file).name))
         return {"FINISHED"}
 
 

@@ -156,6 +156,9 @@ def generate(options: dict) -> dict:
     elif mode == "save_and_quit":
         drive(lambda: take.state in ("queued", "running"), 30)
         bpy.ops.wm.save_mainfile()
+    elif mode == "save_mid_playblast":
+        drive(lambda: take.state == "rendering" and take.step >= 2, 30)
+        bpy.ops.wm.save_mainfile()
     elif mode == "unreachable":
         report["seconds"] = drive(lambda: ended(take), options.get("timeout", 1.0) + 10)
     report["render_settings_kept"] = render_settings(scene) == before

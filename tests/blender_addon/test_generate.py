@@ -56,6 +56,18 @@ def test_save_close_reopen_reattaches_and_fetches(addon_zips, live_backend, tmp_
     assert second["strips"][0]["elements"] == 9
 
 
+def test_a_file_saved_mid_playblast_reopens_with_the_take_not_sent(addon_zips, live_backend, tmp_path):
+    blend = tmp_path / "shot.blend"
+    first = run_blender("generate", {"zip": str(addon_zips["py311"]), "address": live_backend.address,
+                                     "blend": str(blend), "mode": "save_mid_playblast"}, tmp_path)
+    assert first["takes"][-1]["state"] == "rendering"
+    second = run_blender("reattach", {"zip": str(addon_zips["py311"]), "blend": str(blend),
+                                      "address": live_backend.address}, tmp_path)
+    take = second["takes"][-1]
+    assert take["state"] == "failed" and take["words"].startswith("not sent: the file was saved"), take
+    assert live_backend.server.store.get(take["job_id"]) is None
+
+
 def test_unreachable_backend_reports_within_the_timeout(addon_zips, tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -60,3 +60,21 @@ def test_addon_settings_are_core_settings_with_the_same_defaults():
     # Every setting of the method is offered; the speed switches are the backend's business.
     offered = set(defaults) - {"skip_identical_source_cfg", "batch_guidance", "max_sequence_length", "source_prompt"}
     assert offered == set(settings)
+
+
+def calls(tree):
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)]
+
+
+def test_operators_read_well_in_search_and_labels_are_translatable():
+    operators = ast.parse((ADDON / "operators.py").read_text())
+    labels = [node.value.value for node in ast.walk(operators) if isinstance(node, ast.Assign)
+              and [t.id for t in node.targets if isinstance(t, ast.Name)] == ["bl_label"]]
+    assert len(labels) >= 10 and all("FlowMotion" in label for label in labels), labels
+    # A label made with an f-string cannot be translated: dynamic text goes through words().
+    for name in ("operators.py", "panels.py", "preferences.py", "properties.py"):
+        tree = ast.parse((ADDON / name).read_text())
+        for call in calls(tree):
+            if call.func.attr in ("label", "operator", "progress", "prop", "report", "status_text_set"):
+                texts = [k.value for k in call.keywords if k.arg in ("text", "message")] + call.args[1:2]
+                assert not any(isinstance(t, ast.JoinedStr) for t in texts), f"{name}:{call.lineno}"
