@@ -720,12 +720,77 @@ def online_access(options: dict) -> dict:
     return report
 
 
+def keyed(obj, frames_and_values, path: str = "location") -> None:
+    for frame, value in frames_and_values:
+        setattr(obj, path, value)
+        obj.keyframe_insert(path, frame=frame)
+
+
+def previs_scene(kind: str, frames: int) -> None:
+    """One of three blockouts made from nothing: a cube sliding past a static camera, a ball
+    bouncing towards the camera, or a camera orbiting a static set."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end = 1, frames
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 320, 192, 100
+    bpy.ops.mesh.primitive_plane_add(size=40, location=(0.0, 0.0, 0.0))
+    bpy.context.object.name = "Ground"
+    bpy.ops.object.camera_add(location=(0.0, -12.0, 3.0), rotation=(1.35, 0.0, 0.0))
+    camera = bpy.context.object
+    scene.camera = camera
+    if kind == "slide":
+        bpy.ops.mesh.primitive_cube_add(size=1.5, location=(-5.0, 0.0, 0.75))
+        bpy.context.object.name = "Cube"
+        keyed(bpy.context.object, [(1, (-5.0, 0.0, 0.75)), (frames, (5.0, 0.0, 0.75))])
+    elif kind == "bounce":
+        bpy.ops.mesh.primitive_uv_sphere_add(radius=0.6, location=(0.0, 8.0, 0.6))
+        ball = bpy.context.object
+        ball.name = "Ball"
+        hops = 3
+        for index in range(hops * 2 + 1):
+            frame = 1 + round(index * (frames - 1) / (hops * 2))
+            y = 8.0 - 12.0 * index / (hops * 2)
+            keyed(ball, [(frame, (0.0, y, 0.6 if index % 2 == 0 else 3.0))])
+    elif kind == "orbit":
+        for name, location in (("Box", (-1.5, 0.0, 0.75)), ("Pillar", (1.5, 1.0, 1.5))):
+            bpy.ops.mesh.primitive_cube_add(size=1.5, location=location)
+            bpy.context.object.name = name
+        bpy.context.object.scale = (0.5, 0.5, 2.0)
+        bpy.ops.object.empty_add(location=(0.0, 0.0, 1.0))
+        centre = bpy.context.object
+        track = camera.constraints.new("TRACK_TO")
+        track.target, track.track_axis, track.up_axis = centre, "TRACK_NEGATIVE_Z", "UP_Y"
+        import math
+        for index in range(5):
+            angle = math.radians(-90 + index * 30)
+            keyed(camera, [(1 + round(index * (frames - 1) / 4), (10 * math.cos(angle), 10 * math.sin(angle), 3.0))])
+    else:
+        raise ValueError(kind)
+
+
+def previs(options: dict) -> dict:
+    """Generate on a blockout of our own making against a real backend process."""
+    report = install(options["zip"])
+    previs_scene(options["kind"], options.get("frames", 25))
+    scene = bpy.context.scene
+    save(options)
+    configure(options)
+    scene.flowmotion.variations = options.get("variations", 1)
+    plan = addon().playblast.plan(scene, scene.flowmotion.max_side)
+    report["plan"] = {"frames": len(plan.frames), "width": plan.width, "height": plan.height}
+    report["generate"] = press()
+    report["seconds"] = land(scene, 400)
+    report.update(take_report(scene))
+    report["subjects"] = [take.subjects for take in scene.flowmotion.takes]
+    return report
+
+
 SCENARIOS = {"install": install_both, "subjects": subjects, "generate": generate, "reattach": reattach,
              "problems": problems, "playblast": playblast, "takes": takes, "secured": secured,
              "version_mismatch": version_mismatch, "panels": panels, "regenerate": regenerate,
              "two_files": two_files, "frame_ranges": frame_ranges, "preflight": preflight, "rendering": rendering,
              "variations": variations, "ten_in_a_row": ten_in_a_row, "take_actions": take_actions,
-             "online_access": online_access}
+             "online_access": online_access, "previs": previs}
 
 if __name__ == "__main__":
     scenario, options = sys.argv[1], json.loads(sys.argv[2])
