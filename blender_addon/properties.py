@@ -102,9 +102,12 @@ class FlowMotionTake(bpy.types.PropertyGroup):
         if state == "rendering":
             return words("playblast {}/{}", self.step, total) if total else words("finding the subjects")
         if state == "sending":
+            if self.message:  # the backend went silent: the job waits in the connection for it
+                return words("sent, not confirmed yet: {}", self.message)
             return words("sent, waiting for the backend to confirm")
         if state == "queued":
-            return words("queued, position {}", self.position) if self.position else words("queued")
+            queued = words("queued, position {}", self.position) if self.position else words("queued")
+            return words("{}; {}", queued, self.message) if self.message else queued
         if state == "running" and total:
             phase = words(PHASE_NAMES.get(self.phase, self.phase))
             if self.eta >= 0:

@@ -158,6 +158,10 @@ def tick() -> float | None:
         if waiting or link.welcome is None:
             link.check_reachable()
         if link.alive:
+            if _last_error:  # it answers again: what the takes said of its silence is over
+                for _, take in active_takes():
+                    if take.message == _last_error:
+                        take.message = ""
             _backend_said = _last_error = ""
     except ProtocolError as error:
         # What the backend said (a version mismatch, say) explains its silence better than the
