@@ -65,7 +65,7 @@ def new_seeds(shot, count: int) -> list[int]:
 
 
 class FLOWMOTION_OT_generate(bpy.types.Operator):
-    """Playblast the shot through the scene camera and send it to the FlowMotion backend as new takes. Esc stops the playblast"""
+    """Playblast the shot through the scene camera and send it to the FlowMotion backend as new takes (Esc stops)"""
     bl_idname = "flowmotion.generate"
     bl_label = "Generate FlowMotion Take"
 
@@ -100,7 +100,8 @@ class FLOWMOTION_OT_generate(bpy.types.Operator):
         self.generation = generation.start(request, link)
         session.ensure_timer()
         what = names[0] if count == 1 else f"{names[0]} to {names[-1]}"
-        self.report({"INFO"}, words("{}: playblasting {}, then sending to {}", what, shot_plan(context).describe(), link.address))
+        self.report({"INFO"}, words("{}: playblasting {}, then sending to {}", what, shot_plan(context).describe(),
+                                    link.address))
         return {"FINISHED"}
 
     def invoke(self, context, event):
@@ -184,7 +185,7 @@ class FLOWMOTION_OT_cancel(bpy.types.Operator):
 
 
 class FLOWMOTION_OT_connect(bpy.types.Operator):
-    """Connect to the FlowMotion backend set in the preferences; its model, device, limits and queue show once it answers"""
+    """Connect to the FlowMotion backend of the preferences; its model, device, limits and queue show once it answers"""
     bl_idname = "flowmotion.connect"
     bl_label = "Connect to FlowMotion Backend"
 
@@ -287,7 +288,7 @@ class FLOWMOTION_OT_remove_take(bpy.types.Operator):
 
 
 class FLOWMOTION_OT_use_take(bpy.types.Operator):
-    """Take the selected take's prompt, seed and settings as the shot's, with the seed locked, to make it again or vary it"""
+    """Make the selected take's prompt, seed (locked) and settings the shot's, to make it again or vary it"""
     bl_idname = "flowmotion.use_take"
     bl_label = "Use FlowMotion Take's Settings"
     bl_options = {"REGISTER", "UNDO"}
@@ -298,7 +299,8 @@ class FLOWMOTION_OT_use_take(bpy.types.Operator):
 
     def execute(self, context):
         shot, take = context.scene.flowmotion, selected_take(context)
-        shot.prompt, shot.negative_prompt, shot.seed, shot.lock_seed = take.prompt, take.negative_prompt, take.seed, True
+        shot.prompt, shot.negative_prompt = take.prompt, take.negative_prompt
+        shot.seed, shot.lock_seed = take.seed, True
         try:
             settings = json.loads(take.settings) if take.settings else {}
         except ValueError:
@@ -306,7 +308,8 @@ class FLOWMOTION_OT_use_take(bpy.types.Operator):
         for name, value in settings.items():
             if name in SETTING_NAMES:
                 setattr(shot.settings, name, value)
-        self.report({"INFO"}, words("The shot now uses {}'s prompt, seed {} (locked) and settings", take.name, take.seed))
+        self.report({"INFO"}, words("The shot now uses {}'s prompt, seed {} (locked) and settings", take.name,
+                                    take.seed))
         return {"FINISHED"}
 
 
@@ -383,7 +386,8 @@ class FLOWMOTION_OT_generate_keys(bpy.types.Operator):
         prefs.client_public_key = zmq.auth.load_certificate(public_file)[0].decode("ascii")
         prefs.client_secret_file = str(secret_file)
         session.disconnect()
-        self.report({"INFO"}, words("New key pair in {}; send {} to the backend's operator", folder, Path(public_file).name))
+        self.report({"INFO"}, words("New key pair in {}; send {} to the backend's operator", folder,
+                                    Path(public_file).name))
         return {"FINISHED"}
 
 

@@ -26,7 +26,6 @@ GEOMETRY_TYPES = {"MESH", "CURVE", "CURVES", "SURFACE", "META", "FONT", "POINTCL
                   "GREASEPENCIL"}  # Grease Pencil is GPENCIL up to Blender 4.2, GREASEPENCIL from 4.3
 MOVE_TOLERANCE = 1e-5
 SUBJECT_MODES = ("MOVING", "COLLECTION", "NONE")
-LONG_SHOT_MODES = ("STOP", "FIRST")
 DEFAULT_LIMITS = {"max_frames": 121, "max_width": 1920, "max_height": 1080}
 """The backend's default limits, assumed until a backend announces its own."""
 
@@ -70,12 +69,7 @@ class PlayblastPlan:
     width: int
     height: int
     shot_frames: int
-    render_size: tuple[int, int] = (0, 0)
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def model_frames(self) -> int:
-        return legal_frame_count(len(self.frames))
 
     def describe(self) -> str:
         frames = (f"{len(self.frames)} frames" if len(self.frames) == self.shot_frames
@@ -136,8 +130,10 @@ def plan(scene, max_side: int, limits: dict | None = None, long_shot: str = "STO
                                  f"send frames {first} to {first + max_frames - 1}")
         last = first + max_frames - 1
         notes.append(f"frames {last + 1} to {scene.frame_end} are left out")
-    return PlayblastPlan(list(range(first, last + 1)), width, height, shot_frames, (render_width, render_height),
-                         notes)
+    sent = last - first + 1
+    if legal_frame_count(sent) != sent:
+        notes.append(f"the model works at {legal_frame_count(sent)} frames; the take comes back with {sent}")
+    return PlayblastPlan(list(range(first, last + 1)), width, height, shot_frames, notes)
 
 
 def renders_geometry(obj) -> bool:

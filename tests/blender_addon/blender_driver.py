@@ -547,7 +547,8 @@ def two_files(options: dict) -> dict:
         press()
         land(scene)
         take = scene.flowmotion.takes[0]
-        runs.append({"name": take.name, "folder": take.folder, "state": take.state, "hashes": frame_hashes(take.folder)})
+        runs.append({"name": take.name, "folder": take.folder, "state": take.state,
+                     "hashes": frame_hashes(take.folder)})
         bpy.ops.wm.save_mainfile()
     report["runs"] = runs
     report["a_after_b"] = frame_hashes(runs[0]["folder"])

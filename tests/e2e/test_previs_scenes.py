@@ -24,7 +24,8 @@ def manifest(backend, job_id: str) -> dict:
 
 
 def playblast(backend, job_id: str) -> np.ndarray:
-    return np.stack([iio.imread(p) for p in sorted((backend.jobs / job_id / "source").glob("frame_*.png"))]).astype(float)
+    frames = sorted((backend.jobs / job_id / "source").glob("frame_*.png"))
+    return np.stack([iio.imread(path) for path in frames]).astype(float)
 
 
 @pytest.mark.parametrize("kind, subjects, variations", [("slide", "Cube", 1), ("bounce", "Ball", 1),
