@@ -118,7 +118,7 @@ class Generation:
                 f"some to finish, or ask for fewer variations")
         collection = bpy.data.collections.get(request.collection) if request.collection else None
         self.job = playblast.PlayblastRender(scene, shot, request.subjects, collection)
-        self._set(state="rendering", step=0, total=len(shot.frames), frame_start=shot.frames[0], message="")
+        self._set(state="rendering", step=0, total=0, frame_start=shot.frames[0], message="")
 
     def _submit(self, scene) -> None:
         blast = self.job.result()

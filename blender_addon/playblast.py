@@ -25,6 +25,8 @@ from .shape import legal_frame_count, sent_size
 GEOMETRY_TYPES = {"MESH", "CURVE", "CURVES", "SURFACE", "META", "FONT", "POINTCLOUD", "VOLUME", "GPENCIL",
                   "GREASEPENCIL"}  # Grease Pencil is GPENCIL up to Blender 4.2, GREASEPENCIL from 4.3
 MOVE_TOLERANCE = 1e-5
+SURVEY_FRAMES_PER_STEP = 8
+"""Frames the subject survey looks at per step: a long shot's survey never holds Blender up long."""
 SUBJECT_MODES = ("MOVING", "COLLECTION", "NONE")
 DEFAULT_LIMITS = {"max_frames": 121, "max_width": 1920, "max_height": 1080}
 """The backend's default limits, assumed until a backend announces its own."""
@@ -167,29 +169,39 @@ def _in_view(scene, corners) -> bool:
     return min(xs) <= 1 and max(xs) >= 0 and min(ys) <= 1 and max(ys) >= 0
 
 
-def survey(scene, objects: list, frames: list[int]) -> tuple[set, set]:
-    """Which of `objects` move over `frames` (pose or deformation), and which the camera sees in
-    at least one of them: two sets of indices into `objects`. Leaves the scene at the last frame."""
-    first, moved, seen = None, set(), set()
-    for frame in frames:
-        scene.frame_set(frame)
+class Survey:
+    """Which of `objects` move over the frames visited (pose or deformation), and which the camera
+    sees in at least one of them: two sets of indices into `objects`, filled a frame at a time."""
+
+    def __init__(self, scene, objects: list):
+        self.scene, self.objects = scene, objects
+        self.first: list | None = None
+        self.moved: set[int] = set()
+        self.seen: set[int] = set()
+
+    def visit(self, frame: int) -> None:
+        """Look at one frame; leaves the scene there."""
+        self.scene.frame_set(frame)
         depsgraph = bpy.context.evaluated_depsgraph_get()
-        placements = [_placement(obj, depsgraph) for obj in objects]
+        placements = [_placement(obj, depsgraph) for obj in self.objects]
         poses = [pose for pose, _ in placements]
-        seen.update(index for index, (_, corners) in enumerate(placements)
-                    if index not in seen and _in_view(scene, corners))
-        if first is None:
-            first = poses
-            continue
-        moved.update(index for index, (start, now) in enumerate(zip(first, poses))
-                     if index not in moved and any(abs(a - b) > MOVE_TOLERANCE for a, b in zip(start, now)))
-    return moved, seen
+        self.seen.update(index for index, (_, corners) in enumerate(placements)
+                         if index not in self.seen and _in_view(self.scene, corners))
+        if self.first is None:
+            self.first = poses
+            return
+        self.moved.update(index for index, (start, now) in enumerate(zip(self.first, poses)) if index not in self.moved
+                          and any(abs(a - b) > MOVE_TOLERANCE for a, b in zip(start, now)))
+
+    def subjects(self, mode: str) -> list:
+        wanted = self.seen if mode == "COLLECTION" else self.moved & self.seen
+        return [obj for index, obj in enumerate(self.objects) if index in wanted]
 
 
-def subject_objects(scene, mode: str, collection=None, frames: list[int] | None = None) -> list:
-    """The shot's subjects under `mode` (see FlowMotionShot.subjects) that the camera sees in at
-    least one of `frames`: the moving rendered objects, or a collection's; none for 'NONE'. Raises
-    PlayblastError when a collection is asked for and none is set."""
+def subject_candidates(scene, mode: str, collection=None) -> list:
+    """The objects that may be the shot's subjects under `mode` (see FlowMotionShot.subjects): the
+    rendered objects, or a collection's; none for 'NONE'. Raises PlayblastError when a collection
+    is asked for and none is set."""
     if mode not in SUBJECT_MODES:
         raise PlayblastError(f"unknown subjects setting {mode!r}; choose one of {', '.join(SUBJECT_MODES)}")
     if mode == "NONE":
@@ -201,9 +213,17 @@ def subject_objects(scene, mode: str, collection=None, frames: list[int] | None 
                                  "holds the shot's subjects")
         members = set(collection.all_objects)
         candidates = [obj for obj in candidates if obj in members]
-    moved, seen = survey(scene, candidates, frames or [scene.frame_start, scene.frame_end])
-    wanted = seen if mode == "COLLECTION" else moved & seen
-    return [obj for index, obj in enumerate(candidates) if index in wanted]
+    return candidates
+
+
+def subject_objects(scene, mode: str, collection=None, frames: list[int] | None = None) -> list:
+    """The shot's subjects under `mode` that the camera sees in at least one of `frames`: the
+    moving candidates, or all of a collection's. Leaves the scene at the last frame."""
+    survey = Survey(scene, subject_candidates(scene, mode, collection))
+    if survey.objects:
+        for frame in frames or [scene.frame_start, scene.frame_end]:
+            survey.visit(frame)
+    return survey.subjects(mode)
 
 
 def render(scene, max_side: int, folder: str | Path | None = None, subjects: str = "NONE",
@@ -226,8 +246,8 @@ def render(scene, max_side: int, folder: str | Path | None = None, subjects: str
 
 
 class PlayblastRender:
-    """A playblast rendered one image per `step()`: the first step finds the subjects, every later
-    one renders one frame or mask. Without `folder` the files go to a new temporary folder, which
+    """A playblast rendered one image per `step()`: the first steps find the subjects (a few
+    frames each), every later one renders one frame or mask. Without `folder` the files go to a new temporary folder, which
     `discard()` removes again."""
 
     def __init__(self, scene, shot: PlayblastPlan, subjects: str = "NONE", collection=None,
@@ -235,13 +255,16 @@ class PlayblastRender:
         self.scene, self.plan, self.mode, self.collection = scene, shot, subjects, collection
         self.own_folder = folder is None
         self.folder = Path(folder or tempfile.mkdtemp(prefix="flowmotion-playblast-"))
+        self.survey: Survey | None = None
+        self.unvisited: list[int] = []
         self.subjects: list | None = None
         self.images: list[tuple[int, Path, bool]] = []  # (scene frame, file, whether it is a mask)
         self.done = 0
 
     @property
     def total(self) -> int:
-        return len(self.images) if self.subjects is not None else len(self.plan.frames)
+        """Images to render; 0 while the subjects are still being found."""
+        return len(self.images)
 
     def step(self) -> bool:
         """Do the next piece of work; True once every image is rendered."""
@@ -255,9 +278,18 @@ class PlayblastRender:
         return self.subjects is not None and self.done == len(self.images)
 
     def _survey(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        """Look at the next few frames for the subjects; once all are seen, list the images."""
+        if self.survey is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.survey = Survey(self.scene, subject_candidates(self.scene, self.mode, self.collection))
+            self.unvisited = list(self.plan.frames) if self.survey.objects else []
         with preserved_settings(self.scene):  # the survey steps through the shot's frames
-            self.subjects = subject_objects(self.scene, self.mode, self.collection, self.plan.frames)
+            for frame in self.unvisited[:SURVEY_FRAMES_PER_STEP]:
+                self.survey.visit(frame)
+        del self.unvisited[:SURVEY_FRAMES_PER_STEP]
+        if self.unvisited:
+            return
+        self.subjects = self.survey.subjects(self.mode)
         numbered = list(enumerate(self.plan.frames, start=1))
         self.images = [(frame, self.folder / f"frame_{n:04d}.png", False) for n, frame in numbered]
         if self.subjects:

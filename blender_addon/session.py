@@ -194,5 +194,5 @@ def _redraw() -> None:
         return
     for window in window_manager.windows:
         for area in window.screen.areas:
-            if area.type in ("VIEW_3D", "SEQUENCE_EDITOR"):
+            if area.type in ("VIEW_3D", "SEQUENCE_EDITOR", "PREFERENCES"):
                 area.tag_redraw()

@@ -99,6 +99,7 @@ def test_the_playblast_renders_a_frame_at_a_time_and_cancels_cleanly(addon_zips,
     report = run_blender("rendering", {"zip": str(addon_zips["py311"]), "address": live_backend.address}, tmp_path)
     states = [state for state, *_ in report["steps"]]
     assert "rendering" in states
+    assert ["rendering", 0, 0, "finding the subjects"] in report["steps"]
     progress = [step for state, step, total, _ in report["steps"] if state == "rendering" and total]
     assert progress == sorted(progress) and len(set(progress)) >= 4  # one image per tick
     assert ["rendering", 2, 18, "playblast 2/18"] in report["steps"]
