@@ -60,7 +60,7 @@ def new_seeds(shot, count: int) -> list[int]:
     if shot.lock_seed:
         return [(shot.seed + offset) % 2**31 for offset in range(count)]
     chosen = random.sample(range(2**31), count)
-    shot.seed = chosen[0]  # lock it now to make this take again
+    shot.seed = chosen[0]  # shown in the Seed field: Lock Seed then makes this take again
     return chosen
 
 
