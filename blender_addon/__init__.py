@@ -12,11 +12,13 @@ def register():
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     reattach.register()
+    bpy.types.TOPBAR_MT_render.append(panels.draw_render_menu)
 
 
 def unregister():
     import bpy
 
+    bpy.types.TOPBAR_MT_render.remove(panels.draw_render_menu)
     session.stop_timer()
     generation.abort_all("stopped: the add-on was turned off during the playblast")
     session.disconnect()

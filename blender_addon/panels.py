@@ -126,6 +126,24 @@ class FLOWMOTION_PT_advanced(FlowMotionPanel):
             layout.prop(settings, name)
 
 
+class FLOWMOTION_MT_main(bpy.types.Menu):
+    """Render > FlowMotion: the add-on's actions in a menu, so F3 search finds them by name."""
+    bl_idname = "FLOWMOTION_MT_main"
+    bl_label = "FlowMotion"
+
+    def draw(self, context):
+        layout = self.layout
+        for idname in ("flowmotion.generate", "flowmotion.cancel", "flowmotion.import_take", "flowmotion.use_take",
+                       "flowmotion.solo_take", "flowmotion.open_take_folder", "flowmotion.remove_take",
+                       "flowmotion.select_subjects", "flowmotion.connect"):
+            layout.operator(idname)
+
+
+def draw_render_menu(self, context) -> None:
+    self.layout.separator()
+    self.layout.menu("FLOWMOTION_MT_main")
+
+
 def _space(base, space: str, suffix: str, parent: str | None = None):
     attributes = {"bl_space_type": space, "bl_idname": f"FLOWMOTION_PT_{suffix}"}
     if parent:
@@ -135,6 +153,7 @@ def _space(base, space: str, suffix: str, parent: str | None = None):
 
 CLASSES = (
     FLOWMOTION_UL_takes,
+    FLOWMOTION_MT_main,
     _space(FLOWMOTION_PT_main, "VIEW_3D", "main_view3d"),
     _space(FLOWMOTION_PT_advanced, "VIEW_3D", "advanced_view3d", "FLOWMOTION_PT_main_view3d"),
     _space(FLOWMOTION_PT_main, "SEQUENCE_EDITOR", "main_sequencer"),

@@ -352,6 +352,8 @@ class Layout:
     def __getattr__(self, name):
         if name in ("row", "column", "box", "split"):
             return lambda *args, **kwargs: Layout(self.log)
+        if name in ("separator", "menu"):
+            return lambda *args, **kwargs: self.log.append((name, *args))
         raise AttributeError(name)
 
     def __setattr__(self, name, value):
@@ -397,6 +399,11 @@ def panels(options: dict) -> dict:
     shot.active_take, shot.status = 0, "the backend at tcp://127.0.0.1:1 did not answer"
     report["running"] = draw("FLOWMOTION_PT_main_sequencer")
     report["advanced"] = draw("FLOWMOTION_PT_advanced_sequencer")
+    report["menu"] = draw("FLOWMOTION_MT_main")
+    report["in_render_menu"] = any(getattr(f, "__module__", "").startswith(EXTENSION)
+                                   for f in bpy.types.TOPBAR_MT_render._dyn_ui_initialize())
+    report["operator_labels"] = {name: getattr(bpy.types, name).bl_label for name in dir(bpy.types)
+                                 if name.startswith("FLOWMOTION_OT_")}
     report["setting_names"] = list(addon().properties.SETTING_NAMES)
     report["parents"] = {name: getattr(bpy.types, name).bl_parent_id for name in
                          ("FLOWMOTION_PT_advanced_view3d", "FLOWMOTION_PT_advanced_sequencer")}
