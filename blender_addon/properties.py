@@ -120,6 +120,8 @@ class FlowMotionTake(bpy.types.PropertyGroup):
             return self.message if self.message.startswith("not ") else words("failed: {}", self.message)
         if state == "cancelled":
             return words("cancelled: {}", self.message) if self.message else words("cancelled")
+        if state == "done" and self.message:  # the frames came but could not be written
+            return words("done, not imported: {}", self.message)
         return words({"running": "running", "done": "done, fetching the frames"}.get(state, state))
 
 
