@@ -156,6 +156,15 @@ def generate(options: dict) -> dict:
     elif mode == "save_and_quit":
         drive(lambda: take.state in ("queued", "running"), 30)
         bpy.ops.wm.save_mainfile()
+    elif mode == "blocked_folder":
+        blocker = Path(bpy.path.abspath("//flowmotion"))
+        blocker.write_text("not a folder")  # the take's frames cannot be written under it
+        drive(lambda: take.state == "done" and bool(take.message), 60)
+        report["blocked"] = {"state": take.state, "words": take.describe(),
+                             "reimport_poll": bpy.ops.flowmotion.import_take.poll()}
+        blocker.unlink()
+        report["reimport"] = sorted(bpy.ops.flowmotion.import_take())
+        report["seconds"] = land(scene)
     elif mode == "save_mid_playblast":
         drive(lambda: take.state == "rendering" and take.step >= 2, 30)
         bpy.ops.wm.save_mainfile()

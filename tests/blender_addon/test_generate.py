@@ -68,6 +68,16 @@ def test_a_file_saved_mid_playblast_reopens_with_the_take_not_sent(addon_zips, l
     assert live_backend.server.store.get(take["job_id"]) is None
 
 
+def test_a_take_that_cannot_be_written_says_why_and_can_be_fetched_again(addon_zips, live_backend, tmp_path):
+    report = run_blender("generate", {"zip": str(addon_zips["py311"]), "address": live_backend.address,
+                                      "mode": "blocked_folder"}, tmp_path)
+    blocked = report["blocked"]
+    assert blocked["state"] == "done" and blocked["words"].startswith("done, not imported: the frames could not be")
+    assert blocked["reimport_poll"] is True and report["reimport"] == ["FINISHED"]
+    take = report["takes"][-1]
+    assert take["state"] == "imported" and report["strips"][0]["elements"] == 9
+
+
 def test_unreachable_backend_reports_within_the_timeout(addon_zips, tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
