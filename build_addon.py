@@ -113,6 +113,8 @@ def build_zip(generation: Generation, out: Path, cache: Path) -> Path:
                 archive.write(path, f"protocol/{path.name}")
             for name, wheel in sorted(wheels.items()):
                 archive.write(wheel, f"wheels/{name}")
+        # mkstemp made the file private (mode 600): a zip is for others to install, so it is readable.
+        os.chmod(staged, 0o644)
         os.replace(staged, target)
     finally:
         Path(staged).unlink(missing_ok=True)

@@ -26,8 +26,16 @@ class FlowMotionPreferences(bpy.types.AddonPreferences):
 
     def draw(self, context):
         layout = self.layout
+        from .panels import draw_backend_state
+
         layout.prop(self, "address")
         layout.prop(self, "connect_timeout")
+        box = layout.box()
+        box.operator("flowmotion.connect", text="Test Connection", icon="PLUGIN")
+        draw_backend_state(box)
+        if not getattr(bpy.app, "online_access", True):
+            box.label(text="Online access is off: only a backend on this machine is contacted", icon="INFO")
+            box.label(text="Allow it in Preferences > System > Network > Allow Online Access")
         box = layout.box()
         box.label(text="Secured backend (any address but this machine's)")
         box.prop(self, "server_public_key")

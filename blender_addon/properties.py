@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import bpy
+from bpy.app.translations import pgettext_iface
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
                        StringProperty)
 
-TAKE_STATES = ("sending", "queued", "running", "done", "failed", "cancelled", "imported")
+def words(message: str, *values) -> str:
+    """A message in the interface's language, with its values put in: for labels that say
+    something changing (a translatable template, not an f-string)."""
+    return pgettext_iface(message).format(*values)
+
+
+TAKE_STATES = ("waiting", "rendering", "sending", "queued", "running", "done", "failed", "cancelled", "imported")
+PHASE_NAMES = {"encode_prompt": "reading prompt", "encode_source": "reading playblast",
+               "source_motion": "measuring motion", "guided_step": "transferring motion", "sampling": "rendering",
+               "decode": "decoding"}
 
 
 class FlowMotionSettings(bpy.types.PropertyGroup):
@@ -76,11 +86,43 @@ class FlowMotionTake(bpy.types.PropertyGroup):
     strip_name: StringProperty()
     settings: StringProperty(description="The settings the backend used, as JSON")
     subjects: StringProperty(description="The objects whose masks went with the playblast, comma-separated")
+    frame_start: IntProperty(description="The scene frame the take's first frame stands for")
+    address: StringProperty(description="The backend the take was sent to")
 
     def strip_properties(self) -> dict:
         """What the take's strip carries, so the strip alone says how it was made."""
         return {"prompt": self.prompt, "negative_prompt": self.negative_prompt, "seed": self.seed,
                 "job_id": self.job_id, "settings": self.settings, "subjects": self.subjects}
+
+    def describe(self) -> str:
+        """The take's state in words, as the panel shows it (in the interface's language)."""
+        state, total = self.state, self.total
+        if state == "waiting":
+            return words("waiting for the backend at {}", self.address)
+        if state == "rendering":
+            return words("playblast {}/{}", self.step, total) if total else words("finding the subjects")
+        if state == "sending":
+            if self.message:  # the backend went silent: the job waits in the connection for it
+                return words("sent, not confirmed yet: {}", self.message)
+            return words("sent, waiting for the backend to confirm")
+        if state == "queued":
+            queued = words("queued, position {}", self.position) if self.position else words("queued")
+            return words("{}; {}", queued, self.message) if self.message else queued
+        if state == "running" and total:
+            phase = words(PHASE_NAMES.get(self.phase, self.phase))
+            if self.eta >= 0:
+                return words("{} step {}/{}, about {} s left", phase, self.step, total, round(self.eta))
+            return words("{} step {}/{}", phase, self.step, total)
+        if state == "imported":
+            return words("landed: {} frames from frame {}", self.frame_count, self.frame_start)
+        if state == "failed":
+            # A take that never reached the backend says so itself ("not sent: ...", "not delivered: ...").
+            return self.message if self.message.startswith("not ") else words("failed: {}", self.message)
+        if state == "cancelled":
+            return words("cancelled: {}", self.message) if self.message else words("cancelled")
+        if state == "done" and self.message:  # the frames came but could not be written
+            return words("done, not imported: {}", self.message)
+        return words({"running": "running", "done": "done, fetching the frames"}.get(state, state))
 
 
 class FlowMotionShot(bpy.types.PropertyGroup):
@@ -88,7 +130,19 @@ class FlowMotionShot(bpy.types.PropertyGroup):
 
     prompt: StringProperty(name="Prompt", description="What the take should show")
     negative_prompt: StringProperty(name="Negative", description="What the take should not show")
-    seed: IntProperty(name="Seed", default=0, min=0, description="Noise seed of the take")
+    seed: IntProperty(name="Seed", default=0, min=0,
+                      description="Noise seed of the take: the last one used, or the one to use when locked")
+    lock_seed: BoolProperty(name="Lock Seed", default=False,
+                            description="Use this seed for the next take (variations count up from it); "
+                                        "off: every take gets a new seed")
+    variations: IntProperty(name="Variations", default=1, min=1, max=16,
+                            description="Takes one Generate asks for, each with its own seed, from one playblast")
+    long_shot: EnumProperty(
+        name="Long Shots",
+        description="What Generate does when the shot has more frames than the backend takes",
+        items=[("STOP", "Stop", "Generate stays off until the frame range fits the backend"),
+               ("FIRST", "First Frames Only", "Send the first frames the backend takes; the take covers only those")],
+        default="STOP")
     max_side: IntProperty(name="Max Size", default=832, min=16, max=4096, subtype="PIXEL",
                           description="Longest side of the playblast sent; larger outputs are scaled down")
     subjects: EnumProperty(

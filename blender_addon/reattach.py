@@ -5,13 +5,18 @@ from __future__ import annotations
 import bpy
 from bpy.app.handlers import persistent
 
-from . import session
+from . import generation, session
 from .protocol import ProtocolError
 
 
 def reattach() -> int:
     """Ask the backend about every take still in flight (which also subscribes to its news); a
-    finished one is fetched when the answer says done. Returns how many takes were asked about."""
+    finished one is fetched when the answer says done. Returns how many takes were asked about.
+    A take saved while its playblast rendered was never sent: it says so."""
+    for scene in bpy.data.scenes:
+        for take in scene.flowmotion.takes:
+            if take.state in ("waiting", "rendering") and generation.serving(take.job_id) is None:
+                take.state, take.message = "failed", "not sent: the file was saved or closed during its playblast"
     takes = list(session.active_takes())
     if not takes:
         return 0

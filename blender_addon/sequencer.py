@@ -17,34 +17,66 @@ def safe_name(text: str) -> str:
     return cleaned or "shot"
 
 
-def take_folder(scene, take_name: str, job_id: str) -> tuple[Path, bool]:
-    """Where a take's frames go: //flowmotion/<shot>/<take>/ next to the .blend, or, for an unsaved
-    file, a temporary folder named after the job, which no other file's take can share. The flag
-    says whether the folder is temporary."""
-    if bpy.data.filepath:
-        return Path(bpy.path.abspath(f"//flowmotion/{safe_name(scene.name)}/{take_name}")), False
-    return Path(tempfile.gettempdir()) / "flowmotion" / safe_name(job_id), True
+OWNER_FILE = ".flowmotion-take"
+"""Written into every take folder: the job id of the take whose frames it holds."""
 
 
-def is_take_folder(folder: Path) -> bool:
-    """Whether the add-on made this folder for a take (so removing the take may delete it)."""
-    return folder.parent.name == "flowmotion" or folder.parent.parent.name == "flowmotion"
+class TakeFolderError(Exception):
+    """A take's frames cannot be written; the message says why."""
 
 
-def write_frames(folder: Path, frames: list[bytes]) -> list[str]:
-    """Write PNG frames all or nothing: into a staging folder first, then moved into place."""
+def take_folder(scene, take_name: str, job_id: str) -> Path:
+    """Where a take's frames go: //flowmotion/<file>/<shot>/<take>-<job>/ next to the saved .blend.
+    The file's name and the job's own part keep apart the takes of two files in one folder, and
+    of two takes that once had the same name."""
+    if not bpy.data.filepath:
+        raise TakeFolderError("the .blend is not saved: save it, then re-import the take")
+    blend = safe_name(Path(bpy.data.filepath).stem)
+    job = safe_name(job_id.rsplit("-", 1)[-1])
+    return Path(bpy.path.abspath(f"//flowmotion/{blend}/{safe_name(scene.name)}/{take_name}-{job}"))
+
+
+def owner(folder: Path) -> str | None:
+    """The job id of the take a folder holds, or None when the add-on did not write it."""
+    try:
+        return (folder / OWNER_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def owns(folder: Path, job_id: str) -> bool:
+    return bool(job_id) and owner(folder) == job_id
+
+
+def write_frames(folder: Path, frames: list[bytes], job_id: str) -> tuple[Path, list[str]]:
+    """Write a take's PNG frames all or nothing: into a staging folder first, then moved into
+    place. Only a folder this job wrote before is replaced; one that holds anything else is left
+    alone and the frames go to a new folder beside it. Returns the folder and the frame names."""
     folder.parent.mkdir(parents=True, exist_ok=True)
+    target, number = folder, 1
+    while target.exists() and not owns(target, job_id):
+        number += 1
+        target = folder.with_name(f"{folder.name}-{number}")
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     names = [f"frame_{number:04d}.png" for number in range(1, len(frames) + 1)]
     try:
         for name, frame in zip(names, frames):
             (staging / name).write_bytes(frame)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(staging, folder)
+        (staging / OWNER_FILE).write_text(job_id + "\n")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return names
+    return target, names
+
+
+def remove_take_folder(folder: Path, job_id: str) -> bool:
+    """Delete a take's folder if, and only if, it holds this job's frames; whether it did."""
+    if folder.is_dir() and owns(folder, job_id):
+        shutil.rmtree(folder, ignore_errors=True)
+        return True
+    return False
 
 
 def free_channel(scene, start: int, length: int) -> int:
@@ -61,10 +93,11 @@ def free_channel(scene, start: int, length: int) -> int:
     return channel
 
 
-def add_strip(scene, name: str, folder: Path, names: list[str], properties: dict):
-    """An image-sequence strip of the take at the shot's first frame, on a free channel."""
+def add_strip(scene, name: str, folder: Path, names: list[str], properties: dict, start: int | None = None):
+    """An image-sequence strip of the take from `start` (the shot's first frame when None), one
+    image per frame, on a free channel."""
     editor = scene.sequence_editor_create()
-    start = scene.frame_start
+    start = scene.frame_start if start is None else start
     channel = free_channel(scene, start, len(names))
     strip = editor.strips.new_image(name=name, filepath=str(folder / names[0]), channel=channel, frame_start=start,
                                     fit_method="FIT")

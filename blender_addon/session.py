@@ -11,12 +11,15 @@ import time
 
 import bpy
 
-from . import sequencer
+from . import generation, sequencer
 from .preferences import client_keys, preferences
 from .protocol import Accepted, Error, JobStatus, Progress, ProtocolError, Result
 from .protocol.client import BackendClient
+from .protocol.errors import UNREACHABLE
 
 TICK_SECONDS = 0.2
+RENDER_TICK_SECONDS = 0.01
+"""While a playblast renders, one image per tick: the pause between them lets Blender handle input."""
 ACTIVE_STATES = ("sending", "queued", "running", "done")
 
 _client: BackendClient | None = None
@@ -25,10 +28,36 @@ _last_error = ""
 _backend_said = ""  # the last error the backend sent about the connection, not a job
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
+
+
+def is_loopback(address: str) -> bool:
+    """Whether the address is on this machine (no network use): loopback TCP, ipc or inproc."""
+    scheme, _, rest = address.partition("://")
+    if scheme in ("ipc", "inproc"):
+        return True
+    host = rest.rsplit(":", 1)[0] if rest.count(":") == 1 or rest.startswith("[") else rest
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def online_access_allowed() -> bool:
+    """Blender's own switch for network use by add-ons (Blender 4.2 and later)."""
+    return getattr(bpy.app, "online_access", True)
+
+
+def check_online_access(address: str) -> None:
+    if not is_loopback(address) and not online_access_allowed():
+        raise ProtocolError(UNREACHABLE, f"Blender's online access is off, so the add-on does not contact the backend "
+                                         f"at {address}: turn on Preferences > System > Network > Allow Online "
+                                         f"Access, or run the backend on this machine (tcp://127.0.0.1:5599)")
+
+
 def client(context=None) -> BackendClient:
-    """The connection for the current preferences; a new one when they changed."""
+    """The connection for the current preferences; a new one when they changed. A backend off
+    this machine is only contacted when Blender allows online access."""
     global _client, _client_settings
     prefs = preferences(context or bpy.context)
+    check_online_access(prefs.address)
     public, secret = client_keys(prefs)
     wanted = (prefs.address, prefs.server_public_key, public, secret, prefs.connect_timeout)
     # A connection that never got a welcome may be one the backend refused (a key not yet
@@ -76,16 +105,18 @@ def active_takes():
 
 
 def import_result(scene, take, result: Result, frames: list[bytes]) -> None:
-    folder, temporary = sequencer.take_folder(scene, take.name, take.job_id)
-    names = sequencer.write_frames(folder, frames)
+    try:
+        folder, names = sequencer.write_frames(sequencer.take_folder(scene, take.name, take.job_id), frames,
+                                               take.job_id)
+    except (sequencer.TakeFolderError, OSError) as error:
+        take.state, take.message = "done", f"the frames could not be written: {error}"
+        return
     sequencer.remove_strip(scene, take.strip_name)
     take.prompt, take.negative_prompt, take.seed = result.prompt, result.negative_prompt, result.seed
     take.settings = json.dumps(result.settings, sort_keys=True)
-    strip = sequencer.add_strip(scene, take.name, folder, names, take.strip_properties())
+    strip = sequencer.add_strip(scene, take.name, folder, names, take.strip_properties(), take.frame_start)
     take.folder, take.strip_name, take.frame_count = str(folder), strip.name, len(names)
     take.state, take.message = "imported", ""
-    if temporary:
-        take.message = "the .blend is not saved: frames are in a temporary folder; save and re-import to keep them"
 
 
 def handle(message, frames) -> None:
@@ -116,7 +147,7 @@ def tick() -> float | None:
     global _last_error, _backend_said
     link = current()
     if link is None:
-        return None
+        return TICK_SECONDS if generation.advance_all() else None
     try:
         for message, frames in link.poll():
             if isinstance(message, Error) and not message.job_id:
@@ -127,6 +158,10 @@ def tick() -> float | None:
         if waiting or link.welcome is None:
             link.check_reachable()
         if link.alive:
+            if _last_error:  # it answers again: what the takes said of its silence is over
+                for _, take in active_takes():
+                    if take.message == _last_error:
+                        take.message = ""
             _backend_said = _last_error = ""
     except ProtocolError as error:
         # What the backend said (a version mismatch, say) explains its silence better than the
@@ -135,7 +170,11 @@ def tick() -> float | None:
         _last_error = _backend_said or str(error)
         for _, take in active_takes():
             take.message = _last_error
+        generation.fail_unanswered(link, _last_error)
+    rendering = generation.advance_all()
     _redraw()
+    if rendering:
+        return RENDER_TICK_SECONDS
     return TICK_SECONDS if any(True for _ in active_takes()) else TICK_SECONDS * 5
 
 
@@ -155,5 +194,5 @@ def _redraw() -> None:
         return
     for window in window_manager.windows:
         for area in window.screen.areas:
-            if area.type in ("VIEW_3D", "SEQUENCE_EDITOR"):
+            if area.type in ("VIEW_3D", "SEQUENCE_EDITOR", "PREFERENCES"):
                 area.tag_redraw()

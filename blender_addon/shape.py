@@ -21,17 +21,17 @@ def legal_frame_count(frames: int, temporal: int = TEMPORAL_MULTIPLE) -> int:
     return max(0, k) * temporal + 1
 
 
-def playblast_size(width: int, height: int, max_side: int) -> tuple[int, int]:
-    """The output size scaled down so its longer side is at most `max_side`, then made legal."""
-    longest = max(width, height)
-    if max_side and longest > max_side:
-        width, height = round(width * max_side / longest), round(height * max_side / longest)
-    return legal_side(width), legal_side(height)
-
-
-def sampled_frames(first: int, last: int, count: int) -> list[int]:
-    """`count` scene frames spread over first..last, first and last included (nearest frame)."""
-    span = last - first
-    if count == 1 or span == 0:
-        return [first] * count
-    return [first + min(span, int(i * span / (count - 1) + 0.5)) for i in range(count)]
+def sent_size(width: int, height: int, max_side: int = 0, max_width: int = 0, max_height: int = 0) -> tuple[int, int]:
+    """The render size scaled down, aspect kept, until its longer side is at most `max_side` and it
+    fits `max_width` x `max_height` (0: no bound). Sides round down, so no bound is ever passed:
+    the backend works at the model's legal size and gives the take back at this one."""
+    scale = 1.0
+    if max_side:
+        scale = min(scale, max_side / max(width, height))
+    if max_width:
+        scale = min(scale, max_width / width)
+    if max_height:
+        scale = min(scale, max_height / height)
+    if scale >= 1.0:
+        return width, height
+    return max(1, int(width * scale)), max(1, int(height * scale))

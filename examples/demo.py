@@ -61,7 +61,7 @@ def generate_in_blender(zip_path: Path, blend: Path, address: str, prompt: str, 
     prefs = bpy.context.preferences.addons[EXTENSION].preferences
     prefs.address, prefs.connect_timeout = address, 30.0
     shot = bpy.context.scene.flowmotion
-    shot.prompt, shot.seed = prompt, seed
+    shot.prompt, shot.seed, shot.lock_seed = prompt, seed, True  # the seed asked for, not a new one
     plan = addon.playblast.plan(bpy.context.scene, shot.max_side)
     print(f"playblast: {plan.describe()} of {bpy.context.scene.name}")
     if bpy.ops.flowmotion.generate() != {"FINISHED"}:

@@ -72,6 +72,11 @@ def render_settings(scene) -> dict:
             "filepath": r.filepath, "format": r.image_settings.file_format, "frame": scene.frame_current}
 
 
+def save(options: dict) -> None:
+    """Takes go next to a saved .blend: save to the given path, or to shot.blend in the test's folder."""
+    bpy.ops.wm.save_as_mainfile(filepath=str(options.get("blend") or Path.cwd() / "shot.blend"))
+
+
 def configure(options: dict) -> None:
     prefs = bpy.context.preferences.addons[EXTENSION].preferences
     prefs.address = options["address"]
@@ -82,60 +87,90 @@ def configure(options: dict) -> None:
         setattr(shot.settings, name, value)
 
 
-def drive(until, seconds: float) -> float:
-    """Timers do not fire in background mode: call the add-on's timer callback ourselves."""
+SETTINGS_CHANGED = []
+
+
+def drive(until, seconds: float, watch=None) -> float:
+    """Timers do not fire in background mode: call the add-on's timer callback ourselves. With
+    `watch` (a scene), every tick checks that the artist's render settings are as they were."""
     started = time.monotonic()
     session = addon().session
+    kept = full_render_settings(watch) if watch is not None else None
     while time.monotonic() - started < seconds:
         session.tick()
+        if watch is not None and full_render_settings(watch) != kept:
+            SETTINGS_CHANGED.append(full_render_settings(watch))
         if until():
             break
-        time.sleep(0.05)
+        time.sleep(0.01)
     return time.monotonic() - started
+
+
+def ended(*takes) -> bool:
+    return all(take.state in ("imported", "failed", "cancelled") for take in takes)
+
+
+def land(scene, seconds: float = 90) -> float:
+    """Drive until every take of the scene has ended."""
+    return drive(lambda: ended(*scene.flowmotion.takes), seconds, watch=scene)
 
 
 def take_report(scene) -> dict:
     shot = scene.flowmotion
     takes = [{"name": t.name, "state": t.state, "message": t.message, "job_id": t.job_id, "folder": t.folder,
-              "frame_count": t.frame_count, "strip": t.strip_name} for t in shot.takes]
+              "frame_count": t.frame_count, "strip": t.strip_name, "seed": t.seed, "words": t.describe(),
+              "frame_start": t.frame_start} for t in shot.takes]
     strips = []
     if scene.sequence_editor is not None:
         for strip in scene.sequence_editor.strips_all:
             element = strip.elements[0]
             strips.append({"name": strip.name, "channel": strip.channel, "start": strip.frame_final_start,
                            "duration": strip.frame_final_duration, "elements": len(strip.elements),
+                           "mute": strip.mute,
                            "size": [element.orig_width, element.orig_height], "directory": strip.directory,
                            "props": {k: strip[k] for k in strip.keys() if k.startswith("flowmotion_")}})
-    return {"takes": takes, "strips": strips, "status": shot.status, "error": addon().session.last_error()}
+    return {"takes": takes, "strips": strips, "status": shot.status, "error": addon().session.last_error(),
+            "settings_changed_mid_way": len(SETTINGS_CHANGED)}
 
 
 def generate(options: dict) -> dict:
     report = install(options["zip"])
     scene = bpy.context.scene
     build_shot(scene)
-    if options.get("blend"):
-        bpy.ops.wm.save_as_mainfile(filepath=options["blend"])
+    save(options)
     configure(options)
     before = render_settings(scene)
     plan = addon().playblast.plan(scene, scene.flowmotion.max_side)
     report["plan"] = {"frames": plan.frames, "width": plan.width, "height": plan.height}
     report["generate"] = sorted(bpy.ops.flowmotion.generate())
-    report["render_settings_kept"] = render_settings(scene) == before
     take = scene.flowmotion.takes[-1] if len(scene.flowmotion.takes) else None
     mode = options.get("mode", "finish")
     if take is None:
         pass
     elif mode == "finish":
-        report["seconds"] = drive(lambda: take.state in ("imported", "failed", "cancelled"), 60)
+        report["seconds"] = land(scene)
     elif mode == "cancel":
         drive(lambda: take.state == "running", 60)
         bpy.ops.flowmotion.cancel()
-        report["seconds"] = drive(lambda: take.state in ("cancelled", "failed", "imported"), 30)
+        report["seconds"] = drive(lambda: ended(take), 30)
     elif mode == "save_and_quit":
         drive(lambda: take.state in ("queued", "running"), 30)
         bpy.ops.wm.save_mainfile()
+    elif mode == "blocked_folder":
+        blocker = Path(bpy.path.abspath("//flowmotion"))
+        blocker.write_text("not a folder")  # the take's frames cannot be written under it
+        drive(lambda: take.state == "done" and bool(take.message), 60)
+        report["blocked"] = {"state": take.state, "words": take.describe(),
+                             "reimport_poll": bpy.ops.flowmotion.import_take.poll()}
+        blocker.unlink()
+        report["reimport"] = sorted(bpy.ops.flowmotion.import_take())
+        report["seconds"] = land(scene)
+    elif mode == "save_mid_playblast":
+        drive(lambda: take.state == "rendering" and take.step >= 2, 30)
+        bpy.ops.wm.save_mainfile()
     elif mode == "unreachable":
-        report["seconds"] = drive(lambda: bool(take.message), options.get("timeout", 1.0) + 10)
+        report["seconds"] = drive(lambda: ended(take), options.get("timeout", 1.0) + 10)
+    report["render_settings_kept"] = render_settings(scene) == before
     report.update(take_report(scene))
     return report
 
@@ -159,7 +194,10 @@ def problems(options: dict) -> dict:
     scene = bpy.context.scene
     build_shot(scene)
     scene.flowmotion.prompt = "a red ball"
-    report = {"ready": bpy.ops.flowmotion.generate.poll()}
+    report = {"unsaved_ready": bpy.ops.flowmotion.generate.poll(),
+              "unsaved_problem": addon().operators.shot_problem(bpy.context)}
+    save(options)
+    report["ready"] = bpy.ops.flowmotion.generate.poll()
     scene.frame_end = scene.frame_start - 1  # Blender keeps the range at one frame or more
     report["shortest_plan"] = addon().playblast.plan(scene, scene.flowmotion.max_side).frames
     scene.frame_end = scene.frame_start + 8
@@ -228,6 +266,7 @@ def takes(options: dict) -> dict:
     report = install(options["zip"])
     scene = bpy.context.scene
     build_shot(scene)
+    save(options)
     configure(options)
     shot = scene.flowmotion
     shot.settings.num_inference_steps = 40  # the first take runs while the second is playblasted and sent
@@ -239,6 +278,7 @@ def takes(options: dict) -> dict:
     def both_landed():
         for take in shot.takes:
             seen.setdefault(take.name, set()).add(take.state)
+            seen.setdefault(take.name + " words", set()).add(take.describe())
         return all(take.state == "imported" for take in shot.takes)
 
     report["seconds"] = drive(both_landed, 90)
@@ -268,6 +308,7 @@ def secured(options: dict) -> dict:
     report = install(options["zip"])
     scene = bpy.context.scene
     build_shot(scene)
+    save(options)
     configure(options)
     prefs = bpy.context.preferences.addons[EXTENSION].preferences
     prefs.server_public_key = options["server_key"]
@@ -298,6 +339,7 @@ def version_mismatch(options: dict) -> dict:
     report = install(options["zip"])
     scene = bpy.context.scene
     build_shot(scene)
+    save(options)
     configure(options)
     speaking = sys.modules[EXTENSION + ".protocol.client"]  # an add-on that speaks only a version to come
     speaking.PROTOCOL_VERSION, speaking.SUPPORTED_VERSIONS = 999, (999,)
@@ -320,6 +362,8 @@ class Layout:
     def __getattr__(self, name):
         if name in ("row", "column", "box", "split"):
             return lambda *args, **kwargs: Layout(self.log)
+        if name in ("separator", "menu"):
+            return lambda *args, **kwargs: self.log.append((name, *args))
         raise AttributeError(name)
 
     def __setattr__(self, name, value):
@@ -357,6 +401,7 @@ def panels(options: dict) -> dict:
     report = install(options["zip"])
     scene = bpy.context.scene
     build_shot(scene)
+    save(options)
     shot = scene.flowmotion
     report["idle"] = draw("FLOWMOTION_PT_main_view3d")
     take = shot.takes.add()
@@ -364,6 +409,11 @@ def panels(options: dict) -> dict:
     shot.active_take, shot.status = 0, "the backend at tcp://127.0.0.1:1 did not answer"
     report["running"] = draw("FLOWMOTION_PT_main_sequencer")
     report["advanced"] = draw("FLOWMOTION_PT_advanced_sequencer")
+    report["menu"] = draw("FLOWMOTION_MT_main")
+    report["in_render_menu"] = any(getattr(f, "__module__", "").startswith(EXTENSION)
+                                   for f in bpy.types.TOPBAR_MT_render._dyn_ui_initialize())
+    report["operator_labels"] = {name: getattr(bpy.types, name).bl_label for name in dir(bpy.types)
+                                 if name.startswith("FLOWMOTION_OT_")}
     report["setting_names"] = list(addon().properties.SETTING_NAMES)
     report["parents"] = {name: getattr(bpy.types, name).bl_parent_id for name in
                          ("FLOWMOTION_PT_advanced_view3d", "FLOWMOTION_PT_advanced_sequencer")}
@@ -439,6 +489,7 @@ def subjects(options: dict) -> dict:
     except module.PlayblastError as error:
         report["no_collection"] = str(error)
     scene.flowmotion.prompt, scene.flowmotion.subjects = "a red ball", "COLLECTION"
+    save(options)
     report["no_collection_problem"] = addon().operators.shot_problem(bpy.context)
     set_pieces = bpy.data.collections.new("set")
     scene.collection.children.link(set_pieces)
@@ -463,9 +514,301 @@ def subjects(options: dict) -> dict:
     return report
 
 
+def frame_hashes(folder: str) -> dict:
+    import hashlib
+
+    return {p.name: hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(Path(folder).glob("frame_*.png"))}
+
+
+def press(times: int = 1) -> list:
+    return [sorted(bpy.ops.flowmotion.generate()) for _ in range(times)]
+
+
+def regenerate(options: dict) -> dict:
+    """Generate, let the take land, Generate again with a render region, the compositor and the
+    edit switched on: the second playblast is the 3D scene again. Then one with the seed locked."""
+    report = install(options["zip"])
+    scene = bpy.context.scene
+    build_shot(scene)
+    save(options)
+    configure(options)
+    report["generate"] = press()
+    land(scene)
+    r = scene.render
+    r.use_sequencer, r.use_compositing, r.use_border = True, True, True
+    r.border_min_x, r.border_max_x, r.border_min_y, r.border_max_y = 0.0, 0.3, 0.0, 0.3
+    report["generate"] += press()
+    land(scene)
+    scene.flowmotion.lock_seed = True
+    report["locked_seed"] = scene.flowmotion.seed
+    report["generate"] += press()
+    land(scene)
+    report["after"] = {"sequencer": r.use_sequencer, "compositing": r.use_compositing, "border": r.use_border}
+    report.update(take_report(scene))
+    report["hashes"] = [frame_hashes(take.folder) for take in scene.flowmotion.takes]
+    return report
+
+
+def two_files(options: dict) -> dict:
+    """Two .blend files in one folder, each with a scene named Scene and a take_001; then the first
+    file's take is removed."""
+    report = install(options["zip"])
+    runs = []
+    for name in ("a", "b"):
+        if name == "b":
+            bpy.ops.wm.read_homefile(use_empty=False)
+        scene = bpy.context.scene
+        build_shot(scene)
+        save({"blend": str(Path.cwd() / f"{name}.blend")})
+        configure(options)
+        press()
+        land(scene)
+        take = scene.flowmotion.takes[0]
+        runs.append({"name": take.name, "folder": take.folder, "state": take.state,
+                     "hashes": frame_hashes(take.folder)})
+        bpy.ops.wm.save_mainfile()
+    report["runs"] = runs
+    report["a_after_b"] = frame_hashes(runs[0]["folder"])
+    bpy.ops.wm.open_mainfile(filepath=str(Path.cwd() / "a.blend"))
+    bpy.context.scene.flowmotion.active_take = 0
+    report["remove"] = sorted(bpy.ops.flowmotion.remove_take())
+    report["a_exists"] = Path(runs[0]["folder"]).exists()
+    report["b_after_remove"] = frame_hashes(runs[1]["folder"])
+    return report
+
+
+def frame_ranges(options: dict) -> dict:
+    """Takes of shots whose length is not 4k + 1, one of them starting at frame 101."""
+    report = install(options["zip"])
+    scene = bpy.context.scene
+    build_shot(scene)
+    save(options)
+    configure(options)
+    for first, last in options["ranges"]:
+        scene.frame_start, scene.frame_end = first, last
+        press()
+        land(scene)
+    report.update(take_report(scene))
+    return report
+
+
+def preflight(options: dict) -> dict:
+    """A shot longer and larger than a small backend takes: nothing is rendered before the limits
+    are known, the shot is refused with the reason, then sent cut to the first frames."""
+    report = install(options["zip"])
+    renders = []
+    bpy.app.handlers.render_post.append(lambda *_args: renders.append(1))
+    scene = bpy.context.scene
+    build_shot(scene, frames=30)
+    save(options)
+    configure(options)
+    module = addon().playblast
+    r = scene.render
+    r.resolution_x, r.resolution_y = 1920, 1080
+    scene.flowmotion.max_side = 4096
+    full_hd = module.plan(scene, scene.flowmotion.max_side)
+    report["full_hd"] = [full_hd.width, full_hd.height]
+    r.resolution_x, r.resolution_y = 72, 40
+    report["generate"] = press()  # not connected yet: the backend's limits are not known
+    land(scene)
+    report["refused"] = take_report(scene)["takes"][-1]
+    report["renders_when_refused"] = len(renders)
+    report["poll_once_known"] = bpy.ops.flowmotion.generate.poll()
+    report["panel_refused"] = [line for line in draw("FLOWMOTION_PT_main_view3d") if line[0] == "label"]
+    scene.flowmotion.long_shot = "FIRST"
+    report["panel_first"] = [line for line in draw("FLOWMOTION_PT_main_view3d") if line[0] == "label"]
+    report["generate"] += press()
+    land(scene)
+    report["renders"] = len(renders)
+    report.update(take_report(scene))
+    return report
+
+
+def rendering(options: dict) -> dict:
+    """The playblast renders one image per tick, leaving the artist's settings in place between
+    them; cancelling it mid-way sends nothing and leaves no files."""
+    report = install(options["zip"])
+    scene = bpy.context.scene
+    build_shot(scene)
+    save(options)
+    configure(options)
+    before = full_render_settings(scene)
+    press()
+    take = scene.flowmotion.takes[-1]
+    steps = []
+    drive(lambda: steps.append([take.state, take.step, take.total, take.describe()]) or
+          (take.state == "rendering" and take.step >= 4), 30, watch=scene)
+    report["steps"] = steps
+    report["between_images"] = full_render_settings(scene) == before
+    report["cancel"] = sorted(bpy.ops.flowmotion.cancel())
+    drive(lambda: False, 1.0)
+    report["playblast_folders"] = [str(p) for p in Path(os.environ["TMPDIR"]).glob("flowmotion-playblast-*")]
+    report.update(take_report(scene))
+    return report
+
+
+def variations(options: dict) -> dict:
+    """One Generate asks for three takes of the shot, each with its own seed."""
+    report = install(options["zip"])
+    scene = bpy.context.scene
+    build_shot(scene)
+    save(options)
+    configure(options)
+    scene.flowmotion.variations = 3
+    report["generate"] = press()
+    land(scene)
+    report.update(take_report(scene))
+    return report
+
+
+def ten_in_a_row(options: dict) -> dict:
+    """Ten Generates on one shot, a take landing after the third: ten distinct takes."""
+    report = install(options["zip"])
+    scene = bpy.context.scene
+    build_shot(scene)
+    save(options)
+    configure(options)
+    takes = scene.flowmotion.takes
+    report["generate"] = press(3)
+    drive(lambda: takes[0].state == "imported", 60, watch=scene)
+    report["landed_between"] = [take.name for take in takes if take.state == "imported"]
+    hashes_then = {take.name: frame_hashes(take.folder) for take in takes if take.state == "imported"}
+    report["generate"] += press(7)
+    land(scene, 240)
+    report.update(take_report(scene))
+    report["hashes"] = {take.name: frame_hashes(take.folder) for take in takes}
+    report["unchanged"] = all(report["hashes"][name] == hashes for name, hashes in hashes_then.items())
+    return report
+
+
+def take_actions(options: dict) -> dict:
+    """Use a take again, solo it, remove it (its own frames only)."""
+    report = install(options["zip"])
+    scene = bpy.context.scene
+    build_shot(scene)
+    save(options)
+    configure(options)
+    shot = scene.flowmotion
+    shot.variations = 2
+    press()
+    land(scene)
+    first = shot.takes[0]
+    shot.active_take = 0
+    shot.prompt, shot.settings.guided_steps = "a blue cube on snow", 1
+    report["use"] = sorted(bpy.ops.flowmotion.use_take())
+    report["shot"] = {"prompt": shot.prompt, "seed": shot.seed, "lock": shot.lock_seed,
+                      "guided_steps": shot.settings.guided_steps, "first_seed": first.seed}
+    report["solo"] = sorted(bpy.ops.flowmotion.solo_take())
+    report["solo_strips"] = take_report(scene)["strips"]
+    report["unsolo"] = sorted(bpy.ops.flowmotion.solo_take())
+    report["unsolo_strips"] = take_report(scene)["strips"]
+    report["open_poll"] = bpy.ops.flowmotion.open_take_folder.poll()
+    report["panel"] = draw("FLOWMOTION_PT_main_view3d")
+    report["prefs"] = draw_preferences()
+    return report
+
+
+def draw_preferences() -> list:
+    log = []
+    prefs = bpy.context.preferences.addons[EXTENSION].preferences
+    type(prefs).draw(type("Drawn", (), {"layout": Layout(log), **{k: getattr(prefs, k) for k in (
+        "address", "connect_timeout", "server_public_key", "client_public_key")}})(), bpy.context)
+    return log
+
+
+def online_access(options: dict) -> dict:
+    """A backend off this machine is not contacted while Blender's online access is off."""
+    report = install(options["zip"])
+    scene = bpy.context.scene
+    build_shot(scene)
+    save(options)
+    configure(options)
+    session = addon().session
+    session.online_access_allowed = lambda: False
+    report["loopback"] = [session.is_loopback(a) for a in ("tcp://127.0.0.1:5599", "tcp://localhost:1",
+                                                              "tcp://[::1]:5599", "tcp://gpu-box:5599",
+                                                              "tcp://10.0.0.2:5599")]
+    bpy.context.preferences.addons[EXTENSION].preferences.address = "tcp://gpu-box:5599"
+    try:
+        report["generate"] = press()
+    except RuntimeError as error:  # the operator reports an error, which bpy.ops raises without a window
+        report["generate"] = str(error)
+    report["connected"] = session.current() is not None
+    report.update(take_report(scene))
+    return report
+
+
+def keyed(obj, frames_and_values, path: str = "location") -> None:
+    for frame, value in frames_and_values:
+        setattr(obj, path, value)
+        obj.keyframe_insert(path, frame=frame)
+
+
+def previs_scene(kind: str, frames: int) -> None:
+    """One of three blockouts made from nothing: a cube sliding past a static camera, a ball
+    bouncing towards the camera, or a camera orbiting a static set."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end = 1, frames
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 320, 192, 100
+    bpy.ops.mesh.primitive_plane_add(size=40, location=(0.0, 0.0, 0.0))
+    bpy.context.object.name = "Ground"
+    bpy.ops.object.camera_add(location=(0.0, -12.0, 3.0), rotation=(1.35, 0.0, 0.0))
+    camera = bpy.context.object
+    scene.camera = camera
+    if kind == "slide":
+        bpy.ops.mesh.primitive_cube_add(size=1.5, location=(-5.0, 0.0, 0.75))
+        bpy.context.object.name = "Cube"
+        keyed(bpy.context.object, [(1, (-5.0, 0.0, 0.75)), (frames, (5.0, 0.0, 0.75))])
+    elif kind == "bounce":
+        bpy.ops.mesh.primitive_uv_sphere_add(radius=0.6, location=(0.0, 8.0, 0.6))
+        ball = bpy.context.object
+        ball.name = "Ball"
+        hops = 3
+        for index in range(hops * 2 + 1):
+            frame = 1 + round(index * (frames - 1) / (hops * 2))
+            y = 8.0 - 12.0 * index / (hops * 2)
+            keyed(ball, [(frame, (0.0, y, 0.6 if index % 2 == 0 else 3.0))])
+    elif kind == "orbit":
+        for name, location in (("Box", (-1.5, 0.0, 0.75)), ("Pillar", (1.5, 1.0, 1.5))):
+            bpy.ops.mesh.primitive_cube_add(size=1.5, location=location)
+            bpy.context.object.name = name
+        bpy.context.object.scale = (0.5, 0.5, 2.0)
+        bpy.ops.object.empty_add(location=(0.0, 0.0, 1.0))
+        centre = bpy.context.object
+        track = camera.constraints.new("TRACK_TO")
+        track.target, track.track_axis, track.up_axis = centre, "TRACK_NEGATIVE_Z", "UP_Y"
+        import math
+        for index in range(5):
+            angle = math.radians(-90 + index * 30)
+            keyed(camera, [(1 + round(index * (frames - 1) / 4), (10 * math.cos(angle), 10 * math.sin(angle), 3.0))])
+    else:
+        raise ValueError(kind)
+
+
+def previs(options: dict) -> dict:
+    """Generate on a blockout of our own making against a real backend process."""
+    report = install(options["zip"])
+    previs_scene(options["kind"], options.get("frames", 25))
+    scene = bpy.context.scene
+    save(options)
+    configure(options)
+    scene.flowmotion.variations = options.get("variations", 1)
+    plan = addon().playblast.plan(scene, scene.flowmotion.max_side)
+    report["plan"] = {"frames": len(plan.frames), "width": plan.width, "height": plan.height}
+    report["generate"] = press()
+    report["seconds"] = land(scene, 400)
+    report.update(take_report(scene))
+    report["subjects"] = [take.subjects for take in scene.flowmotion.takes]
+    return report
+
+
 SCENARIOS = {"install": install_both, "subjects": subjects, "generate": generate, "reattach": reattach,
              "problems": problems, "playblast": playblast, "takes": takes, "secured": secured,
-             "version_mismatch": version_mismatch, "panels": panels}
+             "version_mismatch": version_mismatch, "panels": panels, "regenerate": regenerate,
+             "two_files": two_files, "frame_ranges": frame_ranges, "preflight": preflight, "rendering": rendering,
+             "variations": variations, "ten_in_a_row": ten_in_a_row, "take_actions": take_actions,
+             "online_access": online_access, "previs": previs}
 
 if __name__ == "__main__":
     scenario, options = sys.argv[1], json.loads(sys.argv[2])

@@ -60,10 +60,10 @@ def small_backend(tmp_path):
     backend.stop()
 
 
-def test_a_job_the_backend_refuses_fails_the_take_with_its_reason(addon_zips, small_backend, tmp_path):
+def test_a_backend_with_smaller_limits_gets_the_shot_scaled_to_fit(addon_zips, small_backend, tmp_path):
     user = tmp_path / "user"
     user.mkdir()
     report = run_blender("generate", {"zip": str(addon_zips["py311"]), "address": small_backend.address}, user)
     take = report["takes"][-1]
-    assert take["state"] == "failed" and "max_width" in take["message"], take
-    assert report["strips"] == [] and report["render_settings_kept"]
+    assert take["state"] == "imported", take
+    assert report["strips"][0]["size"] == [64, 35] and report["render_settings_kept"]  # 72x40 within 64 wide

@@ -18,6 +18,9 @@ def test_zips_are_validated_and_hold_one_wheel_per_platform_per_package(addon_zi
         assert "protocol/client.py" in names and "blender_manifest.toml" in names
         manifest = zipfile.ZipFile(addon_zips[tag]).read("blender_manifest.toml").decode()
         assert ('blender_version_max = "5.1.0"' in manifest) == (tag == "py311")
+        # The extensions platform takes add-ons under the GPL; others must be able to read the zip.
+        assert 'license = ["SPDX:GPL-3.0-or-later"]' in manifest
+        assert addon_zips[tag].stat().st_mode & 0o777 == 0o644
 
 
 def test_the_protocol_copy_is_the_repositorys(addon_zips):

@@ -7,9 +7,9 @@ def test_playblast_of_a_video_output_shot_and_a_failing_one_keep_the_render_sett
     report = run_blender("playblast", {"zip": str(addon_zips["py311"])}, tmp_path)
     before = report["before"]
     assert (before["media"], before["format"], before["percentage"]) == ("VIDEO", "FFMPEG", 50)
-    # 12 shot frames become 13 (4k + 1); 72x40 at 50% is 36x20, which the model takes as 32x16.
-    assert report["frames"] == [f"frame_{n:04d}.png" for n in range(1, 14)]
-    assert report["sizes"] == [[32, 16]]
+    # Every one of the 12 shot frames, at the render size: 72x40 at 50% is 36x20.
+    assert report["frames"] == [f"frame_{n:04d}.png" for n in range(1, 13)]
+    assert report["sizes"] == [[36, 20]]
     assert report["after_success"] == before
     assert report["error"].startswith("Blender could not render playblast frame 7: "), report["error"]
     assert "camera" in report["error"]

@@ -29,18 +29,15 @@ def test_size_and_count_rules_match_the_core():
         assert shape.legal_frame_count(value) == legal_frame_count(value)
 
 
-@pytest.mark.parametrize("width, height, max_side, expected", [
-    (1920, 1080, 832, (832, 464)), (72, 40, 832, (80, 48)), (1080, 1920, 832, (464, 832)), (640, 360, 0, (640, 368)),
+@pytest.mark.parametrize("size, bounds, expected", [
+    ((1920, 1080), (832, 0, 0), (832, 468)), ((72, 40), (832, 0, 0), (72, 40)), ((1080, 1920), (832, 0, 0), (468, 832)),
+    ((640, 360), (0, 0, 0), (640, 360)),
+    # At the backend's default limits a full-HD shot is sent as it is: never rounded past 1080.
+    ((1920, 1080), (4096, 1920, 1080), (1920, 1080)), ((2048, 1152), (4096, 1920, 1080), (1920, 1080)),
+    ((72, 40), (0, 64, 32), (57, 32)), ((4000, 10), (0, 1920, 1080), (1920, 4)),
 ])
-def test_playblast_size(width, height, max_side, expected):
-    assert load_shape().playblast_size(width, height, max_side) == expected
-
-
-def test_sampled_frames_span_the_shot():
-    shape = load_shape()
-    assert shape.sampled_frames(1, 9, 9) == list(range(1, 10))
-    frames = shape.sampled_frames(101, 130, 29)
-    assert frames[0] == 101 and frames[-1] == 130 and len(frames) == 29 and frames == sorted(frames)
+def test_sent_size_fits_every_bound_and_keeps_the_aspect(size, bounds, expected):
+    assert load_shape().sent_size(*size, *bounds) == expected
 
 
 def addon_settings() -> dict:
@@ -63,3 +60,21 @@ def test_addon_settings_are_core_settings_with_the_same_defaults():
     # Every setting of the method is offered; the speed switches are the backend's business.
     offered = set(defaults) - {"skip_identical_source_cfg", "batch_guidance", "max_sequence_length", "source_prompt"}
     assert offered == set(settings)
+
+
+def calls(tree):
+    return [node for node in ast.walk(tree) if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)]
+
+
+def test_operators_read_well_in_search_and_labels_are_translatable():
+    operators = ast.parse((ADDON / "operators.py").read_text())
+    labels = [node.value.value for node in ast.walk(operators) if isinstance(node, ast.Assign)
+              and [t.id for t in node.targets if isinstance(t, ast.Name)] == ["bl_label"]]
+    assert len(labels) >= 10 and all("FlowMotion" in label for label in labels), labels
+    # A label made with an f-string cannot be translated: dynamic text goes through words().
+    for name in ("operators.py", "panels.py", "preferences.py", "properties.py"):
+        tree = ast.parse((ADDON / name).read_text())
+        for call in calls(tree):
+            if call.func.attr in ("label", "operator", "progress", "prop", "report", "status_text_set"):
+                texts = [k.value for k in call.keywords if k.arg in ("text", "message")] + call.args[1:2]
+                assert not any(isinstance(t, ast.JoinedStr) for t in texts), f"{name}:{call.lineno}"

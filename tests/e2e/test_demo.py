@@ -23,7 +23,9 @@ def test_the_demo_lands_a_take_and_writes_its_comparisons(tmp_path):
     following = re.search(r"within 10 px of the playblast's subject in (\d+) of 17 frames", result.stdout)
     assert following and int(following.group(1)) >= 6, result.stdout[-1500:]
     assert (out / "shot010.blend").is_file()
-    frames = sorted((out / "flowmotion" / "shot010" / "take_001").glob("frame_*.png"))
+    folders = list((out / "flowmotion" / "shot010").glob("*/take_001-*"))
+    assert len(folders) == 1, folders
+    frames = sorted(folders[0].glob("frame_*.png"))
     assert len(frames) == 17 and iio.imread(frames[0]).shape == (96, 96, 3)
     sheet = iio.imread(out / "contact_sheet.png")
     assert sheet.shape == (96 * 2 + 4, 96 * 6, 3)

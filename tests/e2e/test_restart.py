@@ -32,6 +32,7 @@ def test_a_take_survives_closing_blender_and_restarting_the_backend(addon_zips, 
     take = second["takes"][-1]
     assert take["state"] == "imported" and take["job_id"] == sent["job_id"], take
     strip = second["strips"][0]
-    assert (strip["start"], strip["elements"], strip["size"]) == (1, 9, [80, 48])
+    assert (strip["start"], strip["elements"], strip["size"]) == (1, 9, [72, 40])
     assert strip["props"]["flowmotion_job_id"] == sent["job_id"]
-    assert len(list((tmp_path / "flowmotion" / "Scene" / take["name"]).glob("frame_*.png"))) == 9
+    folder = tmp_path / "flowmotion" / "shot" / "Scene" / f"{take['name']}-{sent['job_id'][-8:]}"
+    assert len(list(folder.glob("frame_*.png"))) == 9
