@@ -180,7 +180,7 @@ def camera_path(move: str | None, rng: np.random.Generator, frames: int, distanc
     raise BlenderWorldError(f"unknown camera move {move!r}; choose one of {', '.join(CAMERA_MOVES)}")
 
 
-def _set_pieces(rng: np.random.Generator, avoid: np.ndarray) -> list[Piece]:
+def _set_pieces(rng: np.random.Generator, avoid: np.ndarray, camera_distance: float) -> list[Piece]:
     """A few static primitives and compounds around the set, none standing on the hero's ground
     positions (`avoid`, (n, 2))."""
     pieces = []
@@ -190,7 +190,21 @@ def _set_pieces(rng: np.random.Generator, avoid: np.ndarray) -> list[Piece]:
             continue
         shape = str(rng.choice(SHAPES + COMPOUNDS))
         pieces.append(Piece(shape, float(x), float(y), float(rng.uniform(0.4, 0.9)), float(rng.uniform(0, 90))))
-    return pieces
+    return pieces + _rocks(rng, avoid, camera_distance)
+
+
+def _rocks(rng: np.random.Generator, avoid: np.ndarray, camera_distance: float) -> list[Piece]:
+    """Small stones strewn over the ground the camera sees, near and far: a blockout's ground
+    plane has no texture, and without them a camera move would show nothing moving below the set."""
+    rocks = []
+    while len(rocks) < rng.integers(14, 23):
+        y = rng.uniform(4.0 - camera_distance, 10.0)
+        x = rng.uniform(-1.4, 1.4) * _ground_half_width(camera_distance + y)
+        if np.min(np.hypot(avoid[:, 0] - x, avoid[:, 1] - y)) < 1.2:
+            continue
+        shape = str(rng.choice(["cube", "ball"]))
+        rocks.append(Piece(shape, float(x), float(y), float(rng.uniform(0.1, 0.25)), float(rng.uniform(0, 90))))
+    return rocks
 
 
 def shot_spec(seed: int, frames: int = 17, kind: str | None = None) -> ShotSpec:
@@ -216,7 +230,7 @@ def shot_spec(seed: int, frames: int = 17, kind: str | None = None) -> ShotSpec:
     if kind != "object":
         move = str(rng.choice(CAMERA_MOVES))
     cameras, targets = camera_path(move, rng, frames, distance, height, target)
-    pieces = _set_pieces(rng, positions[:, :2])
+    pieces = _set_pieces(rng, positions[:, :2], distance)
     return ShotSpec(seed, kind, frames, color, shape, background, size, path, move, positions.tolist(),
                     cameras.tolist(), targets.tolist(), pieces)
 

@@ -1,0 +1,99 @@
+"""The Blender-made world of the embedded model: real Blender (bpy), a few tiny frames per shot."""
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flowmotion.toy import blender_world, metrics
+
+pytest.importorskip("bpy", reason="the Blender world renders with the bpy package")
+
+WIDTH, HEIGHT, FRAMES = 64, 40, 5
+OBJECT_SEED, CAMERA_SEED = 0, 2  # seeds whose kinds are "object" and "camera"
+
+
+@pytest.fixture(scope="module")
+def object_shot():
+    return blender_world.render_shot(blender_world.shot_spec(OBJECT_SEED, FRAMES), WIDTH, HEIGHT)
+
+
+@pytest.fixture(scope="module")
+def camera_shot():
+    return blender_world.render_shot(blender_world.shot_spec(CAMERA_SEED, FRAMES), WIDTH, HEIGHT)
+
+
+def test_a_seed_fixes_its_shot(object_shot):
+    again = blender_world.render_shot(blender_world.shot_spec(OBJECT_SEED, FRAMES), WIDTH, HEIGHT)
+    assert object_shot.spec.caption == again.spec.caption
+    for name in ("playblast", "scene", "mask", "track"):
+        np.testing.assert_array_equal(getattr(object_shot, name), getattr(again, name), err_msg=name)
+    other = blender_world.shot_spec(OBJECT_SEED + 3, FRAMES)
+    assert other.kind == object_shot.spec.kind
+    assert other.subject_positions != object_shot.spec.subject_positions
+
+
+def test_the_subject_mask_follows_the_recorded_track(object_shot):
+    shot = object_shot
+    assert shot.spec.kind == "object" and shot.mask.any(axis=(1, 2)).all()
+    travelled = np.linalg.norm(shot.track[-1] - shot.track[0])
+    assert travelled > WIDTH / 4, "the subject should cross a good part of the frame"
+    for mask, expected in zip(shot.mask, shot.track):
+        found = metrics.centroid(mask)
+        assert found is not None and np.linalg.norm(found - expected) < WIDTH * 0.06
+
+
+def test_the_scene_look_shows_the_subject_in_its_colour_where_the_mask_is(object_shot):
+    shot = object_shot
+    coloured = np.stack([metrics.color_mask(frame, shot.spec.color) for frame in shot.scene])
+    overlap = (coloured & shot.mask).sum() / (coloured | shot.mask).sum()
+    assert overlap > 0.7
+    assert shot.spec.caption == f"a {shot.spec.color} {shot.spec.shape} on {shot.spec.background}"
+
+
+def test_both_looks_share_their_geometry(object_shot):
+    import bpy  # noqa: F401  (the scene is rebuilt, then its subject masked under each look)
+
+    spec = object_shot.spec
+    scene, hero, pieces, ground = blender_world.build_scene(spec, WIDTH, HEIGHT)
+    masks = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for look in blender_world.LOOKS:
+            blender_world.set_look(scene, look, spec, hero, pieces, ground)
+            masks[look] = blender_world.render_mask(scene, hero, FRAMES, Path(folder))
+    np.testing.assert_array_equal(masks["playblast"], masks["scene"])
+    np.testing.assert_array_equal(masks["playblast"], object_shot.mask)
+    assert not np.array_equal(object_shot.playblast, object_shot.scene)
+
+
+def test_a_camera_shot_has_no_subject_but_global_motion(camera_shot):
+    shot = camera_shot
+    assert shot.spec.kind == "camera" and shot.spec.camera_move is not None
+    assert not shot.mask.any() and np.isnan(shot.track).all()
+    motion = metrics.global_motion(shot.playblast)
+    assert np.sqrt((motion**2).sum(axis=-1)).max(axis=1).min() > 0.2
+    assert metrics.camera_agreement(shot.scene, shot.playblast) == 1.0
+    assert metrics.camera_agreement(shot.scene[::-1], shot.playblast) == 0.0
+
+
+def test_the_command_writes_shots_and_their_descriptions(tmp_path):
+    assert blender_world.main(["--out", str(tmp_path), "--count", "2", "--seed", "7", "--width", "32",
+                               "--height", "24", "--frames", "3"]) == 0
+    shots = blender_world.load_shots(tmp_path)
+    assert [entry["seed"] for entry, _ in shots] == [7, 8]
+    assert [entry["kind"] for entry, _ in shots] == ["object+camera", "camera"]
+    entry, arrays = shots[0]
+    assert arrays["playblast"].shape == arrays["scene"].shape == (3, 24, 32, 3)
+    assert arrays["mask"].shape == (3, 24, 32) and len(entry["track"]) == 3
+    assert shots[1][0]["track"] is None
+    assert json.loads((tmp_path / "shots.json").read_text())["width"] == 32
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_bad_sizes_and_kinds_are_refused_by_name():
+    with pytest.raises(blender_world.BlenderWorldError, match="too small"):
+        blender_world.render_shot(blender_world.shot_spec(0, 3), 4, 4)
+    with pytest.raises(blender_world.BlenderWorldError, match="unknown shot kind"):
+        blender_world.shot_spec(0, 3, kind="zoom")
