@@ -128,7 +128,8 @@ def subject_path(kind: str, rng: np.random.Generator, frames: int, size: float, 
     """Ground-standing positions (frames, 3) of a subject moving along a kind of path."""
     t = np.linspace(0.0, 1.0, frames)[:, None]
     side = rng.choice([-1.0, 1.0])
-    x0, x1 = side * rng.uniform(2.0, 4.0), -side * rng.uniform(2.0, 4.0)
+    middle = rng.uniform(-3.0, 3.0)  # paths need not centre on the frame: a parked blob there must not win
+    x0, x1 = middle + side * rng.uniform(1.5, 3.5), middle - side * rng.uniform(1.5, 3.5)
     y = rng.uniform(-2.0, 3.0)
     start, end = np.array([x0, y]), np.array([x1, y + rng.uniform(-1.5, 1.5)])
     hop = np.zeros(frames)
@@ -141,7 +142,8 @@ def subject_path(kind: str, rng: np.random.Generator, frames: int, size: float, 
         bend = (start + end) / 2 + np.array([0.0, rng.choice([-1.0, 1.0]) * rng.uniform(3.0, 5.0)])
         ground = (1 - t) ** 2 * start + 2 * (1 - t) * t * bend + t**2 * end
     elif kind in ("approach", "recede"):
-        far, near = np.array([rng.uniform(-2, 2), rng.uniform(6, 9)]), np.array([rng.uniform(-2, 2), -5.0])
+        far = np.array([middle + rng.uniform(-1.5, 1.5), rng.uniform(6, 9)])
+        near = np.array([middle + rng.uniform(-1.5, 1.5), -5.0])
         a, b = (far, near) if kind == "approach" else (near, far)
         ground = a + (b - a) * t
     elif kind == "cross":  # enters on one side, leaves on the other

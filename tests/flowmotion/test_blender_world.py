@@ -48,8 +48,10 @@ def test_the_subject_mask_follows_the_recorded_track(object_shot):
 def test_the_scene_look_shows_the_subject_in_its_colour_where_the_mask_is(object_shot):
     shot = object_shot
     coloured = np.stack([metrics.color_mask(frame, shot.spec.color) for frame in shot.scene])
-    overlap = (coloured & shot.mask).sum() / (coloured | shot.mask).sum()
-    assert overlap > 0.7
+    assert (coloured & ~shot.mask).sum() <= 0.05 * coloured.sum(), "the subject's colour shows outside its mask"
+    # a set piece may hide part of the subject (its mask is its whole silhouette, as the add-on's is)
+    shown = (coloured & shot.mask).sum(axis=(1, 2)) / shot.mask.sum(axis=(1, 2))
+    assert np.median(shown) > 0.6
     assert shot.spec.caption == f"a {shot.spec.color} {shot.spec.shape} on {shot.spec.background}"
 
 
