@@ -30,8 +30,10 @@ without Blender.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import os
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -351,6 +353,21 @@ def set_look(scene, look: str, spec: ShotSpec, hero, pieces: list, ground) -> No
         obj.color = (*_linear(backdrop * (0.55 if number % 2 else 0.75)), 1.0)
 
 
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Blender logs every rendered image on the process's standard output, where the caller's own
+    output (a benchmark's table) goes: the renders' lines go nowhere instead."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "w") as sink:
+        os.dup2(sink.fileno(), 1)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _render_frames(scene, folder: Path, frames: int, alpha: bool = False) -> np.ndarray:
     import bpy
     from PIL import Image
@@ -362,7 +379,8 @@ def _render_frames(scene, folder: Path, frames: int, alpha: bool = False) -> np.
         scene.frame_set(frame)
         path = folder / f"frame_{frame:04d}.png"
         scene.render.filepath = str(path)
-        bpy.ops.render.render(write_still=True, scene=scene.name)
+        with _quiet_stdout():
+            bpy.ops.render.render(write_still=True, scene=scene.name)
         with Image.open(path) as image:
             images.append(np.array(image))
     return np.stack(images)
