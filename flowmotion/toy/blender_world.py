@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import BACKGROUNDS, COLORS, HELD_OUT_SHAPES, TRAIN_SHAPES, caption_for
+from .data import BACKGROUNDS, COLORS, HELD_OUT_SHAPES, TRAIN_SHAPES, Clip, caption_for
 
 KINDS = ("object", "object+camera", "camera")
 SUBJECT_PATHS = ("slide", "hop", "arc", "approach", "recede", "cross")
@@ -301,7 +301,11 @@ def _aim(obj, position, target) -> None:
 def build_scene(spec: ShotSpec, width: int, height: int):
     """A fresh Blender scene of the shot (the file in memory is replaced), keyed frame by frame;
     returns (scene, subject or hero object, set objects, ground)."""
-    import bpy
+    try:
+        import bpy
+    except ImportError:
+        raise BlenderWorldError("rendering the Blender world needs Blender as a Python module: "
+                                "pip install bpy (in a Python version its release supports)") from None
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
@@ -484,6 +488,19 @@ def load_shots(folder: Path) -> list[tuple[dict, dict]]:
         with np.load(Path(folder) / entry["file"]) as arrays:
             shots.append((entry, {name: arrays[name] for name in arrays.files}))
     return shots
+
+
+def clips_from_shots(folder: Path) -> list[Clip]:
+    """The shots that write_shots left in `folder` as the embedded model's training clips: each
+    shot twice, in its playblast look ("a playblast of a grey cube") and its scene look ("a red
+    cube on grass"), with the subject's track and mask (NaN and empty in a camera shot)."""
+    clips = []
+    for entry, arrays in load_shots(folder):
+        for look, color, background in (("playblast", "grey", "playblast"),
+                                         ("scene", entry["color"], entry["background"])):
+            clips.append(Clip(arrays[look], caption_for(color, entry["shape"], background), arrays["track"], color,
+                              entry["shape"], background, arrays["mask"]))
+    return clips
 
 
 def main(argv=None) -> int:

@@ -1,6 +1,7 @@
 """The Blender-made world of the embedded model: real Blender (bpy), a few tiny frames per shot."""
 
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -92,6 +93,10 @@ def test_the_command_writes_shots_and_their_descriptions(tmp_path):
     assert shots[1][0]["track"] is None
     assert json.loads((tmp_path / "shots.json").read_text())["width"] == 32
     assert not list(tmp_path.glob("*.partial"))
+    clips = blender_world.clips_from_shots(tmp_path)
+    assert [clip.caption for clip in clips[:2]] == [entry["playblast_caption"], entry["caption"]]
+    np.testing.assert_array_equal(clips[1].frames, arrays["scene"])
+    assert clips[1].mask is not None and clips[1].mask.shape == (3, 24, 32)
 
 
 def test_bad_sizes_and_kinds_are_refused_by_name():
@@ -99,3 +104,10 @@ def test_bad_sizes_and_kinds_are_refused_by_name():
         blender_world.render_shot(blender_world.shot_spec(0, 3), 4, 4)
     with pytest.raises(blender_world.BlenderWorldError, match="unknown shot kind"):
         blender_world.shot_spec(0, 3, kind="zoom")
+
+
+def test_without_blender_rendering_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "bpy", None)  # as if the bpy package were not installed
+    with pytest.raises(blender_world.BlenderWorldError, match="pip install bpy"):
+        blender_world.render_shot(blender_world.shot_spec(0, 3), 32, 32)
+    assert blender_world.shot_spec(0, 3).caption  # drawing a shot needs no Blender
