@@ -111,3 +111,15 @@ def test_without_blender_rendering_says_what_to_install(monkeypatch):
     with pytest.raises(blender_world.BlenderWorldError, match="pip install bpy"):
         blender_world.render_shot(blender_world.shot_spec(0, 3), 32, 32)
     assert blender_world.shot_spec(0, 3).caption  # drawing a shot needs no Blender
+
+
+def test_global_motion_finds_a_known_shift_in_every_tile():
+    rng = np.random.default_rng(1)
+    texture = rng.random((60, 80))
+    smooth = (texture + np.roll(texture, 1, 0) + np.roll(texture, 1, 1) + np.roll(texture, (1, 1), (0, 1))) / 4
+    frames = np.stack([np.roll(smooth, (-2 * f, 3 * f), axis=(0, 1)) for f in range(3)])
+    frames = np.repeat((frames * 255).astype(np.uint8)[..., None], 3, axis=3)
+    np.testing.assert_allclose(metrics.global_motion(frames), np.broadcast_to([3.0, -2.0], (2, 4, 2)), atol=0.2)
+    assert metrics.camera_agreement(frames, frames) == 1.0
+    assert metrics.camera_agreement(frames[::-1], frames) == 0.0
+    assert metrics.camera_agreement(np.repeat(frames[:1], 3, axis=0), frames) == 0.0  # a still take follows nothing
