@@ -136,3 +136,62 @@ def silhouette_following(frames: np.ndarray, masks: np.ndarray, tolerance: float
         raise ValueError("the masks show no subject in any frame")
     distances = np.array(distances)
     return float((distances <= tolerance).mean()), float(distances.mean())
+
+
+MOTION_TILES = (2, 2)
+"""Rows and columns of the tiles whose shifts make up a frame pair's global motion field: a pan or
+an orbit moves them all alike, a dolly spreads them out or draws them in."""
+MIN_CAMERA_SHIFT = 0.5
+"""Smallest motion field (pixels, root mean square over the tiles) that counts as the camera moving."""
+AGREEMENT_COSINE = 0.5
+"""Two motion fields agree when their cosine is at least this (within 60 degrees)."""
+
+
+def phase_shift(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """How far (dx, dy) pixels the content of grey image `before` moved to be `after`, by phase
+    correlation with a sub-pixel peak."""
+    height, width = before.shape
+    window = np.outer(np.hanning(height), np.hanning(width))
+    a = np.fft.fft2((before - before.mean()) * window)
+    b = np.fft.fft2((after - after.mean()) * window)
+    cross = b * np.conj(a)
+    surface = np.fft.ifft2(cross / (np.abs(cross) + 1e-9)).real
+    peak_y, peak_x = np.unravel_index(np.argmax(surface), surface.shape)
+    shift = []
+    for axis, peak, length in ((1, peak_x, width), (0, peak_y, height)):
+        left = surface[(peak_y, (peak_x - 1) % width) if axis else ((peak_y - 1) % height, peak_x)]
+        right = surface[(peak_y, (peak_x + 1) % width) if axis else ((peak_y + 1) % height, peak_x)]
+        centre = surface[peak_y, peak_x]
+        curvature = left - 2 * centre + right
+        offset = 0.0 if curvature >= 0 else 0.5 * (left - right) / curvature
+        value = peak + offset
+        shift.append(value - length if value > length / 2 else value)
+    return np.array(shift)
+
+
+def global_motion(frames: np.ndarray) -> np.ndarray:
+    """The camera's motion between consecutive frames, as each tile's shift (frames - 1, tiles, 2)."""
+    grey = as_uint8(frames).astype(np.float32).mean(axis=-1)
+    rows, columns = MOTION_TILES
+    height, width = grey.shape[1] // rows, grey.shape[2] // columns
+    fields = []
+    for before, after in zip(grey[:-1], grey[1:]):
+        fields.append([phase_shift(before[r * height:(r + 1) * height, c * width:(c + 1) * width],
+                                   after[r * height:(r + 1) * height, c * width:(c + 1) * width])
+                       for r in range(rows) for c in range(columns)])
+    return np.array(fields)
+
+
+def camera_agreement(take: np.ndarray, source: np.ndarray) -> float | None:
+    """Share of the frame pairs in which the source's camera moves whose motion field the take's
+    follows in direction (cosine at least AGREEMENT_COSINE); None when the source's camera never moves."""
+    take_fields = global_motion(take).reshape(len(take) - 1, -1)
+    source_fields = global_motion(source).reshape(len(source) - 1, -1)
+    agreed = []
+    for seen, expected in zip(take_fields, source_fields):
+        size = np.sqrt(np.mean(expected**2) * 2)
+        if size < MIN_CAMERA_SHIFT:
+            continue
+        cosine = float(seen @ expected) / (np.linalg.norm(seen) * np.linalg.norm(expected) + 1e-9)
+        agreed.append(cosine >= AGREEMENT_COSINE)
+    return float(np.mean(agreed)) if agreed else None
