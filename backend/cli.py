@@ -20,7 +20,7 @@ from pathlib import Path
 
 from flowmotion import FlowMotionError
 from flowmotion.loading import EMBEDDED_MAX_AREA
-from protocol import Accepted, JobList, JobStatus, Limits, Progress, ProtocolError, Result, Welcome
+from protocol import Accepted, JobList, JobState, JobStatus, Limits, Progress, ProtocolError, Result, Welcome
 from protocol.client import BackendClient
 
 from .errors import BackendError
@@ -184,7 +184,7 @@ def connect(args) -> BackendClient:
 
 
 def describe(status: JobStatus) -> str:
-    where = f", position {status.position} in the queue" if status.state == "queued" else ""
+    where = f", position {status.position} in the queue" if status.state == JobState.QUEUED else ""
     why = f": {status.message}" if status.message else ""
     return f"{status.job_id}: {status.state}{where}{why}"
 
@@ -237,9 +237,9 @@ def submit(client: BackendClient, args) -> int:
         if isinstance(message, Progress):
             eta = f", about {message.eta:.0f} s left" if message.eta is not None else ""
             print(f"\r{message.phase} step {message.step}/{message.total}{eta}    ", end="", flush=True)
-        elif message.state in ("done", "failed", "cancelled"):
+        elif message.state.ended:
             print("\n" + describe(message))
-            return 0 if message.state == "done" else 1
+            return 0 if message.state == JobState.DONE else 1
     return 0
 
 

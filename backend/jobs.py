@@ -22,13 +22,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from protocol.states import ACTIVE, ENDED, JobState
+
 from .errors import BackendError
 from .manifest import DamagedManifest, build, read_manifest
 
 log = logging.getLogger("flowmotion.backend")
 
-ACTIVE = ("queued", "running")
-ENDED = ("done", "failed", "cancelled")
 DEFAULT_EXPIRY = 7 * 24 * 3600
 CANCELLED_QUEUED = "cancelled before it started"
 CANCELLED_RUNNING = "cancelled by the artist"
@@ -58,7 +58,7 @@ class Job:
     mask_count: int = 0
     """Subject masks sent with the frames: none, or one per frame."""
     request_digest: str = ""
-    state: str = "queued"
+    state: JobState = JobState.QUEUED
     message: str = ""
     submitted: float = 0.0
     started: float = 0.0
@@ -132,8 +132,6 @@ def _check_job(job: Job, folder: Path) -> None:
     """What a manifest's field types cannot say: DamagedManifest naming the first problem."""
     if job.job_id != folder.name:
         raise DamagedManifest(f"its job_id {job.job_id[:80]!r} is not its folder's name")
-    if job.state not in ACTIVE + ENDED:
-        raise DamagedManifest(f"its state {job.state[:40]!r} is none of {', '.join(ACTIVE + ENDED)}")
     if job.frame_count < 1 or job.width < 1 or job.height < 1 or job.attempts < 0:
         raise DamagedManifest("its frame_count, width, height or attempts is out of range")
     if job.state in ENDED and job.finished <= 0:
@@ -156,7 +154,7 @@ def _ending_of(result: Path) -> dict | None:
     kinds = {"state": str, "message": str, "finished": (int, float), "stats": dict, "result_files": list}
     if set(ending) != set(kinds) or not all(isinstance(ending[k], kind) for k, kind in kinds.items()):
         return None
-    return ending if ending["state"] == "done" and _are_records(ending["result_files"]) else None
+    return ending if ending["state"] == JobState.DONE and _are_records(ending["result_files"]) else None
 
 
 class JobStore:
@@ -188,7 +186,8 @@ class JobStore:
                 self._load_one(folder)
             except OSError as error:  # an unreadable folder costs its own job, never the others
                 log.error("job folder %s cannot be read (%s); it is skipped", folder, error)
-        self.queue = [j.job_id for j in sorted(self.jobs.values(), key=lambda j: j.submitted) if j.state == "queued"]
+        waiting = [job for job in self.jobs.values() if job.state == JobState.QUEUED]
+        self.queue = [job.job_id for job in sorted(waiting, key=lambda job: job.submitted)]
         self.expire()
 
     def _load_one(self, folder: Path) -> None:
@@ -234,14 +233,14 @@ class JobStore:
             return
         shutil.rmtree(folder / "result", ignore_errors=True)
         if job.cancel_requested:
-            self._end(job, self._ending("cancelled", CANCELLED_RUNNING))
-        elif job.state == "running" and job.attempts >= MAX_ATTEMPTS:
+            self._end(job, self._ending(JobState.CANCELLED, CANCELLED_RUNNING))
+        elif job.state == JobState.RUNNING and job.attempts >= MAX_ATTEMPTS:
             log.warning("job %s: the backend stopped while running it, %d times; it fails", job.job_id, job.attempts)
-            self._end(job, self._ending("failed", f"{STOPPED_WHILE_RUNNING} ({job.attempts} times, the most it "
+            self._end(job, self._ending(JobState.FAILED, f"{STOPPED_WHILE_RUNNING} ({job.attempts} times, the most it "
                                                   "is tried): check the backend's log, then submit it again, "
                                                   "perhaps with fewer frames or steps"))
         else:
-            job.state, job.started = "queued", 0.0
+            job.state, job.started = JobState.QUEUED, 0.0
 
     def _end(self, job: Job, ending: dict) -> None:
         """Apply an ending found or decided at start-up; a manifest that cannot be written yet waits."""
@@ -343,7 +342,7 @@ class JobStore:
 
     def running(self) -> Job | None:
         with self.lock:
-            return next((job for job in self.jobs.values() if job.state == "running"), None)
+            return next((job for job in self.jobs.values() if job.state == JobState.RUNNING), None)
 
     def next_job(self) -> Job | None:
         """Take the first queued job and mark it running, on disk first: if its manifest cannot be
@@ -352,11 +351,11 @@ class JobStore:
             if not self.queue:
                 return None
             job = self.jobs[self.queue[0]]
-            job.state, job.started, job.attempts = "running", time.time(), job.attempts + 1
+            job.state, job.started, job.attempts = JobState.RUNNING, time.time(), job.attempts + 1
             try:
                 self.save(job)
             except OSError:
-                job.state, job.started, job.attempts = "queued", 0.0, job.attempts - 1
+                job.state, job.started, job.attempts = JobState.QUEUED, 0.0, job.attempts - 1
                 self.unsaved.discard(job.job_id)  # the disk still says queued, as memory does again
                 raise
             self.queue.pop(0)
@@ -365,11 +364,11 @@ class JobStore:
     def put_back(self, job: Job) -> None:
         """Queue a running job again, first in line, at a clean shutdown: that run does not count."""
         with self.lock:
-            job.state, job.started, job.attempts = "queued", 0.0, max(0, job.attempts - 1)
+            job.state, job.started, job.attempts = JobState.QUEUED, 0.0, max(0, job.attempts - 1)
             self.queue.insert(0, job.job_id)
             self.save(job)
 
-    def cancel(self, job_id: str) -> str:
+    def cancel(self, job_id: str) -> JobState:
         """Cancel a job: a queued one ends now, a running one is marked for the worker to stop
         before its next forward pass, an ended one stays as it is. Returns the job's state after.
         One lock makes this atomic with the worker taking the job, so no cancel is ever lost."""
@@ -377,23 +376,24 @@ class JobStore:
             job = self.jobs[job_id]
             if job_id in self.queue:
                 self.queue.remove(job_id)
-                self.finish(job, "cancelled", CANCELLED_QUEUED)
-            elif job.state == "running" and not job.cancel_requested:
+                self.finish(job, JobState.CANCELLED, CANCELLED_QUEUED)
+            elif job.state == JobState.RUNNING and not job.cancel_requested:
                 job.cancel_requested = True
                 self.save(job)
             return job.state
 
     @staticmethod
-    def _ending(state: str, message: str = "", stats: dict | None = None, frames: list[bytes] | None = None) -> dict:
+    def _ending(state: JobState, message: str = "", stats: dict | None = None,
+                frames: list[bytes] | None = None) -> dict:
         return {"state": state, "message": message, "finished": time.time(), "stats": stats or {},
                 "result_files": [frame_record(f) for f in frames] if frames is not None else None}
 
     @staticmethod
     def _apply(job: Job, ending: dict) -> None:
-        job.state, job.message, job.finished = ending["state"], ending["message"], ending["finished"]
+        job.state, job.message, job.finished = JobState(ending["state"]), ending["message"], ending["finished"]
         job.stats, job.result_files = ending["stats"], ending["result_files"]
 
-    def finish(self, job: Job, state: str, message: str = "", frames: list[bytes] | None = None,
+    def finish(self, job: Job, state: JobState, message: str = "", frames: list[bytes] | None = None,
                stats: dict | None = None) -> None:
         """End a job. With a result, the rename of `.result/` to `result/` is the commit: before
         it nothing has changed, after it the job is done even if the manifest cannot be saved."""
