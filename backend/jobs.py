@@ -1,10 +1,12 @@
 """The job store: every job on disk (manifest + PNG frames) and the queue of jobs to run.
 
-A job's folder appears whole or not at all (it is written under a temporary name and renamed),
-and its manifest is replaced atomically, so a crash never leaves a half-written job. A job's
-ending with a result is committed by one rename: its frames and its ending (state, stats, each
-frame's size and checksum) are written into `.result/`, which becomes `result/`; a restart that
-finds `result/` beside a manifest still saying running finishes the job from it. Jobs still
+Every write goes through `durable`: a job's folder appears whole or not at all (written into a
+hidden staging folder, fsynced, renamed), and its manifest is replaced by one rename of a fsynced
+file, so a crash, a kill -9 or a power cut never leaves a torn manifest or a half-written job;
+start-up removes the staging files a killed backend left. A job's ending with a result is
+committed by one rename: its frames and its ending (state, stats, each frame's size and
+checksum) are written into a staging folder, which becomes `result/`; a restart that finds
+`result/` beside a manifest still saying running finishes the job from it. Jobs still
 queued at shutdown are queued again at start-up; a job that was running when the backend stopped
 without a clean shutdown runs again at most MAX_ATTEMPTS times in all, then fails.
 """
@@ -16,12 +18,12 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import durable
 from protocol.states import ACTIVE, ENDED, JobState
 
 from .errors import BackendError
@@ -94,38 +96,33 @@ def frame_record(frame: bytes) -> dict:
     return {"size": len(frame), "sha256": hashlib.sha256(frame).hexdigest()}
 
 
-def _sync_folder(folder: Path) -> None:
-    """Make a rename in `folder` survive a power cut (POSIX; Windows has no folder handles)."""
-    if os.name == "posix":
-        handle = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(handle)
-        finally:
-            os.close(handle)
+PRIVATE_FILE, PRIVATE_FOLDER = 0o600, 0o700
+"""A job's prompt and frames are its artist's: only the backend's own user reads them."""
+OLD_LEFTOVERS = (".incoming-*", ".manifest.*", ".result")
+"""Staging names of releases before `durable`, removed at start like its own."""
+
+
+def _json(data: dict) -> str:
+    return json.dumps(data, indent=1)
 
 
 def _write_json(path: Path, data: dict) -> None:
-    handle, staged = tempfile.mkstemp(prefix=".manifest.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(data, stream, indent=1)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(staged, path)
-    except BaseException:
-        Path(staged).unlink(missing_ok=True)
-        raise
-    _sync_folder(path.parent)
+    durable.write_text(path, _json(data), mode=PRIVATE_FILE)
 
 
-def _write_frames(folder: Path, frames: list[bytes], durable: bool = False) -> None:
-    folder.mkdir(parents=True)
+def _write_frames(folder: Path, frames: list[bytes]) -> None:
+    """Frames into a folder inside a staged folder, which syncs them when it is committed."""
+    folder.mkdir(PRIVATE_FOLDER, exist_ok=True)
     for number, frame in enumerate(frames, start=1):
-        with open(folder / f"frame_{number:04d}.png", "wb") as stream:
-            stream.write(frame)
-            if durable:
-                stream.flush()
-                os.fsync(stream.fileno())
+        (folder / f"frame_{number:04d}.png").write_bytes(frame)
+
+
+def _remove_leftovers(folder: Path) -> None:
+    """What a killed backend was writing in `folder`: never committed, so never used."""
+    durable.remove_leftovers(folder)
+    for pattern in OLD_LEFTOVERS:
+        for left in folder.glob(pattern):
+            shutil.rmtree(left) if left.is_dir() else left.unlink(missing_ok=True)
 
 
 def _check_job(job: Job, folder: Path) -> None:
@@ -177,8 +174,7 @@ class JobStore:
     # Start-up --------------------------------------------------------------------------------
 
     def _load(self) -> None:
-        for leftover in self.root.glob(".incoming-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+        _remove_leftovers(self.root)
         for folder in sorted(self.root.iterdir()):
             if folder.name.startswith(".") or not folder.is_dir():
                 continue  # the lock file, the source cache, the quarantine
@@ -221,11 +217,9 @@ class JobStore:
     def _resume(self, job: Job) -> None:
         """Bring a job found on disk back to a state this run can act on."""
         folder = self._folder(job.job_id)
-        for staged in folder.glob(".manifest.*"):
-            staged.unlink(missing_ok=True)
+        _remove_leftovers(folder)
         if job.state not in ACTIVE:
             return
-        shutil.rmtree(folder / ".result", ignore_errors=True)
         ending = _ending_of(folder / "result")
         if ending is not None:
             log.info("job %s: its result was complete when the backend stopped; it is done", job.job_id)
@@ -283,17 +277,12 @@ class JobStore:
     def add(self, job: Job, frames: list[bytes], masks: list[bytes] = ()) -> None:
         """Store a new job, its source frames and subject masks, then queue it."""
         with self.lock:
-            staging = Path(tempfile.mkdtemp(prefix=f".incoming-{job.job_id}-", dir=self.root))
-            try:
+            with durable.staged_folder(self._folder(job.job_id), mode=PRIVATE_FOLDER) as staging:
                 _write_frames(staging / "source", frames)
                 if masks:
                     _write_frames(staging / "subjects", masks)
                 job.submitted = time.time()
-                _write_json(staging / "manifest.json", asdict(job))
-                os.replace(staging, self._folder(job.job_id))
-            except BaseException:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise
+                (staging / "manifest.json").write_text(_json(asdict(job)), encoding="utf-8")
             self.jobs[job.job_id] = job
             self.queue.append(job.job_id)
 
@@ -408,20 +397,13 @@ class JobStore:
             reached("manifest saved")
 
     def _commit_result(self, job_id: str, frames: list[bytes], ending: dict) -> None:
-        folder = self._folder(job_id)
-        staging, result = folder / ".result", folder / "result"
-        shutil.rmtree(staging, ignore_errors=True)
-        try:
-            _write_frames(staging, frames, durable=True)
+        result = self._folder(job_id) / "result"
+        with durable.staged_folder(result, mode=PRIVATE_FOLDER) as staging:
+            _write_frames(staging, frames)
             reached("frames written")
-            _write_json(staging / "ending.json", ending)
+            (staging / "ending.json").write_text(_json(ending), encoding="utf-8")
             reached("ending written")
             shutil.rmtree(result, ignore_errors=True)  # only a damaged leftover can be there
-            os.replace(staging, result)
-            _sync_folder(folder)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         reached("result in place")
 
     def expire(self, now: float | None = None) -> list[str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,8 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+import durable
 
 from .config import FlowMotionConfig
 
@@ -101,13 +102,8 @@ class SourceMotionCache:
             return
         tensors = {"source_latent": entry.source_latent.contiguous()}
         tensors.update({f"motion_{i:03d}": motion.contiguous() for i, motion in enumerate(entry.motions)})
-        handle, staged = tempfile.mkstemp(prefix=f".{key}.", dir=self.folder)
-        os.close(handle)
-        try:
+        with durable.replacing(self._path(key)) as staged:
             save_file(tensors, staged)
-            os.replace(staged, self._path(key))
-        finally:
-            Path(staged).unlink(missing_ok=True)
         self._prune_disk()
 
     def _path(self, key: str) -> Path | None:

@@ -7,6 +7,7 @@ this process then opens the store as the next backend start would.
 import errno
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import pytest
 import zmq
 
 from backend import jobs, worker
-from backend.jobs import ENDING_POINTS, MAX_ATTEMPTS, STOPPED_WHILE_RUNNING, Job, JobStore
+from backend.jobs import ENDING_POINTS, MAX_ATTEMPTS, QUARANTINE, STOPPED_WHILE_RUNNING, Job, JobStore
 from protocol.messages import PROTOCOL_VERSION
 from protocol.states import JobState
 
@@ -93,11 +94,11 @@ def test_a_kill_at_any_point_of_a_done_ending_leaves_the_job_queued_or_done(tmp_
         assert job.stats == {"seconds": 1.0} and job.attempts == 1
     else:  # nothing was committed: the job runs again, as its second attempt
         assert (job.state, job.attempts, store.queue) == (JobState.QUEUED, 1, ["j"])
-        assert not (tmp_path / "j" / "result").exists() and not (tmp_path / "j" / ".result").exists()
+        assert not (tmp_path / "j" / "result").exists() and not list((tmp_path / "j").glob(".staging-*"))
         store.finish(store.next_job(), "done", frames=source[::-1], stats={"seconds": 1.0})
     assert store.result_frames("j") == source[::-1]
     assert JobStore(tmp_path).result_frames("j") == source[::-1]
-    assert not list((tmp_path / "j").glob(".manifest.*"))
+    assert not [p.name for p in (tmp_path / "j").iterdir() if p.name.startswith(".")]  # no staging left
 
 
 @pytest.mark.parametrize("state", [JobState.FAILED, JobState.CANCELLED])
@@ -260,3 +261,93 @@ def test_a_result_whose_ending_record_is_damaged_is_not_trusted_and_the_job_runs
     store.finish(store.next_job(), "done", frames=source)
     assert JobStore(tmp_path).result_frames("j") == source
 
+
+SAVE_FOREVER = """
+import sys
+from backend.jobs import JobStore
+store = JobStore(sys.argv[1])
+job = store.get("j")
+for number in range(1, 10**9):
+    job.message = f"save {number} " + "x" * (number * 7919 % 300_000)  # sizes vary: a torn write would show
+    store.save(job)
+    print(number, flush=True)
+"""
+
+KILLED_BEFORE_THE_RENAME = """
+import os, signal, sys
+from backend.jobs import JobStore
+store = JobStore(sys.argv[1])
+job = store.get("j")
+job.message = "never committed"
+os.replace = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+store.save(job)
+"""
+
+
+def message_of(number: int) -> str:
+    return f"save {number} " + "x" * (number * 7919 % 300_000)
+
+
+def test_a_backend_killed_at_random_moments_of_manifest_writes_never_tears_one(tmp_path):
+    JobStore(tmp_path).add(new_job("j"), playblast(frames=2))
+    chance = random.Random(2026)
+    for _ in range(8):
+        child = subprocess.Popen([sys.executable, "-c", SAVE_FOREVER, str(tmp_path)], env=CHILD_ENV,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            # The child goes on saving while this reads, so the kill lands at whatever step it is at.
+            for _ in range(chance.randint(1, 30)):
+                line = child.stdout.readline()
+                assert line, f"the saving child died: {child.stderr.read()}"
+            saved = int(line)
+        finally:
+            child.kill()
+            child.communicate(timeout=TIMEOUT)
+        store = JobStore(tmp_path)  # the next start
+        job = store.get("j")
+        assert job is not None, (tmp_path / QUARANTINE).glob("*/QUARANTINED.txt")  # torn, and set aside
+        number = int(job.message.split()[1])
+        assert number >= saved and job.message == message_of(number)  # a whole manifest, the last or a later one
+        assert on_disk(tmp_path, "j")["message"] == job.message and not (tmp_path / QUARANTINE).exists()
+        assert not [p.name for p in (tmp_path / "j").iterdir() if p.name.startswith(".")]
+
+
+def test_a_kill_between_the_write_and_the_rename_leaves_the_last_manifest(tmp_path):
+    store = JobStore(tmp_path)
+    store.add(new_job("j"), playblast(frames=2))
+    assert run_child(KILLED_BEFORE_THE_RENAME, tmp_path) == -signal.SIGKILL
+    left = [p.name for p in (tmp_path / "j").glob(".staging-*")]
+    assert len(left) == 1 and "never committed" in (tmp_path / "j" / left[0]).read_text()
+    job = JobStore(tmp_path).get("j")
+    assert (job.state, job.message) == (JobState.QUEUED, "") and not list((tmp_path / "j").glob(".staging-*"))
+
+
+def test_a_manifest_write_that_fails_midway_leaves_no_staging_file(tmp_path, monkeypatch):
+    store = JobStore(tmp_path)
+    store.add(new_job("j"), playblast(frames=2))
+    job = store.get("j")
+    job.message = "not saved"
+
+    def full_disk(handle):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fsync", full_disk)
+        with pytest.raises(OSError, match="No space"):
+            store.save(job)
+    assert store.unsaved == {"j"} and on_disk(tmp_path, "j")["message"] == ""
+    assert not [p.name for p in (tmp_path / "j").iterdir() if p.name.startswith(".")]
+    store.save_pending()
+    assert not store.unsaved and on_disk(tmp_path, "j")["message"] == "not saved"
+
+
+def test_a_submit_that_fails_midway_leaves_no_job_and_no_staging(tmp_path, monkeypatch):
+    store = JobStore(tmp_path)
+
+    def full_disk(handle):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        store.add(new_job("j"), playblast(frames=2))
+    assert store.get("j") is None and store.queue == [] and list(tmp_path.iterdir()) == []

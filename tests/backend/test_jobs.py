@@ -32,14 +32,15 @@ def test_a_restart_requeues_in_submission_order_and_drops_half_written_jobs(tmp_
         store.add(new_job(job_id), playblast(frames=2))
     running = store.next_job()
     assert running.job_id == "first" and store.position("second") == 1
-    (tmp_path / ".incoming-crashed-1234").mkdir()
+    (tmp_path / ".incoming-crashed-1234").mkdir()  # as a release before `durable` left it
+    (tmp_path / ".staging-crashed-5678").mkdir()
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "manifest.json").write_text("{ not json")
 
     again = JobStore(tmp_path)
     assert again.queue == ["first", "second", "third"]
     assert again.get("first").state == JobState.QUEUED
-    assert not (tmp_path / ".incoming-crashed-1234").exists()
+    assert not (tmp_path / ".incoming-crashed-1234").exists() and not (tmp_path / ".staging-crashed-5678").exists()
     assert again.get("broken") is None and not (tmp_path / "broken").exists()
     assert [p.name[:7] for p in (tmp_path / ".quarantine").iterdir()] == ["broken-"]  # set aside, not deleted
 
