@@ -136,7 +136,8 @@ def run_backend(args) -> int:
         if args.model == flowmotion.EMBEDDED_MODEL else ""
     print(f"loading {args.model}{model_note} on {device}...", flush=True)
     pipe = flowmotion.load_pipeline(args.model, device=device)
-    worker = Worker(pipe, store, queue.Queue(), cache=TransferCache(args.jobs / ".source-cache"),
+    # The job store's lock, held since before the store was opened, makes this backend its cache's sole writer.
+    worker = Worker(pipe, store, queue.Queue(), cache=TransferCache(args.jobs / ".source-cache", sole_writer=True),
                     max_area=flowmotion.loading.max_area_for(args.model, args.max_area))
     server = Server(args.bind, store, worker, limits=limits, model_name=args.model, device=device,
                     keys_folder=args.keys, insecure=args.insecure, share_prompts=args.share_prompts)

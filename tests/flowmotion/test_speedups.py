@@ -168,3 +168,15 @@ def test_a_cache_write_that_fails_midway_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="No space"):
         motions.put("key", entry)
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_a_sole_writer_removes_what_a_killed_writer_left_and_no_one_else_does(tmp_path):
+    from flowmotion.cache import SourceMotionCache
+
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    (folder / ".staging-0123abcd-5e6f.safetensors").write_bytes(b"half a tensor file")
+    SourceMotionCache(folder)  # another process may be writing it right now
+    assert [p.name for p in folder.iterdir()] == [".staging-0123abcd-5e6f.safetensors"]
+    SourceMotionCache(folder, sole_writer=True)
+    assert list(folder.iterdir()) == []
