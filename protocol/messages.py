@@ -106,8 +106,9 @@ def _job_maps(value: list, limits: Limits) -> None:
     for number, job in enumerate(value, start=1):
         if not isinstance(job, dict) or not isinstance(job.get("job_id"), str):
             raise ValueError(f"entry {number} is not a job map with a job_id")
-        if "state" in job and job["state"] not in set(JobState):
-            raise ValueError(f"entry {number} has state {str(job['state'])[:40]!r}, none of {', '.join(JobState)}")
+        state = job.get("state", JobState.QUEUED)
+        if not isinstance(state, str) or state not in set(JobState):
+            raise ValueError(f"entry {number} has state {str(state)[:40]!r}, none of {', '.join(JobState)}")
 
 
 def check(fn, since: int = 2, kind: type | None = None):

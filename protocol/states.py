@@ -35,16 +35,8 @@ class JobState(StrEnum):
 
     @property
     def description(self) -> str:
+        """What the state means, for a tooltip."""
         return DESCRIPTIONS[self]
-
-    @classmethod
-    def parse(cls, value: object, name: str = "state") -> JobState:
-        """`value` as a JobState; ValueError naming `name` and the states there are if it is none."""
-        try:
-            return cls(value)
-        except ValueError:
-            shown = repr(value)[:40]
-            raise ValueError(f"{name} {shown} is none of {', '.join(cls)}") from None
 
 
 ACTIVE = frozenset({JobState.QUEUED, JobState.RUNNING})

@@ -56,8 +56,9 @@ def test_an_unknown_state_is_refused_naming_the_field(kind):
     assert "field 'state' must be one of queued, running, done, failed, cancelled" in error.value.message
 
 
-def test_an_unknown_state_in_a_job_list_is_refused_naming_the_entry():
+@pytest.mark.parametrize("state, shown", [("exploded", "'exploded'"), ([1], "'[1]'"), (7, "'7'")])
+def test_an_unknown_state_in_a_job_list_is_refused_naming_the_entry(state, shown):
     with pytest.raises(p.ProtocolError) as error:
         p.decode(raw({"type": "jobs", "v": 3, "jobs": [{"job_id": "a", "state": "done"},
-                                                       {"job_id": "b", "state": "exploded"}]}), p.SERVER_MESSAGES)
-    assert error.value.field == "jobs" and "entry 2 has state 'exploded'" in error.value.message
+                                                       {"job_id": "b", "state": state}]}), p.SERVER_MESSAGES)
+    assert error.value.field == "jobs" and f"entry 2 has state {shown}, none of queued" in error.value.message
