@@ -12,12 +12,15 @@ import argparse
 import logging
 import os
 import queue
+import re
+import shutil
 import signal
 import sys
 import threading
 import uuid
 from pathlib import Path
 
+import durable
 from flowmotion import FlowMotionError
 from flowmotion.loading import EMBEDDED_MAX_AREA
 from protocol import Accepted, JobList, JobState, JobStatus, Limits, Progress, ProtocolError, Result, Welcome
@@ -208,9 +211,7 @@ def talk(args) -> int:
         else:
             client.fetch(args.job_id)
             result, frames = client.wait(lambda m: isinstance(m, Result), args.timeout)
-            args.out.mkdir(parents=True, exist_ok=True)
-            for number, frame in enumerate(frames, start=1):
-                (args.out / f"frame_{number:04d}.png").write_bytes(frame)
+            save_frames(args.out, frames)
             print(f"wrote {len(frames)} frames ({result.width}x{result.height}) to {args.out}")
             return 0
         reply, _ = client.wait(lambda m: isinstance(m, (JobStatus, Accepted)), args.timeout)
@@ -218,6 +219,22 @@ def talk(args) -> int:
         return 0
     finally:
         client.close()
+
+
+def save_frames(out: Path, frames: list[bytes]) -> None:
+    """A fetched take's frames into `out`, whole or not at all; an earlier fetch there is replaced,
+    a folder holding anything else is refused before it is touched."""
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if not re.fullmatch(r"frame_\d+\.png", p.name))
+        if foreign:
+            raise BackendError(f"{out} already holds other files ({', '.join(foreign[:3])}); fetch into an empty "
+                               "or new folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with durable.staged_folder(out) as staging:
+        for number, frame in enumerate(frames, start=1):
+            (staging / f"frame_{number:04d}.png").write_bytes(frame)
+        if out.exists():
+            shutil.rmtree(out)
 
 
 def submit(client: BackendClient, args) -> int:
