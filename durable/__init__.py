@@ -7,11 +7,13 @@ or Ctrl-C, removes the staging file or folder; a process killed outright leaves 
 STAGING_PREFIX, which `remove_leftovers` clears at the next start.
 
 Why a package of its own: the library (`flowmotion`), the backend and the Blender add-on all write
-files that must not tear, and the project's layers forbid the obvious homes. `flowmotion` may not
-import `protocol` or `backend`; the add-on imports only bpy, zmq, `protocol` and what its zip
-carries. So this is a leaf: pure standard library, importing nothing of the project, used
-directly by `flowmotion` and `backend` and copied into the add-on's zip beside `protocol/`. One
-implementation of the rules above, instead of one per caller.
+files that must not tear, and the project's layers forbid the obvious homes. In `protocol/` the
+library could not use it (`flowmotion` may not import `protocol` or `backend`); in `flowmotion/`
+the add-on could not (it imports only bpy, zmq and what its zip carries, and the library brings
+torch). So this is a leaf: pure standard library, one file, importing nothing of the project.
+`flowmotion` and `backend` import it directly; the add-on's zip is to carry a copy beside its copy
+of `protocol/`, made the same way by build_addon.py. One implementation of the rules above,
+instead of one per caller.
 """
 
 from __future__ import annotations
