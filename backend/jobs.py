@@ -118,11 +118,15 @@ def _write_frames(folder: Path, frames: list[bytes]) -> None:
 
 
 def _remove_leftovers(folder: Path) -> None:
-    """What a killed backend was writing in `folder`: never committed, so never used."""
-    durable.remove_leftovers(folder)
-    for pattern in OLD_LEFTOVERS:
-        for left in folder.glob(pattern):
-            shutil.rmtree(left) if left.is_dir() else left.unlink(missing_ok=True)
+    """What a killed backend was writing in `folder`: never committed, so never used, and one that
+    cannot be removed costs a warning, never the start."""
+    try:
+        durable.remove_leftovers(folder)
+        for pattern in OLD_LEFTOVERS:
+            for left in folder.glob(pattern):
+                shutil.rmtree(left, ignore_errors=True) if left.is_dir() else left.unlink(missing_ok=True)
+    except OSError as error:
+        log.warning("cannot remove what a killed backend left in %s (%s); it is never used", folder, error)
 
 
 def _check_job(job: Job, folder: Path) -> None:

@@ -106,3 +106,16 @@ def test_a_saved_manifest_spells_the_state_as_before(tmp_path):
     store = JobStore(tmp_path)
     store.add(Job(job_id="new", prompt="a cube", frame_count=1, width=8, height=8), [b"png"])
     assert json.loads((tmp_path / "new" / "manifest.json").read_text())["state"] == "queued"
+
+
+def test_a_leftover_that_cannot_be_removed_costs_a_warning_not_the_start(tmp_path, monkeypatch, caplog):
+    import durable
+
+    JobStore(tmp_path).add(new_job("kept"), playblast(frames=2))
+
+    def refused(folder):
+        raise PermissionError(13, "Permission denied", str(folder))
+
+    monkeypatch.setattr(durable, "remove_leftovers", refused)
+    store = JobStore(tmp_path)
+    assert store.queue == ["kept"] and "cannot remove what a killed backend left" in caplog.text
