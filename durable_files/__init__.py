@@ -14,6 +14,7 @@ torch). So this is a leaf: pure standard library, one file, importing nothing of
 `flowmotion` and `backend` import it directly; the add-on's zip is to carry a copy beside its copy
 of `protocol/`, made the same way by build_addon.py. One implementation of the rules above,
 instead of one per caller.
+Named `durable_files`: plain `durable` is a rules engine's import name on PyPI.
 """
 
 from __future__ import annotations
