@@ -12,15 +12,18 @@ import argparse
 import logging
 import os
 import queue
+import re
+import shutil
 import signal
 import sys
 import threading
 import uuid
 from pathlib import Path
 
+import durable_files
 from flowmotion import FlowMotionError
 from flowmotion.loading import EMBEDDED_MAX_AREA
-from protocol import Accepted, JobList, JobStatus, Limits, Progress, ProtocolError, Result, Welcome
+from protocol import Accepted, JobList, JobState, JobStatus, Limits, Progress, ProtocolError, Result, Welcome
 from protocol.client import BackendClient
 
 from .errors import BackendError
@@ -136,7 +139,8 @@ def run_backend(args) -> int:
         if args.model == flowmotion.EMBEDDED_MODEL else ""
     print(f"loading {args.model}{model_note} on {device}...", flush=True)
     pipe = flowmotion.load_pipeline(args.model, device=device)
-    worker = Worker(pipe, store, queue.Queue(), cache=TransferCache(args.jobs / ".source-cache"),
+    # The job store's lock, held since before the store was opened, makes this backend its cache's sole writer.
+    worker = Worker(pipe, store, queue.Queue(), cache=TransferCache(args.jobs / ".source-cache", sole_writer=True),
                     max_area=flowmotion.loading.max_area_for(args.model, args.max_area))
     server = Server(args.bind, store, worker, limits=limits, model_name=args.model, device=device,
                     keys_folder=args.keys, insecure=args.insecure, share_prompts=args.share_prompts)
@@ -184,7 +188,7 @@ def connect(args) -> BackendClient:
 
 
 def describe(status: JobStatus) -> str:
-    where = f", position {status.position} in the queue" if status.state == "queued" else ""
+    where = f", position {status.position} in the queue" if status.state == JobState.QUEUED else ""
     why = f": {status.message}" if status.message else ""
     return f"{status.job_id}: {status.state}{where}{why}"
 
@@ -207,9 +211,7 @@ def talk(args) -> int:
         else:
             client.fetch(args.job_id)
             result, frames = client.wait(lambda m: isinstance(m, Result), args.timeout)
-            args.out.mkdir(parents=True, exist_ok=True)
-            for number, frame in enumerate(frames, start=1):
-                (args.out / f"frame_{number:04d}.png").write_bytes(frame)
+            save_frames(args.out, frames)
             print(f"wrote {len(frames)} frames ({result.width}x{result.height}) to {args.out}")
             return 0
         reply, _ = client.wait(lambda m: isinstance(m, (JobStatus, Accepted)), args.timeout)
@@ -217,6 +219,22 @@ def talk(args) -> int:
         return 0
     finally:
         client.close()
+
+
+def save_frames(out: Path, frames: list[bytes]) -> None:
+    """A fetched take's frames into `out`, whole or not at all; an earlier fetch there is replaced,
+    a folder holding anything else is refused before it is touched."""
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if not re.fullmatch(r"frame_\d+\.png", p.name))
+        if foreign:
+            raise BackendError(f"{out} already holds other files ({', '.join(foreign[:3])}); fetch into an empty "
+                               "or new folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with durable_files.staged_folder(out) as staging:
+        for number, frame in enumerate(frames, start=1):
+            (staging / f"frame_{number:04d}.png").write_bytes(frame)
+        if out.exists():
+            shutil.rmtree(out)
 
 
 def submit(client: BackendClient, args) -> int:
@@ -237,9 +255,9 @@ def submit(client: BackendClient, args) -> int:
         if isinstance(message, Progress):
             eta = f", about {message.eta:.0f} s left" if message.eta is not None else ""
             print(f"\r{message.phase} step {message.step}/{message.total}{eta}    ", end="", flush=True)
-        elif message.state in ("done", "failed", "cancelled"):
+        elif message.state.ended:
             print("\n" + describe(message))
-            return 0 if message.state == "done" else 1
+            return 0 if message.state == JobState.DONE else 1
     return 0
 
 

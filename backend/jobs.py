@@ -1,10 +1,12 @@
 """The job store: every job on disk (manifest + PNG frames) and the queue of jobs to run.
 
-A job's folder appears whole or not at all (it is written under a temporary name and renamed),
-and its manifest is replaced atomically, so a crash never leaves a half-written job. A job's
-ending with a result is committed by one rename: its frames and its ending (state, stats, each
-frame's size and checksum) are written into `.result/`, which becomes `result/`; a restart that
-finds `result/` beside a manifest still saying running finishes the job from it. Jobs still
+Every write goes through `durable_files`: a job's folder appears whole or not at all (written into a
+hidden staging folder, fsynced, renamed), and its manifest is replaced by one rename of a fsynced
+file, so a crash, a kill -9 or a power cut never leaves a torn manifest or a half-written job;
+start-up removes the staging files a killed backend left. A job's ending with a result is
+committed by one rename: its frames and its ending (state, stats, each frame's size and
+checksum) are written into a staging folder, which becomes `result/`; a restart that finds
+`result/` beside a manifest still saying running finishes the job from it. Jobs still
 queued at shutdown are queued again at start-up; a job that was running when the backend stopped
 without a clean shutdown runs again at most MAX_ATTEMPTS times in all, then fails.
 """
@@ -16,19 +18,19 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import durable_files
+from protocol.states import ACTIVE, ENDED, JobState
 
 from .errors import BackendError
 from .manifest import DamagedManifest, build, read_manifest
 
 log = logging.getLogger("flowmotion.backend")
 
-ACTIVE = ("queued", "running")
-ENDED = ("done", "failed", "cancelled")
 DEFAULT_EXPIRY = 7 * 24 * 3600
 CANCELLED_QUEUED = "cancelled before it started"
 CANCELLED_RUNNING = "cancelled by the artist"
@@ -58,7 +60,7 @@ class Job:
     mask_count: int = 0
     """Subject masks sent with the frames: none, or one per frame."""
     request_digest: str = ""
-    state: str = "queued"
+    state: JobState = JobState.QUEUED
     message: str = ""
     submitted: float = 0.0
     started: float = 0.0
@@ -94,46 +96,43 @@ def frame_record(frame: bytes) -> dict:
     return {"size": len(frame), "sha256": hashlib.sha256(frame).hexdigest()}
 
 
-def _sync_folder(folder: Path) -> None:
-    """Make a rename in `folder` survive a power cut (POSIX; Windows has no folder handles)."""
-    if os.name == "posix":
-        handle = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(handle)
-        finally:
-            os.close(handle)
+PRIVATE_FILE, PRIVATE_FOLDER = 0o600, 0o700
+"""A job's prompt and frames are its artist's: only the backend's own user reads them."""
+OLD_LEFTOVERS = (".incoming-*", ".manifest.*", ".result")
+"""Staging names of releases before `durable_files`, removed at start like its own."""
+
+
+def _json(data: dict) -> str:
+    return json.dumps(data, indent=1)
 
 
 def _write_json(path: Path, data: dict) -> None:
-    handle, staged = tempfile.mkstemp(prefix=".manifest.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(data, stream, indent=1)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(staged, path)
-    except BaseException:
-        Path(staged).unlink(missing_ok=True)
-        raise
-    _sync_folder(path.parent)
+    durable_files.write_text(path, _json(data), mode=PRIVATE_FILE)
 
 
-def _write_frames(folder: Path, frames: list[bytes], durable: bool = False) -> None:
-    folder.mkdir(parents=True)
+def _write_frames(folder: Path, frames: list[bytes]) -> None:
+    """Frames into a folder inside a staged folder, which syncs them when it is committed."""
+    folder.mkdir(PRIVATE_FOLDER, exist_ok=True)
     for number, frame in enumerate(frames, start=1):
-        with open(folder / f"frame_{number:04d}.png", "wb") as stream:
-            stream.write(frame)
-            if durable:
-                stream.flush()
-                os.fsync(stream.fileno())
+        (folder / f"frame_{number:04d}.png").write_bytes(frame)
+
+
+def _remove_leftovers(folder: Path) -> None:
+    """What a killed backend was writing in `folder`: never committed, so never used, and one that
+    cannot be removed costs a warning, never the start."""
+    try:
+        durable_files.remove_leftovers(folder)
+        for pattern in OLD_LEFTOVERS:
+            for left in folder.glob(pattern):
+                shutil.rmtree(left, ignore_errors=True) if left.is_dir() else left.unlink(missing_ok=True)
+    except OSError as error:
+        log.warning("cannot remove what a killed backend left in %s (%s); it is never used", folder, error)
 
 
 def _check_job(job: Job, folder: Path) -> None:
     """What a manifest's field types cannot say: DamagedManifest naming the first problem."""
     if job.job_id != folder.name:
         raise DamagedManifest(f"its job_id {job.job_id[:80]!r} is not its folder's name")
-    if job.state not in ACTIVE + ENDED:
-        raise DamagedManifest(f"its state {job.state[:40]!r} is none of {', '.join(ACTIVE + ENDED)}")
     if job.frame_count < 1 or job.width < 1 or job.height < 1 or job.attempts < 0:
         raise DamagedManifest("its frame_count, width, height or attempts is out of range")
     if job.state in ENDED and job.finished <= 0:
@@ -156,7 +155,7 @@ def _ending_of(result: Path) -> dict | None:
     kinds = {"state": str, "message": str, "finished": (int, float), "stats": dict, "result_files": list}
     if set(ending) != set(kinds) or not all(isinstance(ending[k], kind) for k, kind in kinds.items()):
         return None
-    return ending if ending["state"] == "done" and _are_records(ending["result_files"]) else None
+    return ending if ending["state"] == JobState.DONE and _are_records(ending["result_files"]) else None
 
 
 class JobStore:
@@ -179,8 +178,7 @@ class JobStore:
     # Start-up --------------------------------------------------------------------------------
 
     def _load(self) -> None:
-        for leftover in self.root.glob(".incoming-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
+        _remove_leftovers(self.root)
         for folder in sorted(self.root.iterdir()):
             if folder.name.startswith(".") or not folder.is_dir():
                 continue  # the lock file, the source cache, the quarantine
@@ -188,7 +186,8 @@ class JobStore:
                 self._load_one(folder)
             except OSError as error:  # an unreadable folder costs its own job, never the others
                 log.error("job folder %s cannot be read (%s); it is skipped", folder, error)
-        self.queue = [j.job_id for j in sorted(self.jobs.values(), key=lambda j: j.submitted) if j.state == "queued"]
+        waiting = [job for job in self.jobs.values() if job.state == JobState.QUEUED]
+        self.queue = [job.job_id for job in sorted(waiting, key=lambda job: job.submitted)]
         self.expire()
 
     def _load_one(self, folder: Path) -> None:
@@ -222,11 +221,9 @@ class JobStore:
     def _resume(self, job: Job) -> None:
         """Bring a job found on disk back to a state this run can act on."""
         folder = self._folder(job.job_id)
-        for staged in folder.glob(".manifest.*"):
-            staged.unlink(missing_ok=True)
+        _remove_leftovers(folder)
         if job.state not in ACTIVE:
             return
-        shutil.rmtree(folder / ".result", ignore_errors=True)
         ending = _ending_of(folder / "result")
         if ending is not None:
             log.info("job %s: its result was complete when the backend stopped; it is done", job.job_id)
@@ -234,14 +231,14 @@ class JobStore:
             return
         shutil.rmtree(folder / "result", ignore_errors=True)
         if job.cancel_requested:
-            self._end(job, self._ending("cancelled", CANCELLED_RUNNING))
-        elif job.state == "running" and job.attempts >= MAX_ATTEMPTS:
+            self._end(job, self._ending(JobState.CANCELLED, CANCELLED_RUNNING))
+        elif job.state == JobState.RUNNING and job.attempts >= MAX_ATTEMPTS:
             log.warning("job %s: the backend stopped while running it, %d times; it fails", job.job_id, job.attempts)
-            self._end(job, self._ending("failed", f"{STOPPED_WHILE_RUNNING} ({job.attempts} times, the most it "
+            self._end(job, self._ending(JobState.FAILED, f"{STOPPED_WHILE_RUNNING} ({job.attempts} times, the most it "
                                                   "is tried): check the backend's log, then submit it again, "
                                                   "perhaps with fewer frames or steps"))
         else:
-            job.state, job.started = "queued", 0.0
+            job.state, job.started = JobState.QUEUED, 0.0
 
     def _end(self, job: Job, ending: dict) -> None:
         """Apply an ending found or decided at start-up; a manifest that cannot be written yet waits."""
@@ -284,17 +281,12 @@ class JobStore:
     def add(self, job: Job, frames: list[bytes], masks: list[bytes] = ()) -> None:
         """Store a new job, its source frames and subject masks, then queue it."""
         with self.lock:
-            staging = Path(tempfile.mkdtemp(prefix=f".incoming-{job.job_id}-", dir=self.root))
-            try:
+            with durable_files.staged_folder(self._folder(job.job_id), mode=PRIVATE_FOLDER) as staging:
                 _write_frames(staging / "source", frames)
                 if masks:
                     _write_frames(staging / "subjects", masks)
                 job.submitted = time.time()
-                _write_json(staging / "manifest.json", asdict(job))
-                os.replace(staging, self._folder(job.job_id))
-            except BaseException:
-                shutil.rmtree(staging, ignore_errors=True)
-                raise
+                (staging / "manifest.json").write_text(_json(asdict(job)), encoding="utf-8")
             self.jobs[job.job_id] = job
             self.queue.append(job.job_id)
 
@@ -343,7 +335,7 @@ class JobStore:
 
     def running(self) -> Job | None:
         with self.lock:
-            return next((job for job in self.jobs.values() if job.state == "running"), None)
+            return next((job for job in self.jobs.values() if job.state == JobState.RUNNING), None)
 
     def next_job(self) -> Job | None:
         """Take the first queued job and mark it running, on disk first: if its manifest cannot be
@@ -352,11 +344,11 @@ class JobStore:
             if not self.queue:
                 return None
             job = self.jobs[self.queue[0]]
-            job.state, job.started, job.attempts = "running", time.time(), job.attempts + 1
+            job.state, job.started, job.attempts = JobState.RUNNING, time.time(), job.attempts + 1
             try:
                 self.save(job)
             except OSError:
-                job.state, job.started, job.attempts = "queued", 0.0, job.attempts - 1
+                job.state, job.started, job.attempts = JobState.QUEUED, 0.0, job.attempts - 1
                 self.unsaved.discard(job.job_id)  # the disk still says queued, as memory does again
                 raise
             self.queue.pop(0)
@@ -365,11 +357,11 @@ class JobStore:
     def put_back(self, job: Job) -> None:
         """Queue a running job again, first in line, at a clean shutdown: that run does not count."""
         with self.lock:
-            job.state, job.started, job.attempts = "queued", 0.0, max(0, job.attempts - 1)
+            job.state, job.started, job.attempts = JobState.QUEUED, 0.0, max(0, job.attempts - 1)
             self.queue.insert(0, job.job_id)
             self.save(job)
 
-    def cancel(self, job_id: str) -> str:
+    def cancel(self, job_id: str) -> JobState:
         """Cancel a job: a queued one ends now, a running one is marked for the worker to stop
         before its next forward pass, an ended one stays as it is. Returns the job's state after.
         One lock makes this atomic with the worker taking the job, so no cancel is ever lost."""
@@ -377,23 +369,24 @@ class JobStore:
             job = self.jobs[job_id]
             if job_id in self.queue:
                 self.queue.remove(job_id)
-                self.finish(job, "cancelled", CANCELLED_QUEUED)
-            elif job.state == "running" and not job.cancel_requested:
+                self.finish(job, JobState.CANCELLED, CANCELLED_QUEUED)
+            elif job.state == JobState.RUNNING and not job.cancel_requested:
                 job.cancel_requested = True
                 self.save(job)
             return job.state
 
     @staticmethod
-    def _ending(state: str, message: str = "", stats: dict | None = None, frames: list[bytes] | None = None) -> dict:
+    def _ending(state: JobState, message: str = "", stats: dict | None = None,
+                frames: list[bytes] | None = None) -> dict:
         return {"state": state, "message": message, "finished": time.time(), "stats": stats or {},
                 "result_files": [frame_record(f) for f in frames] if frames is not None else None}
 
     @staticmethod
     def _apply(job: Job, ending: dict) -> None:
-        job.state, job.message, job.finished = ending["state"], ending["message"], ending["finished"]
+        job.state, job.message, job.finished = JobState(ending["state"]), ending["message"], ending["finished"]
         job.stats, job.result_files = ending["stats"], ending["result_files"]
 
-    def finish(self, job: Job, state: str, message: str = "", frames: list[bytes] | None = None,
+    def finish(self, job: Job, state: JobState, message: str = "", frames: list[bytes] | None = None,
                stats: dict | None = None) -> None:
         """End a job. With a result, the rename of `.result/` to `result/` is the commit: before
         it nothing has changed, after it the job is done even if the manifest cannot be saved."""
@@ -408,20 +401,13 @@ class JobStore:
             reached("manifest saved")
 
     def _commit_result(self, job_id: str, frames: list[bytes], ending: dict) -> None:
-        folder = self._folder(job_id)
-        staging, result = folder / ".result", folder / "result"
-        shutil.rmtree(staging, ignore_errors=True)
-        try:
-            _write_frames(staging, frames, durable=True)
+        result = self._folder(job_id) / "result"
+        with durable_files.staged_folder(result, mode=PRIVATE_FOLDER) as staging:
+            _write_frames(staging, frames)
             reached("frames written")
-            _write_json(staging / "ending.json", ending)
+            (staging / "ending.json").write_text(_json(ending), encoding="utf-8")
             reached("ending written")
             shutil.rmtree(result, ignore_errors=True)  # only a damaged leftover can be there
-            os.replace(staging, result)
-            _sync_folder(folder)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
         reached("result in place")
 
     def expire(self, now: float | None = None) -> list[str]:

@@ -9,6 +9,7 @@ reason instead of failing somewhere later.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import math
 import types
@@ -45,7 +46,8 @@ def read_manifest(path: Path) -> dict:
 
 def build(cls: type, data: dict):
     """An instance of the dataclass `cls` from `data`, each field checked against its declared
-    type (bool is not a number, a number is finite); DamagedManifest names the first bad field."""
+    type (bool is not a number, a number is finite, an enum's text is one of its values, read as
+    its member); DamagedManifest names the first bad field."""
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields), key=str)
@@ -58,7 +60,11 @@ def build(cls: type, data: dict):
             continue
         if not _is_kind(data[name], hints[name]):
             raise DamagedManifest(f"field {name!r} is {_shown(data[name])}, not {_kind_name(hints[name])}")
-    return cls(**data)
+    return cls(**{name: _as_kind(value, hints[name]) for name, value in data.items()})
+
+
+def _as_kind(value, kind):
+    return kind(value) if isinstance(kind, enum.EnumMeta) else value
 
 
 def _is_kind(value, kind) -> bool:
@@ -66,6 +72,8 @@ def _is_kind(value, kind) -> bool:
         return any(_is_kind(value, option) for option in typing.get_args(kind))
     if kind is type(None):
         return value is None
+    if isinstance(kind, enum.EnumMeta):
+        return any(value == member.value and type(value) is type(member.value) for member in kind)
     if kind is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if kind is int:
@@ -74,6 +82,8 @@ def _is_kind(value, kind) -> bool:
 
 
 def _kind_name(kind) -> str:
+    if isinstance(kind, enum.EnumMeta):
+        return "one of " + ", ".join(str(member.value) for member in kind)
     if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
         return " or ".join(_kind_name(option) for option in typing.get_args(kind))
     names = {float: "a finite number", int: "an integer", bool: "true or false", str: "text", dict: "a map",

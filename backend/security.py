@@ -17,6 +17,8 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
+import durable_files
+
 from .errors import BackendError
 
 SERVER_KEY_NAME = "server"
@@ -72,10 +74,10 @@ def create_key_pair(folder: str | os.PathLike, name: str, admin: bool = False) -
     finally:
         os.umask(previous)
     if admin:  # in the public file: that is the one copied into allowed_clients
-        for key_file in (public, secret):
+        for key_file, mode in ((public, 0o644), (secret, stat.S_IRUSR | stat.S_IWUSR)):
             text = key_file.read_text(encoding="utf-8")
             marked = text.replace("metadata\n", f'metadata\n    role = "{ADMIN_ROLE}"\n', 1)
-            key_file.write_text(marked, encoding="utf-8")
+            durable_files.write_text(key_file, marked, mode=mode)  # a crash never leaves half a key
     public.chmod(0o644)
     secret.chmod(stat.S_IRUSR | stat.S_IWUSR)
     return public, secret

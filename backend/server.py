@@ -18,7 +18,7 @@ import zmq
 
 from protocol import (
     CLIENT_MESSAGES, PROTOCOL_VERSION, SUPPORTED_VERSIONS, Accepted, Cancel, Error, Fetch, Heartbeat, Hello, JobList,
-    JobStatus, Limits, ListJobs, Ping, Progress, ProtocolError, Reply, Result, StatusRequest, Submit, Welcome,
+    JobState, JobStatus, Limits, ListJobs, Ping, Progress, ProtocolError, Reply, Result, StatusRequest, Submit, Welcome,
     decode_versioned, encode,
 )
 from protocol import errors as codes
@@ -27,7 +27,7 @@ from protocol.messages import MAX_LISTED, peek
 
 from .errors import BackendError
 from .fairness import RateLimit
-from .jobs import ACTIVE, DamagedResult, Job, JobStore, request_digest
+from .jobs import DamagedResult, Job, JobStore, request_digest
 from .outbox import SEND_HWM, Outbox
 from .security import AllowList, check_bind, secure_socket
 from .settings import check_settings
@@ -301,7 +301,7 @@ class Server:
 
     def watch(self, client: bytes, job: Job) -> None:
         """Send this client the job's news from now on (only a job still queued or running has any)."""
-        if job.state in ACTIVE:
+        if job.state.active:
             self.watchers.setdefault(job.job_id, set()).add(client)
 
     # Messages --------------------------------------------------------------------------------
@@ -414,11 +414,11 @@ class Server:
                                 "job_id")
         self.watch(client, job)
         before, after = job.state, self.store.cancel(job_id)
-        if after == "running":
+        if after == JobState.RUNNING:
             log.info("job %s: cancel asked while it runs", job_id)
-            self.reply(client, Accepted(job_id=job_id, state="running", position=0))
+            self.reply(client, Accepted(job_id=job_id, state=JobState.RUNNING, position=0))
             return  # the worker's ending reports 'cancelled' to every watcher
-        if before == "queued":
+        if before == JobState.QUEUED:
             log.info("job %s: cancelled while queued", job_id)
             self.notify(job_id, self.status_of(job))
             self.watchers.pop(job_id, None)
@@ -428,9 +428,9 @@ class Server:
     def fetch(self, client: bytes, job_id: str) -> None:
         job = self.known(job_id)
         self.watch(client, job)
-        if job.state == "failed":
+        if job.state == JobState.FAILED:
             raise ProtocolError(codes.JOB_FAILED, job.message, "job_id")
-        if job.state != "done":
+        if job.state != JobState.DONE:
             raise ProtocolError(codes.NOT_READY, f"job {job_id!r} is {job.state}; fetch it once it is done", "job_id")
         try:
             frames = self.store.result_frames(job_id)

@@ -12,7 +12,7 @@ import flowmotion
 from flowmotion import FlowMotionError, TransferCancelled
 from flowmotion.cache import TransferCache
 from flowmotion.video import frames_from_png_bytes, frames_to_png_bytes
-from protocol import ProtocolError
+from protocol import JobState, ProtocolError
 
 from .jobs import CANCELLED_RUNNING, Job, JobStore
 from .settings import check_settings
@@ -94,28 +94,28 @@ class Worker(threading.Thread):
                      "peak_memory_bytes": result.stats.peak_memory_bytes,
                      "source_cache_hit": result.stats.source_cache_hit, "subject_masks": subject_mask is not None}
             log.info("job %s: done in %s", job.job_id, result.stats.summary())
-            return "done", "", frames_to_png_bytes(result.frames), stats
+            return JobState.DONE, "", frames_to_png_bytes(result.frames), stats
         except TransferCancelled:
             if not job.cancel_requested:
                 return None  # a shutdown is not the artist's cancel
             log.info("job %s: cancelled", job.job_id)
-            return "cancelled", CANCELLED_RUNNING, None, None
+            return JobState.CANCELLED, CANCELLED_RUNNING, None, None
         except FlowMotionError as error:
             log.info("job %s: failed: %s", job.job_id, error)
-            return "failed", str(error), None, None
+            return JobState.FAILED, str(error), None, None
         except ProtocolError as error:  # settings stored by an older release that this one refuses
             log.info("job %s: failed: %s", job.job_id, error.message)
-            return "failed", error.message, None, None
+            return JobState.FAILED, error.message, None, None
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             log.warning("job %s: out of GPU memory", job.job_id)
-            return "failed", (f"the GPU ran out of memory at {job.width}x{job.height}, {job.frame_count} frames: "
-                              "send fewer or smaller frames, or free the GPU of other work"), None, None
+            return JobState.FAILED, (f"the GPU ran out of memory at {job.width}x{job.height}, {job.frame_count} "
+                                     "frames: send fewer or smaller frames, or free the GPU of other work"), None, None
         except Exception as error:  # a job's failure must never take the backend down with it
             log.exception("job %s: unexpected failure", job.job_id)
-            return "failed", f"the backend failed on this job: {type(error).__name__}: {error}", None, None
+            return JobState.FAILED, f"the backend failed on this job: {type(error).__name__}: {error}", None, None
 
-    def end(self, job: Job, state: str, message: str, frames: list[bytes] | None, stats: dict | None) -> None:
+    def end(self, job: Job, state: JobState, message: str, frames: list[bytes] | None, stats: dict | None) -> None:
         """Record a job's ending; a job store that cannot be written fails the job, not the worker."""
         try:
             self.store.finish(job, state, message, frames=frames, stats=stats)
@@ -131,7 +131,7 @@ class Worker(threading.Thread):
 
     def fail_unsaved(self, job: Job, error: OSError) -> None:
         try:
-            self.store.finish(job, "failed", f"the backend could not save this job's result: {error}; "
+            self.store.finish(job, JobState.FAILED, f"the backend could not save this job's result: {error}; "
                                              "free disk space on the backend and submit it again")
         except OSError as again:
             log.error("job %s: the job store is not writable (%s); its ending is saved once it is",

@@ -34,7 +34,7 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from protocol import Limits  # noqa: E402
+from protocol import JobState, Limits  # noqa: E402
 from protocol.messages import PROTOCOL_VERSION  # noqa: E402
 
 JOB = "shot010-take1"
@@ -65,7 +65,7 @@ def serve(jobs: Path, limits: Limits) -> None:
     source = frames_to_png_bytes(np.full((3, 32, 48, 3), 30, np.uint8))
     take = frames_to_png_bytes(rng.integers(0, 256, (4, 512, 512, 3), np.uint8))  # about 3 MB, uncompressible
     store.add(Job(job_id=JOB, prompt="a red ball rolls", frame_count=3, width=48, height=32), source)
-    store.finish(store.next_job(), "done", frames=take)
+    store.finish(store.next_job(), JobState.DONE, frames=take)
     server = Server("tcp://127.0.0.1:*", store, Worker(None, store, queue.Queue()), limits=limits)
     server.start()
     print(json.dumps({"address": server.address, "pid": os.getpid()}), flush=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,8 @@ import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+import durable_files
 
 from .config import FlowMotionConfig
 
@@ -66,15 +67,22 @@ def source_key(frames: np.ndarray, model: str, shape: tuple, sigmas: list[float]
 
 
 class SourceMotionCache:
-    """Source motions by key: the newest few in memory, and all of them in a folder when one is given."""
+    """Source motions by key: the newest few in memory, and all of them in a folder when one is given.
 
-    def __init__(self, folder: str | os.PathLike | None = None, in_memory: int = 4, on_disk: int = 64):
+    `sole_writer`: no other process writes into the folder (the backend's lock on its job store
+    says so), so the files a killed writer left half-written there are removed at the start.
+    """
+
+    def __init__(self, folder: str | os.PathLike | None = None, in_memory: int = 4, on_disk: int = 64,
+                 sole_writer: bool = False):
         self.folder = Path(folder) if folder is not None else None
         self.in_memory = in_memory
         self.on_disk = on_disk
         self.entries: OrderedDict[str, SourceMotion] = OrderedDict()
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
+            if sole_writer:
+                durable_files.remove_leftovers(self.folder)
 
     def get(self, key: str) -> SourceMotion | None:
         if key in self.entries:
@@ -101,13 +109,8 @@ class SourceMotionCache:
             return
         tensors = {"source_latent": entry.source_latent.contiguous()}
         tensors.update({f"motion_{i:03d}": motion.contiguous() for i, motion in enumerate(entry.motions)})
-        handle, staged = tempfile.mkstemp(prefix=f".{key}.", dir=self.folder)
-        os.close(handle)
-        try:
+        with durable_files.replacing(self._path(key)) as staged:
             save_file(tensors, staged)
-            os.replace(staged, self._path(key))
-        finally:
-            Path(staged).unlink(missing_ok=True)
         self._prune_disk()
 
     def _path(self, key: str) -> Path | None:
@@ -147,6 +150,7 @@ class PromptCache:
 class TransferCache:
     """The caches one long-lived process (the backend) keeps for its model."""
 
-    def __init__(self, folder: str | os.PathLike | None = None, in_memory: int = 4, on_disk: int = 64):
+    def __init__(self, folder: str | os.PathLike | None = None, in_memory: int = 4, on_disk: int = 64,
+                 sole_writer: bool = False):
         self.prompts = PromptCache()
-        self.sources = SourceMotionCache(folder, in_memory=in_memory, on_disk=on_disk)
+        self.sources = SourceMotionCache(folder, in_memory=in_memory, on_disk=on_disk, sole_writer=sole_writer)

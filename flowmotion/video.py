@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -16,6 +15,8 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+import durable_files
 
 from .errors import FlowMotionError
 
@@ -266,8 +267,8 @@ def _remove_previous_result(folder: Path) -> None:
 def write_video(frames: np.ndarray, out: str | os.PathLike, fps: float = DEFAULT_FPS) -> Path:
     """Write frames to a video file (by suffix) or a folder of PNGs, all or nothing.
 
-    Everything is written next to the target first and moved into place at the end, so a
-    failure leaves no partial output behind.
+    Everything is written to a staging name next to the target, synced and moved into place at
+    the end (`durable_files`), so a failure or a crash leaves no partial output behind.
     """
     import imageio.v3 as iio
 
@@ -277,20 +278,15 @@ def write_video(frames: np.ndarray, out: str | os.PathLike, fps: float = DEFAULT
     is_file = target.suffix.lower() in VIDEO_SUFFIXES
     if target.exists() and (is_file != target.is_file()):
         raise FlowMotionError(f"{target} exists and is not a {'file' if is_file else 'folder'}")
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        if is_file:
-            staged = staging / target.name
+    if is_file:
+        with durable_files.replacing(target) as staged:
             iio.imwrite(staged, frames, fps=fps, codec="libx264", plugin="FFMPEG", macro_block_size=1, quality=8,
                         pixelformat="yuv420p" if frames.shape[1] % 2 == 0 and frames.shape[2] % 2 == 0 else "yuv444p")
-            os.replace(staged, target)
-        else:
-            digits = max(4, len(str(len(frames))))
-            for number, frame in enumerate(frames, start=1):
-                iio.imwrite(staging / f"frame_{number:0{digits}d}.png", frame)
-            if target.exists():
-                _remove_previous_result(target)
-            os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        return target
+    with durable_files.staged_folder(target) as staging:
+        digits = max(4, len(str(len(frames))))
+        for number, frame in enumerate(frames, start=1):
+            iio.imwrite(staging / f"frame_{number:0{digits}d}.png", frame)
+        if target.exists():
+            _remove_previous_result(target)
     return target

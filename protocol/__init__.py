@@ -6,6 +6,7 @@ add-on's zip carries a copy made by build_addon.py. docs/protocol.md describes e
 
 from .errors import CODES, ProtocolError
 from .limits import Limits
+from .states import ACTIVE, ENDED, JobState, enum_items
 from .messages import (
     CLIENT_MESSAGES, PROTOCOL_VERSION, SERVER_MESSAGES, SUPPORTED_VERSIONS, Accepted, Cancel, Error, Fetch,
     Heartbeat, Hello, JobList, JobStatus, ListJobs, Message, Ping, Progress, Reply, Request, Result, StatusRequest,
@@ -13,7 +14,8 @@ from .messages import (
 )
 
 __all__ = [
-    "CLIENT_MESSAGES", "CODES", "PROTOCOL_VERSION", "SERVER_MESSAGES", "SUPPORTED_VERSIONS", "Accepted", "Cancel",
+    "ACTIVE", "CLIENT_MESSAGES", "ENDED", "JobState", "enum_items",
+    "CODES", "PROTOCOL_VERSION", "SERVER_MESSAGES", "SUPPORTED_VERSIONS", "Accepted", "Cancel",
     "Error", "Fetch", "Heartbeat", "Hello", "JobList", "JobStatus", "Limits", "ListJobs", "Message", "Ping",
     "Progress", "ProtocolError", "Reply", "Request", "Result", "StatusRequest", "Submit", "Welcome", "decode",
     "decode_versioned", "encode",

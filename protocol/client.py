@@ -21,6 +21,7 @@ import zmq
 
 from .errors import BAD_MESSAGE, JOB_CONFLICT, UNKNOWN_JOB, UNREACHABLE, UNREAD_LIMIT, VERSION_MISMATCH, ProtocolError
 from .limits import Limits
+from .states import JobState
 from .messages import (
     PROTOCOL_VERSION, SERVER_MESSAGES, SUPPORTED_VERSIONS, Cancel, Error, Fetch, Heartbeat, Hello, JobStatus, ListJobs,
     Message, Ping, Request, Result, StatusRequest, Submit, Welcome, decode, encode,
@@ -253,7 +254,7 @@ class BackendClient:
         if isinstance(message, (Result, Error)) and message.job_id:
             self.refetch.pop(message.job_id, None)  # answered: a result, or a refusal to pass on
         ended = (isinstance(message, Result)
-                 or (isinstance(message, JobStatus) and message.state in ("failed", "cancelled"))
+                 or (isinstance(message, JobStatus) and message.state in (JobState.FAILED, JobState.CANCELLED))
                  or (isinstance(message, Error) and message.code in (UNKNOWN_JOB, JOB_CONFLICT)))
         if ended and message.job_id:
             self.following.discard(message.job_id)

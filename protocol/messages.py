@@ -25,6 +25,7 @@ import msgpack
 
 from .errors import BAD_FIELD, BAD_MESSAGE, LIMIT_EXCEEDED, UNKNOWN_TYPE, VERSION_MISMATCH, ProtocolError
 from .limits import Limits
+from .states import JobState
 
 PROTOCOL_VERSION = 3
 SUPPORTED_VERSIONS = (2, 3)
@@ -32,7 +33,6 @@ SUPPORTED_VERSIONS = (2, 3)
 REQUEST_ID = re.compile(r"[\x21-\x7e]{1,64}")
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SETTING_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}")
-JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
 MAX_SEED = 2**63 - 1
 MAX_SETTINGS = 64
 MAX_TEXT = 4096
@@ -83,8 +83,8 @@ def _non_negative(value, limits: Limits) -> None:
 
 
 def _state(value: str, limits: Limits) -> None:
-    if value not in JOB_STATES:
-        raise ValueError(f"must be one of {', '.join(JOB_STATES)}")
+    if value not in set(JobState):
+        raise ValueError(f"must be one of {', '.join(JobState)}")
 
 
 def _instance(value: str, limits: Limits) -> None:
@@ -106,10 +106,14 @@ def _job_maps(value: list, limits: Limits) -> None:
     for number, job in enumerate(value, start=1):
         if not isinstance(job, dict) or not isinstance(job.get("job_id"), str):
             raise ValueError(f"entry {number} is not a job map with a job_id")
+        state = job.get("state", JobState.QUEUED)
+        if not isinstance(state, str) or state not in set(JobState):
+            raise ValueError(f"entry {number} has state {str(state)[:40]!r}, none of {', '.join(JobState)}")
 
 
-def check(fn, since: int = 2):
-    return {"check": fn, "since": since}
+def check(fn, since: int = 2, kind: type | None = None):
+    """A field's metadata: its check, the version that added it, and the enum its text is read as."""
+    return {"check": fn, "since": since, "kind": kind}
 
 
 def since(field_spec) -> int:
@@ -121,6 +125,13 @@ def since(field_spec) -> int:
 class Message:
     TYPE: ClassVar[str] = ""
     CARRIES_FRAMES: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        # A field read as an enum holds its member, whether decoded or built by a side's own code.
+        for spec in dataclasses.fields(self):
+            kind, value = spec.metadata.get("kind"), getattr(self, spec.name)
+            if kind is not None and value is not None and not isinstance(value, kind):
+                object.__setattr__(self, spec.name, kind(value))
 
     @property
     def part_count(self) -> int:
@@ -226,7 +237,7 @@ class Accepted(Reply):
     """A job is known to the backend: its state and its place in the queue (0: running now)."""
     TYPE: ClassVar[str] = "accepted"
     job_id: str = field(metadata=check(_job_id))
-    state: str = field(metadata=check(_state))
+    state: JobState = field(metadata=check(_state, kind=JobState))
     position: int = field(metadata=check(_non_negative))
 
 
@@ -246,7 +257,7 @@ class Progress(Message):
 class JobStatus(Reply):
     TYPE: ClassVar[str] = "job"
     job_id: str = field(metadata=check(_job_id))
-    state: str = field(metadata=check(_state))
+    state: JobState = field(metadata=check(_state, kind=JobState))
     position: int = field(metadata=check(_non_negative))
     message: str = ""
     prompt: str = ""
@@ -282,6 +293,12 @@ class JobList(Reply):
     total: int = field(default=0, metadata=check(_non_negative))
     """How many jobs the backend holds in all."""
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        jobs = [{**job, "state": JobState(job["state"])} if isinstance(job, dict) and "state" in job else job
+                for job in self.jobs]
+        object.__setattr__(self, "jobs", jobs)
+
 
 @dataclass(frozen=True)
 class Error(Reply):
@@ -305,9 +322,10 @@ class Heartbeat(Message):
 CLIENT_MESSAGES = {m.TYPE: m for m in (Hello, Ping, Submit, Cancel, StatusRequest, Fetch, ListJobs)}
 SERVER_MESSAGES = {m.TYPE: m for m in (Welcome, Accepted, Progress, JobStatus, Result, JobList, Error, Heartbeat)}
 
-_KINDS = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "dict": (dict,), "list": (list,)}
-_KIND_NAMES = {"str": "text", "int": "an integer", "float": "a number", "bool": "true or false", "dict": "a map",
-               "list": "a list"}
+_KINDS = {"str": (str,), "JobState": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "dict": (dict,),
+          "list": (list,)}
+_KIND_NAMES = {"str": "text", "JobState": "text", "int": "an integer", "float": "a number", "bool": "true or false",
+               "dict": "a map", "list": "a list"}
 
 
 def encode(message: Message, frames: list[bytes] | tuple = (), version: int = PROTOCOL_VERSION) -> list[bytes]:

@@ -12,6 +12,7 @@ from protocol import Error, JobStatus, Limits, Result, decode
 from protocol import errors as codes
 from protocol.client import CLIENT_LIMITS
 from protocol.messages import PROTOCOL_VERSION, SERVER_MESSAGES
+from protocol.states import JobState
 
 from .conftest import TIMEOUT, Backend, playblast
 
@@ -115,7 +116,7 @@ def test_a_flooding_client_is_rate_limited_and_the_others_are_served_in_full(pip
                 client.status("shot")
             for client in others:
                 message, _ = client.wait(lambda m: isinstance(m, JobStatus), TIMEOUT)
-                assert message.state == "done"
+                assert message.state == JobState.DONE
                 answers[id(client)] += 1
         assert set(answers.values()) == {10}
         wait_until(lambda: live.server.answered >= flood + 30)

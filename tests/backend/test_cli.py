@@ -39,6 +39,14 @@ def test_submit_wait_status_list_and_fetch(backend, tmp_path, capsys):
     assert main(["fetch", "cli-1", "--out", str(out), *address]) == 0
     frames = sorted(out.glob("*.png"))
     assert len(frames) == 5 and iio.imread(frames[0]).shape == (32, 48, 3)
+    (out / "frame_0009.png").write_bytes(b"from an earlier, longer take")
+    assert main(["fetch", "cli-1", "--out", str(out), *address]) == 0  # replaces an earlier fetch whole
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    assert [p.name for p in sorted(out.iterdir())] == [f"frame_{n:04d}.png" for n in range(1, 6)]
+    (out / "notes.txt").write_text("keep me")
+    assert main(["fetch", "cli-1", "--out", str(out), *address]) == 2
+    assert "already holds other files (notes.txt)" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "keep me" and len(list(out.glob("*.png"))) == 5
 
 
 def test_submit_sends_a_folder_of_subject_masks_and_refuses_a_short_one(backend, tmp_path, capsys):

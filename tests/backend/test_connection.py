@@ -4,6 +4,7 @@ import time
 
 from backend import server as server_module
 from protocol import Heartbeat, JobStatus, Welcome
+from protocol.states import JobState
 
 from .conftest import FAST, LONG, TIMEOUT, Backend, playblast, welcomed
 
@@ -35,16 +36,17 @@ def test_a_restart_under_a_live_client_is_noticed_and_its_jobs_followed_again(pi
         first = welcomed(client)
         # Long enough that the job is still running when the restarted backend answers for it.
         client.submit("walk", playblast(), "a cube", settings=LONG)
-        client.wait(lambda m: isinstance(m, JobStatus) and m.state == "running", TIMEOUT)
+        client.wait(lambda m: isinstance(m, JobStatus) and m.state == JobState.RUNNING, TIMEOUT)
         live.restart()
         # Nothing asked: the client sees the new backend's heartbeat, says hello again and asks
         # about its job, which now runs on the restarted backend.
         again = client.wait(lambda m: isinstance(m, Welcome), TIMEOUT)[0]
         assert again.instance != first.instance
         status = client.wait(lambda m: isinstance(m, JobStatus) and m.job_id == "walk", TIMEOUT)[0]
-        assert status.state in ("queued", "running")
+        assert status.state in (JobState.QUEUED, JobState.RUNNING)
         client.cancel("walk")
-        assert client.wait(lambda m: isinstance(m, JobStatus) and m.state == "cancelled", TIMEOUT)[0].job_id == "walk"
+        cancelled, _ = client.wait(lambda m: isinstance(m, JobStatus) and m.state == JobState.CANCELLED, TIMEOUT)
+        assert cancelled.job_id == "walk"
     finally:
         live.stop()
 
@@ -59,7 +61,7 @@ def eventually(condition, timeout: float = 2.0) -> bool:
 def test_news_of_an_ended_job_is_not_kept_for_its_watchers(backend):
     client = backend.client()
     client.submit("quick", playblast(), "a ball", settings=FAST)
-    client.wait(lambda m: isinstance(m, JobStatus) and m.state == "done", TIMEOUT)
+    client.wait(lambda m: isinstance(m, JobStatus) and m.state == JobState.DONE, TIMEOUT)
     assert eventually(lambda: "quick" not in backend.server.watchers)
     client.status("quick")
     client.wait(lambda m: isinstance(m, JobStatus), TIMEOUT)
@@ -70,7 +72,7 @@ def test_heartbeats_name_the_running_job_and_the_queue(backend):
     client = backend.client()
     welcomed(client)
     client.submit("long", playblast(), "slow", settings=LONG)
-    client.wait(lambda m: isinstance(m, JobStatus) and m.state == "running", TIMEOUT)
+    client.wait(lambda m: isinstance(m, JobStatus) and m.state == JobState.RUNNING, TIMEOUT)
     beats = []
     original = client._heartbeat
     client._heartbeat = lambda beat: (beats.append(beat), original(beat))

@@ -7,6 +7,7 @@ this process then opens the store as the next backend start would.
 import errno
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -19,8 +20,9 @@ import pytest
 import zmq
 
 from backend import jobs, worker
-from backend.jobs import ENDING_POINTS, MAX_ATTEMPTS, STOPPED_WHILE_RUNNING, Job, JobStore
+from backend.jobs import ENDING_POINTS, MAX_ATTEMPTS, QUARANTINE, STOPPED_WHILE_RUNNING, Job, JobStore
 from protocol.messages import PROTOCOL_VERSION
+from protocol.states import JobState
 
 from .conftest import FAST, TIMEOUT, Backend, playblast, welcomed
 from .test_server import fetched, until_state
@@ -88,18 +90,18 @@ def test_a_kill_at_any_point_of_a_done_ending_leaves_the_job_queued_or_done(tmp_
     store = JobStore(tmp_path)
     job = store.get("j")
     if point in ENDING_POINTS[ENDING_POINTS.index("result in place"):]:  # the result was in place: the restart finishes the job from it
-        assert job.state == "done" and on_disk(tmp_path, "j")["state"] == "done"
+        assert job.state == JobState.DONE and on_disk(tmp_path, "j")["state"] == JobState.DONE
         assert job.stats == {"seconds": 1.0} and job.attempts == 1
     else:  # nothing was committed: the job runs again, as its second attempt
-        assert (job.state, job.attempts, store.queue) == ("queued", 1, ["j"])
-        assert not (tmp_path / "j" / "result").exists() and not (tmp_path / "j" / ".result").exists()
+        assert (job.state, job.attempts, store.queue) == (JobState.QUEUED, 1, ["j"])
+        assert not (tmp_path / "j" / "result").exists() and not list((tmp_path / "j").glob(".staging-*"))
         store.finish(store.next_job(), "done", frames=source[::-1], stats={"seconds": 1.0})
     assert store.result_frames("j") == source[::-1]
     assert JobStore(tmp_path).result_frames("j") == source[::-1]
-    assert not list((tmp_path / "j").glob(".manifest.*"))
+    assert not [p.name for p in (tmp_path / "j").iterdir() if p.name.startswith(".")]  # no staging left
 
 
-@pytest.mark.parametrize("state", ["failed", "cancelled"])
+@pytest.mark.parametrize("state", [JobState.FAILED, JobState.CANCELLED])
 def test_a_kill_after_a_failed_or_cancelled_ending_keeps_it(tmp_path, state):
     JobStore(tmp_path).add(new_job("j"), playblast(frames=3))
     assert run_child(END_AND_DIE, tmp_path, "manifest saved", state) == -signal.SIGKILL
@@ -116,7 +118,7 @@ def test_a_job_that_kills_the_backend_runs_twice_then_fails_and_never_loops(pipe
     # It took the backend down twice; the third start fails it instead of running it again.
     assert exits == [-signal.SIGKILL] * MAX_ATTEMPTS + [0]
     poison = JobStore(root).get("poison")
-    assert poison.state == "failed" and poison.message.startswith(STOPPED_WHILE_RUNNING)
+    assert poison.state == JobState.FAILED and poison.message.startswith(STOPPED_WHILE_RUNNING)
     assert f"({MAX_ATTEMPTS} times" in poison.message and poison.attempts == MAX_ATTEMPTS
 
     live = Backend(pipe, root).start()
@@ -125,7 +127,7 @@ def test_a_job_that_kills_the_backend_runs_twice_then_fails_and_never_loops(pipe
         client.status("poison")
         assert until_state(client, "poison").message.startswith(STOPPED_WHILE_RUNNING)
         client.submit("after", playblast(), "a ball", settings=FAST)
-        assert until_state(client, "after").state == "done"
+        assert until_state(client, "after").state == JobState.DONE
     finally:
         live.stop()
 
@@ -136,7 +138,7 @@ def test_a_clean_shutdown_puts_the_running_job_back_without_counting_it(tmp_path
     store.add(new_job("b"), playblast(frames=3))
     job = store.next_job()
     store.put_back(job)
-    assert (store.queue, job.state, job.attempts) == (["a", "b"], "queued", 0)
+    assert (store.queue, job.state, job.attempts) == (["a", "b"], JobState.QUEUED, 0)
     assert JobStore(tmp_path).get("a").attempts == 0
 
 
@@ -173,11 +175,11 @@ def test_a_job_taken_while_the_disk_is_full_stays_first_in_the_queue(tmp_path, m
     disk.full.set()
     with pytest.raises(OSError):
         store.next_job()
-    assert (store.queue, store.get("a").state, store.get("a").attempts, store.running()) == (["a", "b"], "queued", 0,
-                                                                                          None)
-    assert JobStore(tmp_path).get("a").state == "queued"
+    assert (store.queue, store.get("a").state, store.get("a").attempts, store.running()) == (
+        ["a", "b"], JobState.QUEUED, 0, None)
+    assert JobStore(tmp_path).get("a").state == JobState.QUEUED
     disk.full.clear()
-    assert store.next_job().job_id == "a" and on_disk(tmp_path, "a")["state"] == "running"
+    assert store.next_job().job_id == "a" and on_disk(tmp_path, "a")["state"] == JobState.RUNNING
 
 
 def test_an_ending_the_disk_refused_is_saved_once_there_is_room(tmp_path, monkeypatch):
@@ -189,10 +191,10 @@ def test_an_ending_the_disk_refused_is_saved_once_there_is_room(tmp_path, monkey
     with pytest.raises(OSError):
         store.finish(job, "failed", "the reason")
     store.save_pending()  # still full: nothing changes, nothing raises
-    assert store.get("j").state == "failed" and on_disk(tmp_path, "j")["state"] == "running"
+    assert store.get("j").state == JobState.FAILED and on_disk(tmp_path, "j")["state"] == JobState.RUNNING
     disk.full.clear()
     store.save_pending()
-    assert on_disk(tmp_path, "j")["state"] == "failed" and not store.unsaved
+    assert on_disk(tmp_path, "j")["state"] == JobState.FAILED and not store.unsaved
     assert JobStore(tmp_path).get("j").message == "the reason"
 
 
@@ -225,25 +227,26 @@ def test_a_live_backend_whose_disk_is_full_keeps_the_job_queued_and_says_so(back
     beat = heartbeat_from(backend.address)
     assert beat["running"] is None and beat["queue_length"] == 1
     client.status("waiting")
-    assert until_state(client, "waiting", ("queued",)).position == 1
+    assert until_state(client, "waiting", (JobState.QUEUED,)).position == 1
     disk.full.clear()
-    assert until_state(client, "waiting").state == "done"
+    assert until_state(client, "waiting").state == JobState.DONE
     assert len(fetched(client, "waiting")[1]) == 5
 
 
 def test_a_result_committed_as_the_disk_fills_is_served_and_its_manifest_saved_later(backend, monkeypatch):
-    disk = FullDisk(monkeypatch, only_for=lambda manifest: manifest["state"] == "done")
+    disk = FullDisk(monkeypatch, only_for=lambda manifest: manifest["state"] == JobState.DONE)
     disk.full.set()
     client = backend.client()
     client.submit("j", playblast(), "a ball", settings=FAST)
-    assert until_state(client, "j").state == "done"
+    assert until_state(client, "j").state == JobState.DONE
     assert len(fetched(client, "j")[1]) == 5
-    assert on_disk(backend.root, "j")["state"] == "running" and JobStore(backend.root).get("j").state == "done"
+    assert on_disk(backend.root, "j")["state"] == JobState.RUNNING
+    assert JobStore(backend.root).get("j").state == JobState.DONE
     disk.full.clear()
     deadline = time.monotonic() + TIMEOUT
-    while on_disk(backend.root, "j")["state"] != "done" and time.monotonic() < deadline:
+    while on_disk(backend.root, "j")["state"] != JobState.DONE and time.monotonic() < deadline:
         time.sleep(0.05)  # the worker writes refused manifests again between jobs
-    assert on_disk(backend.root, "j")["state"] == "done"
+    assert on_disk(backend.root, "j")["state"] == JobState.DONE
 
 
 @pytest.mark.parametrize("ending", ['{"state": "done"', json.dumps({"state": "done", "message": "", "finished": 1.0,
@@ -254,6 +257,97 @@ def test_a_result_whose_ending_record_is_damaged_is_not_trusted_and_the_job_runs
     assert run_child(END_AND_DIE, tmp_path, "result in place", "done") == -signal.SIGKILL
     (tmp_path / "j" / "result" / "ending.json").write_text(ending)
     store = JobStore(tmp_path)
-    assert (store.get("j").state, store.queue) == ("queued", ["j"]) and not (tmp_path / "j" / "result").exists()
+    assert (store.get("j").state, store.queue) == (JobState.QUEUED, ["j"]) and not (tmp_path / "j" / "result").exists()
     store.finish(store.next_job(), "done", frames=source)
     assert JobStore(tmp_path).result_frames("j") == source
+
+
+SAVE_FOREVER = """
+import sys
+from backend.jobs import JobStore
+store = JobStore(sys.argv[1])
+job = store.get("j")
+for number in range(1, 10**9):
+    job.message = f"save {number} " + "x" * (number * 7919 % 300_000)  # sizes vary: a torn write would show
+    store.save(job)
+    print(number, flush=True)
+"""
+
+KILLED_BEFORE_THE_RENAME = """
+import os, signal, sys
+from backend.jobs import JobStore
+store = JobStore(sys.argv[1])
+job = store.get("j")
+job.message = "never committed"
+os.replace = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+store.save(job)
+"""
+
+
+def message_of(number: int) -> str:
+    return f"save {number} " + "x" * (number * 7919 % 300_000)
+
+
+def test_a_backend_killed_at_random_moments_of_manifest_writes_never_tears_one(tmp_path):
+    JobStore(tmp_path).add(new_job("j"), playblast(frames=2))
+    chance = random.Random(2026)
+    for _ in range(8):
+        child = subprocess.Popen([sys.executable, "-c", SAVE_FOREVER, str(tmp_path)], env=CHILD_ENV,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            # The child goes on saving while this reads, so the kill lands at whatever step it is at.
+            for _ in range(chance.randint(1, 30)):
+                line = child.stdout.readline()
+                assert line, f"the saving child died: {child.stderr.read()}"
+            saved = int(line)
+        finally:
+            child.kill()
+            child.communicate(timeout=TIMEOUT)
+        store = JobStore(tmp_path)  # the next start
+        job = store.get("j")
+        assert job is not None, (tmp_path / QUARANTINE).glob("*/QUARANTINED.txt")  # torn, and set aside
+        number = int(job.message.split()[1])
+        assert number >= saved and job.message == message_of(number)  # a whole manifest, the last or a later one
+        assert on_disk(tmp_path, "j")["message"] == job.message and not (tmp_path / QUARANTINE).exists()
+        assert not [p.name for p in (tmp_path / "j").iterdir() if p.name.startswith(".")]
+
+
+def test_a_kill_between_the_write_and_the_rename_leaves_the_last_manifest(tmp_path):
+    store = JobStore(tmp_path)
+    store.add(new_job("j"), playblast(frames=2))
+    assert run_child(KILLED_BEFORE_THE_RENAME, tmp_path) == -signal.SIGKILL
+    left = [p.name for p in (tmp_path / "j").glob(".staging-*")]
+    assert len(left) == 1 and "never committed" in (tmp_path / "j" / left[0]).read_text()
+    job = JobStore(tmp_path).get("j")
+    assert (job.state, job.message) == (JobState.QUEUED, "") and not list((tmp_path / "j").glob(".staging-*"))
+
+
+def test_a_manifest_write_that_fails_midway_leaves_no_staging_file(tmp_path, monkeypatch):
+    store = JobStore(tmp_path)
+    store.add(new_job("j"), playblast(frames=2))
+    job = store.get("j")
+    job.message = "not saved"
+
+    def full_disk(handle):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fsync", full_disk)
+        with pytest.raises(OSError, match="No space"):
+            store.save(job)
+    assert store.unsaved == {"j"} and on_disk(tmp_path, "j")["message"] == ""
+    assert not [p.name for p in (tmp_path / "j").iterdir() if p.name.startswith(".")]
+    store.save_pending()
+    assert not store.unsaved and on_disk(tmp_path, "j")["message"] == "not saved"
+
+
+def test_a_submit_that_fails_midway_leaves_no_job_and_no_staging(tmp_path, monkeypatch):
+    store = JobStore(tmp_path)
+
+    def full_disk(handle):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        store.add(new_job("j"), playblast(frames=2))
+    assert store.get("j") is None and store.queue == [] and list(tmp_path.iterdir()) == []

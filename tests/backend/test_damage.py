@@ -8,6 +8,7 @@ import pytest
 
 from backend.jobs import QUARANTINE, Job, JobStore
 from protocol import errors as codes
+from protocol.states import JobState
 
 from .conftest import FAST, Backend, playblast
 from .test_server import error_reply, fetched, until_state
@@ -40,7 +41,7 @@ def test_a_damaged_result_is_refused_on_fetch_with_the_frame_named(backend, dama
     client = backend.client()
     for job_id in ("damaged", "intact"):
         client.submit(job_id, playblast(frames=3, shift=len(job_id)), "a ball", settings=FAST)
-        assert until_state(client, job_id).state == "done"
+        assert until_state(client, job_id).state == JobState.DONE
     damage(backend.root / "damaged" / "result")
     client.fetch("damaged")
     error = error_reply(client)
@@ -59,7 +60,8 @@ DAMAGED = {
     "invalid JSON": ('{"job_id": "bad", ', "manifest.json cannot be read"),
     "a list": ("[1, 2]", "holds a list, not a map"),
     "boolean frame_count": (json.dumps({**MANIFEST, "frame_count": True}), "field 'frame_count' is true"),
-    "unknown state": (json.dumps({**MANIFEST, "state": "exploded"}), "state 'exploded' is none of"),
+    "unknown state": (json.dumps({**MANIFEST, "state": "exploded"}),
+                      "field 'state' is \"exploded\", not one of queued, running, done, failed, cancelled"),
     "done without a finishing time": (json.dumps({**MANIFEST, "finished": 0}), "done but has no finishing time"),
     "another job's id": (json.dumps({**MANIFEST, "job_id": "other"}), "is not its folder's name"),
     "no manifest": (None, "it has no manifest.json"),
@@ -81,7 +83,7 @@ def test_a_damaged_manifest_is_quarantined_with_its_reason_and_the_rest_load(tmp
     assert text is None or (aside / "manifest.json").read_text() == text  # kept as it was found
     assert reason in caplog.text and "moved to" in caplog.text
     assert store.result_frames("good") == frames
-    assert JobStore(tmp_path).get("good").state == "done"  # a second start finds nothing more to set aside
+    assert JobStore(tmp_path).get("good").state == JobState.DONE  # a second start finds nothing more to set aside
 
 
 def test_a_backend_starts_on_a_store_full_of_damaged_manifests_and_serves_the_rest(pipe, tmp_path):
@@ -112,9 +114,10 @@ def test_a_stored_job_whose_settings_this_release_refuses_fails_with_the_setting
         client = live.client()
         client.status("old")
         failed = until_state(client, "old")
-        assert failed.state == "failed" and "num_inference_steps must be an integer from 1 to 1000" in failed.message
+        assert failed.state == JobState.FAILED
+        assert "num_inference_steps must be an integer from 1 to 1000" in failed.message
         client.submit("new", playblast(), "a ball", settings=FAST)
-        assert until_state(client, "new").state == "done"
+        assert until_state(client, "new").state == JobState.DONE
     finally:
         live.stop()
 

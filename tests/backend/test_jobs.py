@@ -1,8 +1,10 @@
+import json
 import time
 
 import pytest
 
 from backend.jobs import Job, JobStore
+from protocol.states import JobState
 
 from .conftest import playblast
 
@@ -21,7 +23,7 @@ def test_finished_jobs_expire_and_active_ones_never_do(tmp_path):
     assert store.expire() == ["old"]
     assert not (tmp_path / "old").exists() and store.get("fresh") and store.get("waiting")
     assert store.expire(now=time.time() + 10 * 86400) == ["fresh"]
-    assert store.get("waiting").state == "queued"
+    assert store.get("waiting").state == JobState.QUEUED
 
 
 def test_a_restart_requeues_in_submission_order_and_drops_half_written_jobs(tmp_path):
@@ -30,14 +32,15 @@ def test_a_restart_requeues_in_submission_order_and_drops_half_written_jobs(tmp_
         store.add(new_job(job_id), playblast(frames=2))
     running = store.next_job()
     assert running.job_id == "first" and store.position("second") == 1
-    (tmp_path / ".incoming-crashed-1234").mkdir()
+    (tmp_path / ".incoming-crashed-1234").mkdir()  # as a release before `durable_files` left it
+    (tmp_path / ".staging-crashed-5678").mkdir()
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "manifest.json").write_text("{ not json")
 
     again = JobStore(tmp_path)
     assert again.queue == ["first", "second", "third"]
-    assert again.get("first").state == "queued"
-    assert not (tmp_path / ".incoming-crashed-1234").exists()
+    assert again.get("first").state == JobState.QUEUED
+    assert not (tmp_path / ".incoming-crashed-1234").exists() and not (tmp_path / ".staging-crashed-5678").exists()
     assert again.get("broken") is None and not (tmp_path / "broken").exists()
     assert [p.name[:7] for p in (tmp_path / ".quarantine").iterdir()] == ["broken-"]  # set aside, not deleted
 
@@ -61,7 +64,7 @@ def test_a_cancel_asked_while_running_survives_a_restart_as_cancelled(tmp_path):
     assert store.cancel("waiting") == "cancelled" and store.queue == []
 
     again = JobStore(tmp_path)
-    assert again.get("running").state == "cancelled" and again.queue == []
+    assert again.get(JobState.RUNNING).state == JobState.CANCELLED and again.queue == []
     assert again.cancel("running") == "cancelled"  # an ended job stays as it is
 
 
@@ -76,4 +79,43 @@ def test_an_ended_job_is_in_memory_even_when_its_manifest_cannot_be_written(tmp_
     monkeypatch.setattr(store, "save", disk_full)
     with pytest.raises(OSError):
         store.finish(job, "failed", "reason")
-    assert store.get("j").state == "failed" and store.running() is None
+    assert store.get("j").state == JobState.FAILED and store.running() is None
+
+
+NOW = time.time()
+MANIFEST_BEFORE_THE_ENUM = {
+    "job_id": "old", "prompt": "a red ball on grass", "frame_count": 2, "width": 32, "height": 32,
+    "negative_prompt": "", "seed": 3, "shot": "shot010", "fps": 24.0, "settings": {}, "mask_count": 0,
+    "request_digest": "", "state": "done", "message": "", "submitted": NOW, "started": NOW, "finished": NOW,
+    "stats": {}, "cancel_requested": False, "attempts": 1, "result_files": None, "owner": "",
+}
+
+
+@pytest.mark.parametrize("state", [s.value for s in JobState])
+def test_a_manifest_written_before_the_enum_still_loads(tmp_path, state):
+    folder = tmp_path / "old"
+    folder.mkdir()
+    (folder / "manifest.json").write_text(json.dumps({**MANIFEST_BEFORE_THE_ENUM, "state": state}))
+    job = JobStore(tmp_path).get("old")
+    assert type(job.state) is JobState and not (tmp_path / ".quarantine").exists()
+    # An active job is brought back to queued at start-up; an ended one keeps its state.
+    assert job.state == (JobState.QUEUED if state in ("queued", "running") else state)
+
+
+def test_a_saved_manifest_spells_the_state_as_before(tmp_path):
+    store = JobStore(tmp_path)
+    store.add(Job(job_id="new", prompt="a cube", frame_count=1, width=8, height=8), [b"png"])
+    assert json.loads((tmp_path / "new" / "manifest.json").read_text())["state"] == "queued"
+
+
+def test_a_leftover_that_cannot_be_removed_costs_a_warning_not_the_start(tmp_path, monkeypatch, caplog):
+    import durable_files
+
+    JobStore(tmp_path).add(new_job("kept"), playblast(frames=2))
+
+    def refused(folder):
+        raise PermissionError(13, "Permission denied", str(folder))
+
+    monkeypatch.setattr(durable_files, "remove_leftovers", refused)
+    store = JobStore(tmp_path)
+    assert store.queue == ["kept"] and "cannot remove what a killed backend left" in caplog.text

@@ -7,6 +7,7 @@ import zmq.auth
 from backend.cli import main
 from protocol import Error, JobList, JobStatus, Result
 from protocol import errors as codes
+from protocol.states import JobState
 
 from .conftest import FAST, LONG, TIMEOUT, Backend, playblast, welcomed
 
@@ -35,14 +36,15 @@ def test_only_the_owner_or_an_admin_cancels_and_others_see_no_prompts(pipe, tmp_
         for client in (anna, bea, lead):
             welcomed(client)
         anna.submit("anna-1", playblast(), "a red ball", settings=FAST)
-        done = anna.wait(lambda m: isinstance(m, JobStatus) and m.job_id == "anna-1" and m.state == "done", TIMEOUT)
+        done = anna.wait(lambda m: isinstance(m, JobStatus) and (m.job_id, m.state) == ("anna-1", JobState.DONE),
+                         TIMEOUT)
         assert done[0].prompt == "a red ball"
         manifest = json.loads((tmp_path / "jobs" / "anna-1" / "manifest.json").read_text())
         assert manifest["owner"] == people["anna"]["client_public_key"].decode()
 
         listing = answer_to(bea, bea.list_jobs())[0]
         assert isinstance(listing, JobList) and listing.jobs[0]["job_id"] == "anna-1"
-        assert listing.jobs[0]["prompt"] == "" and listing.jobs[0]["state"] == "done"
+        assert listing.jobs[0]["prompt"] == "" and listing.jobs[0]["state"] == JobState.DONE
         assert answer_to(bea, bea.status("anna-1"))[0].prompt == ""
         result, frames = answer_to(bea, bea.fetch("anna-1"))
         assert isinstance(result, Result) and len(frames) == 5 and result.prompt == ""  # ids stay shared
@@ -54,11 +56,12 @@ def test_only_the_owner_or_an_admin_cancels_and_others_see_no_prompts(pipe, tmp_
         refused = answer_to(bea, bea.cancel("anna-next"))[0]
         assert isinstance(refused, Error) and (refused.code, refused.job_id) == (codes.NOT_OWNER, "anna-next")
         assert "admin" in refused.message
-        assert answer_to(bea, bea.status("anna-next"))[0].state == "queued"
+        assert answer_to(bea, bea.status("anna-next"))[0].state == JobState.QUEUED
         cancelled = answer_to(lead, lead.cancel("anna-next"))[0]
-        assert (cancelled.job_id, cancelled.state) == ("anna-next", "cancelled")
+        assert (cancelled.job_id, cancelled.state) == ("anna-next", JobState.CANCELLED)
         anna.cancel("anna-long")
-        anna.wait(lambda m: isinstance(m, JobStatus) and m.job_id == "anna-long" and m.state == "cancelled", TIMEOUT)
+        anna.wait(lambda m: isinstance(m, JobStatus) and (m.job_id, m.state) == ("anna-long", JobState.CANCELLED),
+                  TIMEOUT)
     finally:
         live.stop()
 
@@ -66,7 +69,7 @@ def test_only_the_owner_or_an_admin_cancels_and_others_see_no_prompts(pipe, tmp_
 def test_on_loopback_any_connection_may_cancel_any_job(backend):
     first, second = backend.client(), backend.client()
     first.submit("shared", playblast(), "a ball", settings=LONG)
-    first.wait(lambda m: isinstance(m, JobStatus) and m.state == "running", TIMEOUT)
+    first.wait(lambda m: isinstance(m, JobStatus) and m.state == JobState.RUNNING, TIMEOUT)
     second.cancel("shared")
-    status, _ = second.wait(lambda m: isinstance(m, JobStatus) and m.state == "cancelled", TIMEOUT)
+    status, _ = second.wait(lambda m: isinstance(m, JobStatus) and m.state == JobState.CANCELLED, TIMEOUT)
     assert status.prompt == "a ball"

@@ -8,6 +8,7 @@ from backend.cli import main
 from backend.errors import BackendError
 from backend.security import create_key_pair, is_loopback
 from protocol import Welcome
+from protocol.states import JobState
 
 from .conftest import FAST, TIMEOUT, Backend, playblast
 
@@ -48,7 +49,7 @@ def test_allowed_client_works_and_unknown_key_gets_nothing(pipe, tmp_path, keys)
                               client_secret_key=artist_secret)
         assert allowed.wait(lambda m: isinstance(m, Welcome), TIMEOUT)[0].secure
         allowed.submit("secure-job", playblast(), "a ball", settings=FAST)
-        allowed.wait(lambda m: getattr(m, "state", None) == "done", TIMEOUT)
+        allowed.wait(lambda m: getattr(m, "state", None) == JobState.DONE, TIMEOUT)
 
         stranger_public, stranger_secret = zmq.curve_keypair()
         stranger = live.client(server_public_key=server_key, client_public_key=stranger_public,

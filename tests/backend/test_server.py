@@ -16,13 +16,14 @@ from protocol import errors as codes
 from protocol.client import BackendClient
 from flowmotion.video import frames_to_png_bytes
 from protocol.messages import PROTOCOL_VERSION
+from protocol.states import ENDED, JobState
 
 from .conftest import FAST, LONG, TIMEOUT, Backend, playblast, welcomed
 
 SLOW = {"num_inference_steps": 50, "guided_steps": 10}
 
 
-def until_state(client, job_id, states=("done", "failed", "cancelled"), timeout=TIMEOUT) -> JobStatus:
+def until_state(client, job_id, states=tuple(ENDED), timeout=TIMEOUT) -> JobStatus:
     status, _ = client.wait(lambda m: isinstance(m, JobStatus) and m.job_id == job_id and m.state in states, timeout)
     return status
 
@@ -42,13 +43,13 @@ def test_a_full_job(backend):
     assert welcome.model == "embedded" and welcome.limits["max_frames"] == Limits().max_frames
     client.submit("shot1-take1", playblast(frames=5, height=32, width=48), "a red ball", seed=3, settings=FAST)
     accepted = client.wait(lambda m: isinstance(m, Accepted), TIMEOUT)[0]
-    assert (accepted.state, accepted.position) == ("queued", 1)
+    assert (accepted.state, accepted.position) == (JobState.QUEUED, 1)
     progress = []
     while True:
         message, _ = client.wait(lambda m: isinstance(m, (Progress, JobStatus)), TIMEOUT)
         if isinstance(message, Progress):
             progress.append(message)
-        elif message.state == "done":
+        elif message.state == JobState.DONE:
             break
     assert {p.phase for p in progress} >= {"guided_step", "sampling", "decode"}
     assert all(p.job_id == "shot1-take1" for p in progress)
@@ -73,8 +74,8 @@ def test_a_job_with_subject_masks_runs_subject_alignment(backend):
     frames = playblast(frames=5)
     client.submit("plain", frames, "a red ball", seed=3, settings=FAST)
     client.submit("masked", frames, "a red ball", masks=subject_masks(), seed=3, settings=FAST)
-    assert until_state(client, "plain").state == "done"
-    assert until_state(client, "masked").state == "done"
+    assert until_state(client, "plain").state == JobState.DONE
+    assert until_state(client, "masked").state == JobState.DONE
     assert len(list((backend.root / "masked" / "subjects").glob("frame_*.png"))) == 5
     assert not (backend.root / "plain" / "subjects").exists()
     (plain_result, plain), (masked_result, masked) = fetched(client, "plain"), fetched(client, "masked")
@@ -98,7 +99,7 @@ def test_two_clients_queue_positions_and_cancel_queued(backend):
     welcomed(first), welcomed(second)
     first.submit("a", playblast(), "one", settings=SLOW)
     assert first.wait(lambda m: isinstance(m, Accepted), TIMEOUT)[0].position == 1
-    until_state(first, "a", ("running",))
+    until_state(first, "a", (JobState.RUNNING,))
     second.submit("b", playblast(shift=1), "two", settings=FAST)
     second.submit("c", playblast(shift=2), "three", settings=FAST)
     positions = {}
@@ -107,10 +108,10 @@ def test_two_clients_queue_positions_and_cancel_queued(backend):
         positions[message.job_id] = message.position
     assert positions == {"b": 1, "c": 2}
     second.cancel("c")
-    assert until_state(second, "c", ("cancelled",)).message == "cancelled before it started"
+    assert until_state(second, "c", (JobState.CANCELLED,)).message == "cancelled before it started"
     first.cancel("a")
-    assert until_state(first, "a", ("cancelled",)).state == "cancelled"
-    assert until_state(second, "b").state == "done"  # the next job starts after a cancel
+    assert until_state(first, "a", (JobState.CANCELLED,)).state == JobState.CANCELLED
+    assert until_state(second, "b").state == JobState.DONE  # the next job starts after a cancel
 
 
 def test_cancel_of_a_running_job_takes_effect_promptly(backend):
@@ -119,7 +120,7 @@ def test_cancel_of_a_running_job_takes_effect_promptly(backend):
     client.wait(lambda m: isinstance(m, Progress) and m.phase == "guided_step", TIMEOUT)
     asked = time.monotonic()
     client.cancel("long")
-    until_state(client, "long", ("cancelled",))
+    until_state(client, "long", (JobState.CANCELLED,))
     assert time.monotonic() - asked < 2.0
     client.fetch("long")
     assert error_reply(client).code == codes.NOT_READY
@@ -135,10 +136,10 @@ def test_disconnect_then_fetch_from_a_new_client(backend):
     while True:
         later.status("walk")
         status = later.wait(lambda m: isinstance(m, JobStatus), TIMEOUT)[0]
-        if status.state == "done" or time.monotonic() > deadline:
+        if status.state == JobState.DONE or time.monotonic() > deadline:
             break
         time.sleep(0.2)
-    assert status.state == "done"
+    assert status.state == JobState.DONE
     assert fetched(later, "walk")[0].frame_count == 5
 
 
@@ -148,7 +149,7 @@ def test_results_and_queued_jobs_survive_a_restart(pipe, tmp_path):
     client.submit("kept", playblast(), "a cube", settings=FAST)
     until_state(client, "kept")
     client.submit("blocker", playblast(shift=1), "slow", settings=LONG)
-    until_state(client, "blocker", ("running",))
+    until_state(client, "blocker", (JobState.RUNNING,))
     client.submit("waiting", playblast(shift=2), "queued at shutdown", settings=FAST)
     client.wait(lambda m: isinstance(m, Accepted) and m.job_id == "waiting", TIMEOUT)
     live.stop()
@@ -160,7 +161,7 @@ def test_results_and_queued_jobs_survive_a_restart(pipe, tmp_path):
         assert result.prompt == "a cube" and len(frames) == 5
         client.cancel("blocker")  # it resumed as the first queued job
         client.status("waiting")  # asking about a job also subscribes to its news
-        assert until_state(client, "waiting").state == "done"
+        assert until_state(client, "waiting").state == JobState.DONE
         client.list_jobs()
         listing = client.wait(lambda m: isinstance(m, JobList), TIMEOUT)[0]
         assert [job["job_id"] for job in listing.jobs] == ["kept", "blocker", "waiting"]
@@ -175,7 +176,7 @@ def test_resubmitting_the_same_id_is_idempotent_and_a_different_request_conflict
     until_state(client, "same")
     client.submit("same", frames, "a ball", settings=FAST)
     again = client.wait(lambda m: isinstance(m, Accepted), TIMEOUT)[0]
-    assert (again.job_id, again.state) == ("same", "done")
+    assert (again.job_id, again.state) == ("same", JobState.DONE)
     client.submit("same", frames, "another prompt", settings=FAST)
     error = error_reply(client)
     assert (error.code, error.field, error.job_id) == (codes.JOB_CONFLICT, "job_id", "same")
@@ -197,11 +198,11 @@ def test_a_failing_job_is_reported_and_the_backend_carries_on(backend, monkeypat
     client = backend.client()
     client.submit("bad", playblast(), "explode", settings=FAST)
     failed = until_state(client, "bad")
-    assert failed.state == "failed" and "RuntimeError: simulated driver fault" in failed.message
+    assert failed.state == JobState.FAILED and "RuntimeError: simulated driver fault" in failed.message
     client.fetch("bad")
     assert error_reply(client).code == codes.JOB_FAILED
     client.submit("good", playblast(), "a ball", settings=FAST)
-    assert until_state(client, "good").state == "done"
+    assert until_state(client, "good").state == JobState.DONE
 
 
 def test_bad_settings_are_refused_at_submit(backend):
@@ -280,7 +281,7 @@ def test_garbage_gets_an_error_reply_and_the_backend_still_works(backend, parts,
     assert reply is not None and msgpack.unpackb(reply[0])["code"] == code
     client = backend.client()
     client.submit("after", playblast(), "a ball", settings=FAST)
-    assert until_state(client, "after").state == "done"
+    assert until_state(client, "after").state == JobState.DONE
 
 
 def test_an_oversized_message_disconnects_the_sender_only(pipe, tmp_path):
@@ -290,7 +291,7 @@ def test_an_oversized_message_disconnects_the_sender_only(pipe, tmp_path):
         assert send_raw(live.address, [header, b"\x89PNG" + b"\0" * 10_000]) is None
         client = live.client()
         client.submit("small", playblast(frames=1, height=16, width=16), "a ball", settings=FAST)
-        assert until_state(client, "small").state == "done"
+        assert until_state(client, "small").state == JobState.DONE
     finally:
         live.stop()
 
@@ -336,7 +337,7 @@ def test_a_job_store_that_cannot_be_written_is_an_error_reply_not_a_crash(backen
     assert error.code == codes.BACKEND_ERROR and "No space left on device" in error.message
     assert error.job_id == "full"
     client.submit("fine", playblast(), "a ball", settings=FAST)
-    assert until_state(client, "fine").state == "done"
+    assert until_state(client, "fine").state == JobState.DONE
 
 
 def test_a_result_that_cannot_be_saved_fails_the_job_and_the_worker_carries_on(backend, monkeypatch):
@@ -352,9 +353,9 @@ def test_a_result_that_cannot_be_saved_fails_the_job_and_the_worker_carries_on(b
     client = backend.client()
     client.submit("lost", playblast(), "a ball", settings=FAST)
     failed = until_state(client, "lost")
-    assert failed.state == "failed" and "could not save this job's result" in failed.message
+    assert failed.state == JobState.FAILED and "could not save this job's result" in failed.message
     client.submit("next", playblast(shift=3), "a ball", settings=FAST)
-    assert until_state(client, "next").state == "done"
+    assert until_state(client, "next").state == JobState.DONE
 
 
 def test_the_job_list_is_bounded_and_says_how_many_there_are(backend, monkeypatch):
@@ -423,4 +424,4 @@ def test_fuzzed_messages_to_a_live_backend_get_the_reply_the_protocol_predicts(b
         dealer.close(0)
     client = backend.client()
     client.submit("after-fuzz", playblast(), "a ball", settings=FAST)
-    assert until_state(client, "after-fuzz").state == "done"
+    assert until_state(client, "after-fuzz").state == JobState.DONE

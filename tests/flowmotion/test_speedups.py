@@ -1,5 +1,6 @@
 """The speed-ups keep the result: each is checked against the faithful run."""
 
+import pytest
 import torch
 
 from flowmotion import FlowMotionConfig, transfer
@@ -152,3 +153,30 @@ def test_the_step_cache_is_removed_when_a_transfer_is_cancelled(tiny_pipe):
         transfer(tiny_pipe, SMALL, "a ball", config=config, on_progress=lambda p: passes.append(p.phase),
                  should_cancel=lambda: passes.count("sampling") >= 2)
     assert not tiny_pipe.transformer.is_cache_enabled
+
+
+def test_a_cache_write_that_fails_midway_leaves_no_file(tmp_path, monkeypatch):
+    from flowmotion import cache as cache_module
+
+    def disk_full(tensors, path):
+        open(path, "wb").write(b"half a tensor file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache_module, "save_file", disk_full)
+    motions = cache_module.SourceMotionCache(tmp_path / "cache")
+    entry = cache_module.SourceMotion(torch.zeros(1, 2), [torch.ones(1, 2)])
+    with pytest.raises(OSError, match="No space"):
+        motions.put("key", entry)
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_a_sole_writer_removes_what_a_killed_writer_left_and_no_one_else_does(tmp_path):
+    from flowmotion.cache import SourceMotionCache
+
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    (folder / ".staging-0123abcd-5e6f.safetensors").write_bytes(b"half a tensor file")
+    SourceMotionCache(folder)  # another process may be writing it right now
+    assert [p.name for p in folder.iterdir()] == [".staging-0123abcd-5e6f.safetensors"]
+    SourceMotionCache(folder, sole_writer=True)
+    assert list(folder.iterdir()) == []

@@ -187,3 +187,22 @@ def test_a_mask_on_a_transparent_film_is_read_from_its_alpha(tmp_path):
     assert np.array_equal(read_video(folder, alpha_is_mask=True)[0], masks)
     with pytest.raises(FlowMotionError, match="subject mask 2 is not a PNG"):
         frames_from_png_bytes([parts[0], b"nope"], noun="subject mask")
+
+
+@pytest.mark.parametrize("name", ["take.mp4", "frames"])
+def test_a_write_that_fails_midway_leaves_the_earlier_take_and_no_staging(tmp_path, monkeypatch, name):
+    import imageio.v3 as iio
+
+    frames = moving_square(frames=3)
+    write_video(frames, tmp_path / name)
+    earlier = sorted((p.name, p.stat().st_size) for p in tmp_path.rglob("*"))
+    real_imwrite = iio.imwrite
+
+    def encoder_dies(path, *args, **kwargs):
+        real_imwrite(path, *args, **kwargs)  # something reaches the disk, then the write fails
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(iio, "imwrite", encoder_dies)
+    with pytest.raises(OSError, match="No space"):
+        write_video(frames[:1], tmp_path / name)
+    assert sorted((p.name, p.stat().st_size) for p in tmp_path.rglob("*")) == earlier
