@@ -20,7 +20,7 @@ import threading
 import uuid
 from pathlib import Path
 
-import durable_files
+from flowmotion import durable
 from flowmotion import FlowMotionError
 from flowmotion.loading import EMBEDDED_MAX_AREA
 from protocol import Accepted, JobList, JobState, JobStatus, Limits, Progress, ProtocolError, Result, Welcome
@@ -230,7 +230,7 @@ def save_frames(out: Path, frames: list[bytes]) -> None:
             raise BackendError(f"{out} already holds other files ({', '.join(foreign[:3])}); fetch into an empty "
                                "or new folder")
     out.parent.mkdir(parents=True, exist_ok=True)
-    with durable_files.staged_folder(out) as staging:
+    with durable.staged_folder(out) as staging:
         for number, frame in enumerate(frames, start=1):
             (staging / f"frame_{number:04d}.png").write_bytes(frame)
         if out.exists():

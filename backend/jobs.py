@@ -1,6 +1,6 @@
 """The job store: every job on disk (manifest + PNG frames) and the queue of jobs to run.
 
-Every write goes through `durable_files`: a job's folder appears whole or not at all (written into a
+Every write goes through `flowmotion.durable`: a job's folder appears whole or not at all (written into a
 hidden staging folder, fsynced, renamed), and its manifest is replaced by one rename of a fsynced
 file, so a crash, a kill -9 or a power cut never leaves a torn manifest or a half-written job;
 start-up removes the staging files a killed backend left. A job's ending with a result is
@@ -23,7 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import durable_files
+from flowmotion import durable
 from protocol.states import ACTIVE, ENDED, JobState
 
 from .errors import BackendError
@@ -99,7 +99,7 @@ def frame_record(frame: bytes) -> dict:
 PRIVATE_FILE, PRIVATE_FOLDER = 0o600, 0o700
 """A job's prompt and frames are its artist's: only the backend's own user reads them."""
 OLD_LEFTOVERS = (".incoming-*", ".manifest.*", ".result")
-"""Staging names of releases before `durable_files`, removed at start like its own."""
+"""Staging names of releases before `flowmotion.durable`, removed at start like its own."""
 
 
 def _json(data: dict) -> str:
@@ -107,7 +107,7 @@ def _json(data: dict) -> str:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    durable_files.write_text(path, _json(data), mode=PRIVATE_FILE)
+    durable.write_text(path, _json(data), mode=PRIVATE_FILE)
 
 
 def _write_frames(folder: Path, frames: list[bytes]) -> None:
@@ -121,7 +121,7 @@ def _remove_leftovers(folder: Path) -> None:
     """What a killed backend was writing in `folder`: never committed, so never used, and one that
     cannot be removed costs a warning, never the start."""
     try:
-        durable_files.remove_leftovers(folder)
+        durable.remove_leftovers(folder)
         for pattern in OLD_LEFTOVERS:
             for left in folder.glob(pattern):
                 shutil.rmtree(left, ignore_errors=True) if left.is_dir() else left.unlink(missing_ok=True)
@@ -281,7 +281,7 @@ class JobStore:
     def add(self, job: Job, frames: list[bytes], masks: list[bytes] = ()) -> None:
         """Store a new job, its source frames and subject masks, then queue it."""
         with self.lock:
-            with durable_files.staged_folder(self._folder(job.job_id), mode=PRIVATE_FOLDER) as staging:
+            with durable.staged_folder(self._folder(job.job_id), mode=PRIVATE_FOLDER) as staging:
                 _write_frames(staging / "source", frames)
                 if masks:
                     _write_frames(staging / "subjects", masks)
@@ -402,7 +402,7 @@ class JobStore:
 
     def _commit_result(self, job_id: str, frames: list[bytes], ending: dict) -> None:
         result = self._folder(job_id) / "result"
-        with durable_files.staged_folder(result, mode=PRIVATE_FOLDER) as staging:
+        with durable.staged_folder(result, mode=PRIVATE_FOLDER) as staging:
             _write_frames(staging, frames)
             reached("frames written")
             (staging / "ending.json").write_text(_json(ending), encoding="utf-8")

@@ -17,7 +17,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-import durable_files
+from flowmotion import durable
 
 from .errors import BackendError
 
@@ -77,7 +77,7 @@ def create_key_pair(folder: str | os.PathLike, name: str, admin: bool = False) -
         for key_file, mode in ((public, 0o644), (secret, stat.S_IRUSR | stat.S_IWUSR)):
             text = key_file.read_text(encoding="utf-8")
             marked = text.replace("metadata\n", f'metadata\n    role = "{ADMIN_ROLE}"\n', 1)
-            durable_files.write_text(key_file, marked, mode=mode)  # a crash never leaves half a key
+            durable.write_text(key_file, marked, mode=mode)  # a crash never leaves half a key
     public.chmod(0o644)
     secret.chmod(stat.S_IRUSR | stat.S_IWUSR)
     return public, secret

@@ -6,7 +6,7 @@ Kills: a child process saves one job's manifest in a loop (its message a differe
 time) and is SIGKILLed after a random number of saves, while it goes on writing; the store is then
 opened as the next start would. It counts the kills that found a write under way (a staging file
 left behind) and the manifests that were torn (the job set aside, or its message not one written
-whole). Cost: seconds per manifest save through `durable_files` (fsync of file and folder) against a
+whole). Cost: seconds per manifest save through `flowmotion.durable` (fsync of file and folder) against a
 plain write of the same text, on this machine's disk.
 """
 

@@ -19,7 +19,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-import durable_files
+from . import durable
 
 from .config import FlowMotionConfig
 
@@ -82,7 +82,7 @@ class SourceMotionCache:
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
             if sole_writer:
-                durable_files.remove_leftovers(self.folder)
+                durable.remove_leftovers(self.folder)
 
     def get(self, key: str) -> SourceMotion | None:
         if key in self.entries:
@@ -109,7 +109,7 @@ class SourceMotionCache:
             return
         tensors = {"source_latent": entry.source_latent.contiguous()}
         tensors.update({f"motion_{i:03d}": motion.contiguous() for i, motion in enumerate(entry.motions)})
-        with durable_files.replacing(self._path(key)) as staged:
+        with durable.replacing(self._path(key)) as staged:
             save_file(tensors, staged)
         self._prune_disk()
 

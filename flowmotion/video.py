@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import durable_files
+from . import durable
 
 from .errors import FlowMotionError
 
@@ -268,7 +268,7 @@ def write_video(frames: np.ndarray, out: str | os.PathLike, fps: float = DEFAULT
     """Write frames to a video file (by suffix) or a folder of PNGs, all or nothing.
 
     Everything is written to a staging name next to the target, synced and moved into place at
-    the end (`durable_files`), so a failure or a crash leaves no partial output behind.
+    the end (`flowmotion.durable`), so a failure or a crash leaves no partial output behind.
     """
     import imageio.v3 as iio
 
@@ -279,11 +279,11 @@ def write_video(frames: np.ndarray, out: str | os.PathLike, fps: float = DEFAULT
     if target.exists() and (is_file != target.is_file()):
         raise FlowMotionError(f"{target} exists and is not a {'file' if is_file else 'folder'}")
     if is_file:
-        with durable_files.replacing(target) as staged:
+        with durable.replacing(target) as staged:
             iio.imwrite(staged, frames, fps=fps, codec="libx264", plugin="FFMPEG", macro_block_size=1, quality=8,
                         pixelformat="yuv420p" if frames.shape[1] % 2 == 0 and frames.shape[2] % 2 == 0 else "yuv444p")
         return target
-    with durable_files.staged_folder(target) as staging:
+    with durable.staged_folder(target) as staging:
         digits = max(4, len(str(len(frames))))
         for number, frame in enumerate(frames, start=1):
             iio.imwrite(staging / f"frame_{number:0{digits}d}.png", frame)

@@ -32,7 +32,7 @@ def test_a_restart_requeues_in_submission_order_and_drops_half_written_jobs(tmp_
         store.add(new_job(job_id), playblast(frames=2))
     running = store.next_job()
     assert running.job_id == "first" and store.position("second") == 1
-    (tmp_path / ".incoming-crashed-1234").mkdir()  # as a release before `durable_files` left it
+    (tmp_path / ".incoming-crashed-1234").mkdir()  # as a release before `flowmotion.durable` left it
     (tmp_path / ".staging-crashed-5678").mkdir()
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "manifest.json").write_text("{ not json")
@@ -109,13 +109,13 @@ def test_a_saved_manifest_spells_the_state_as_before(tmp_path):
 
 
 def test_a_leftover_that_cannot_be_removed_costs_a_warning_not_the_start(tmp_path, monkeypatch, caplog):
-    import durable_files
+    from flowmotion import durable
 
     JobStore(tmp_path).add(new_job("kept"), playblast(frames=2))
 
     def refused(folder):
         raise PermissionError(13, "Permission denied", str(folder))
 
-    monkeypatch.setattr(durable_files, "remove_leftovers", refused)
+    monkeypatch.setattr(durable, "remove_leftovers", refused)
     store = JobStore(tmp_path)
     assert store.queue == ["kept"] and "cannot remove what a killed backend left" in caplog.text

@@ -6,15 +6,11 @@ folder itself is fsynced so the rename outlives a power cut. A failure at any st
 or Ctrl-C, removes the staging file or folder; a process killed outright leaves one behind under
 STAGING_PREFIX, which `remove_leftovers` clears at the next start.
 
-Why a package of its own: the library (`flowmotion`), the backend and the Blender add-on all write
-files that must not tear, and the project's layers forbid the obvious homes. In `protocol/` the
-library could not use it (`flowmotion` may not import `protocol` or `backend`); in `flowmotion/`
-the add-on could not (it imports only bpy, zmq and what its zip carries, and the library brings
-torch). So this is a leaf: pure standard library, one file, importing nothing of the project.
-`flowmotion` and `backend` import it directly; the add-on's zip is to carry a copy beside its copy
-of `protocol/`, made the same way by build_addon.py. One implementation of the rules above,
-instead of one per caller.
-Named `durable_files`: plain `durable` is a rules engine's import name on PyPI.
+Why here: the library (`flowmotion`), the backend and the Blender add-on all write files that
+must not tear. This module is a leaf of the library: pure standard library, importing nothing of
+the project, so the backend imports it as `flowmotion.durable`, and build_addon.py copies this one
+file into the add-on's zip beside its copy of `protocol/` (the add-on cannot import the library,
+which brings torch). One implementation of the rules above, instead of one per caller.
 """
 
 from __future__ import annotations

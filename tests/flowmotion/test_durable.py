@@ -1,4 +1,4 @@
-"""`durable_files`: a file or folder appears whole or not at all, is synced before and after its rename,
+"""`flowmotion.durable`: a file or folder appears whole or not at all, is synced before and after its rename,
 and leaves nothing behind when a write fails."""
 
 import os
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-import durable_files
+from flowmotion import durable
 
 
 def hidden(folder) -> list[str]:
@@ -37,7 +37,7 @@ def journal(monkeypatch):
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names fsynced handles through /proc")
 def test_a_file_is_synced_then_renamed_then_its_folder_synced(tmp_path, journal):
     target = tmp_path / "manifest.json"
-    durable_files.write_text(target, '{"state": "queued"}')
+    durable.write_text(target, '{"state": "queued"}')
     assert target.read_text() == '{"state": "queued"}' and hidden(tmp_path) == []
     (kind, staged), rename, folder = journal
     assert kind == "fsync" and os.path.basename(staged).startswith(".staging-manifest-")
@@ -46,7 +46,7 @@ def test_a_file_is_synced_then_renamed_then_its_folder_synced(tmp_path, journal)
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names fsynced handles through /proc")
 def test_a_folder_is_synced_file_by_file_then_renamed_then_its_parent_synced(tmp_path, journal):
-    with durable_files.staged_folder(tmp_path / "result") as staging:
+    with durable.staged_folder(tmp_path / "result") as staging:
         (staging / "frames").mkdir()
         (staging / "frames" / "frame_0001.png").write_bytes(b"one")
         (staging / "ending.json").write_text("{}")
@@ -61,7 +61,7 @@ def test_a_folder_is_synced_file_by_file_then_renamed_then_its_parent_synced(tmp
 def test_a_failure_while_writing_a_file_leaves_the_old_one_and_no_staging(tmp_path):
     target = tmp_path / "take.mp4"
     target.write_bytes(b"the earlier take")
-    with pytest.raises(RuntimeError, match="encoder died"), durable_files.replacing(target) as staged:
+    with pytest.raises(RuntimeError, match="encoder died"), durable.replacing(target) as staged:
         staged.write_bytes(b"half a ta")
         assert staged.suffix == ".mp4"  # an encoder picks its container by the suffix
         raise RuntimeError("encoder died")
@@ -75,31 +75,31 @@ def test_a_failure_of_the_sync_or_the_rename_leaves_no_staging(tmp_path, monkeyp
     with monkeypatch.context() as patch:
         patch.setattr(os, "fsync", full_disk)
         with pytest.raises(OSError, match="No space"):
-            durable_files.write_bytes(tmp_path / "a.json", b"{}")
+            durable.write_bytes(tmp_path / "a.json", b"{}")
     assert list(tmp_path.iterdir()) == []
     (tmp_path / "folder.json").mkdir()  # a file cannot replace a folder
     with pytest.raises(OSError):
-        durable_files.write_bytes(tmp_path / "folder.json", b"{}")
+        durable.write_bytes(tmp_path / "folder.json", b"{}")
     assert [p.name for p in tmp_path.iterdir()] == ["folder.json"]
 
 
 def test_a_failure_while_filling_a_folder_leaves_the_earlier_one_and_no_staging(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "frame_0001.png").write_bytes(b"earlier")
-    with pytest.raises(KeyboardInterrupt), durable_files.staged_folder(tmp_path / "out") as staging:
+    with pytest.raises(KeyboardInterrupt), durable.staged_folder(tmp_path / "out") as staging:
         (staging / "frame_0001.png").write_bytes(b"new")
         raise KeyboardInterrupt
     assert (tmp_path / "out" / "frame_0001.png").read_bytes() == b"earlier" and hidden(tmp_path) == []
-    with pytest.raises(OSError), durable_files.staged_folder(tmp_path / "out") as staging:
+    with pytest.raises(OSError), durable.staged_folder(tmp_path / "out") as staging:
         (staging / "frame_0001.png").write_bytes(b"new")  # the caller did not clear the earlier one
     assert hidden(tmp_path) == []
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
 def test_modes_follow_the_umask_or_are_private(tmp_path):
-    durable_files.write_bytes(tmp_path / "shared", b"x")
-    durable_files.write_bytes(tmp_path / "private", b"x", mode=0o600)
-    with durable_files.staged_folder(tmp_path / "job", mode=0o700):
+    durable.write_bytes(tmp_path / "shared", b"x")
+    durable.write_bytes(tmp_path / "private", b"x", mode=0o600)
+    with durable.staged_folder(tmp_path / "job", mode=0o700):
         pass
     umask = os.umask(0)
     os.umask(umask)
@@ -114,23 +114,25 @@ def test_leftovers_of_a_killed_writer_are_removed_and_nothing_else(tmp_path):
     (tmp_path / ".staging-result-3c4d" / "frame_0001.png").write_bytes(b"x")
     (tmp_path / "manifest.json").write_text("{}")
     (tmp_path / ".lock").write_text("")
-    assert durable_files.remove_leftovers(tmp_path) == [".staging-manifest-1a2b.json", ".staging-result-3c4d"]
+    assert durable.remove_leftovers(tmp_path) == [".staging-manifest-1a2b.json", ".staging-result-3c4d"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "manifest.json"]
 
 
-def test_durable_files_imports_only_the_standard_library():
-    # It is copied into the add-on's zip and used by the library: it may need nothing else.
-    check = ("import sys; before = set(sys.modules); import durable_files; "
-             "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] not in sys.stdlib_module_names "
-             "and m != 'durable_files'))")
-    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60, check=True,
-                         env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(durable_files.__file__))})
+def test_durable_imports_only_the_standard_library():
+    # The add-on's zip carries a copy of this one file: loaded on its own, it may need nothing else.
+    check = ("import importlib.util, sys; before = set(sys.modules); "
+             f"spec = importlib.util.spec_from_file_location('durable', {durable.__file__!r}); "
+             "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
+             "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] not in sys.stdlib_module_names))")
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
 
 
-def test_the_library_uses_durable_files_and_still_knows_nothing_of_protocol_or_backend():
+def test_the_library_writes_through_durable_and_still_knows_nothing_of_protocol_or_backend():
     check = ("import sys, flowmotion, flowmotion.cache, flowmotion.video; "
-             "print(sorted({m.split('.')[0] for m in sys.modules} & {'durable_files', 'protocol', 'backend', 'zmq'}))")
+             "print('flowmotion.durable' in sys.modules, "
+             "sorted({m.split('.')[0] for m in sys.modules} & {'protocol', 'backend', 'zmq', 'msgpack'}))")
+    root = os.path.dirname(os.path.dirname(durable.__file__))
     out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120, check=True,
-                         env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(durable_files.__file__))})
-    assert out.stdout.strip() == "['durable_files']"
+                         env={**os.environ, "PYTHONPATH": root})
+    assert out.stdout.strip() == "True []"
