@@ -42,12 +42,26 @@ def source_passes_per_step(config: FlowMotionConfig) -> int:
     return 2
 
 
+def optimization_velocity_evaluations(config: FlowMotionConfig) -> int:
+    """Guided velocities (each one CFG pair) the Adam iterations of one guided step evaluate."""
+    if config.reuse_velocity_across_iterations:
+        return min(1, config.optimization_steps)
+    return config.optimization_steps
+
+
+def guided_velocity_evaluations(config: FlowMotionConfig) -> int:
+    """Guided velocities one guided step evaluates: its Adam iterations', and its Euler step's unless
+    that reuses the last of them."""
+    adam = optimization_velocity_evaluations(config)
+    return adam + (0 if config.reuse_velocity_for_euler_step and adam else 1)
+
+
 def forward_pass_count(config: FlowMotionConfig, source_cached: bool = False) -> int:
     """Transformer forward passes one transfer runs under `config` (with the source motion cached or not)."""
     per_velocity = 2 if config.guidance_scale > 1.0 else 1
     guided = config.guided_step_count
     per_source = 0 if source_cached else source_passes_per_step(config)
-    per_guided_step = per_source + config.optimization_steps * per_velocity + per_velocity
+    per_guided_step = per_source + guided_velocity_evaluations(config) * per_velocity
     return guided * per_guided_step + (config.num_inference_steps - guided) * per_velocity
 
 
@@ -129,7 +143,9 @@ class Sampler:
     def optimise(self, latent, initial_noise, source_motion, step: int, embeddings, subjects=None):
         """Adam on the latent towards the source motion; gradients reach only the latent. With
         `subjects` (the source's subject coverage per latent position), a second Adam at the subject
-        learning rate follows Subject Alignment's gradient, taken at the same latent."""
+        learning rate follows Subject Alignment's gradient, taken at the same latent.
+
+        Returns the optimised latent and the last velocity evaluated (None when no iteration ran)."""
         config = self.config
         sigma, timestep = self.sigmas[step], self.timesteps[step]
         reference = None
@@ -139,10 +155,14 @@ class Sampler:
         optimizer = torch.optim.Adam([variable], lr=config.learning_rate)
         subject_optimizer = None if subjects is None else torch.optim.Adam([variable], lr=config.subject_learning_rate)
         difference_weight = config.difference_alignment_weight if config.difference_alignment else 0.0
+        raw_velocity = velocity = None
         for _ in range(config.optimization_steps):
-            velocity = self.velocity(variable.detach(), timestep, embeddings)
-            if reference is not None:
-                velocity = guidance.regularize_velocity(velocity, reference, config.velocity_regularization_gamma)
+            if raw_velocity is None or not config.reuse_velocity_across_iterations:
+                raw_velocity = self.velocity(variable.detach(), timestep, embeddings)
+                velocity = raw_velocity
+                if reference is not None:
+                    velocity = guidance.regularize_velocity(raw_velocity, reference,
+                                                            config.velocity_regularization_gamma)
             target_motion = guidance.latent_prediction(variable, sigma, velocity)
             loss = guidance.motion_loss(source_motion, target_motion, config.latent_alignment_weight,
                                         difference_weight)
@@ -157,10 +177,12 @@ class Sampler:
             optimizer.step()
             variable.grad = subject_grad
             subject_optimizer.step()
-        return variable.detach()
+        return variable.detach(), raw_velocity
 
-    def euler_step(self, latent, i: int, embeddings):
-        velocity = self.velocity(latent, self.timesteps[i], embeddings)
+    def euler_step(self, latent, i: int, embeddings, velocity=None):
+        """One Euler step; with `velocity`, that one instead of a fresh evaluation at `latent`."""
+        if velocity is None:
+            velocity = self.velocity(latent, self.timesteps[i], embeddings)
         return latent + (self.sigmas[i + 1] - self.sigmas[i]) * velocity
 
     def run(self, initial_noise, source_motions: list[torch.Tensor], embeddings, subjects=None) -> torch.Tensor:
@@ -169,8 +191,9 @@ class Sampler:
         latent = initial_noise
         for i in range(guided):
             self.clock.enter("guided_step", i + 1, total, self.model.forward_passes)
-            latent = self.optimise(latent, initial_noise, source_motions[i], i, embeddings, subjects)
-            latent = self.euler_step(latent, i, embeddings)
+            latent, velocity = self.optimise(latent, initial_noise, source_motions[i], i, embeddings, subjects)
+            reused = velocity if self.config.reuse_velocity_for_euler_step else None
+            latent = self.euler_step(latent, i, embeddings, reused)
         # The step cache sees only the unguided steps: the guided ones call the transformer several
         # times per step, which a cache would mistake for consecutive denoising steps.
         threshold = self.config.unguided_step_cache
