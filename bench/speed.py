@@ -171,8 +171,9 @@ def main() -> None:
     header = describe(args)
     if args.dry_run:
         print(header)
-        for name, config, *_ in modes(args.steps, args.guided_steps, args.step_cache, args.modes):
-            print(f"  {name}: {flowmotion.forward_pass_count(config)} passes")
+        for name, config, cached, *_ in modes(args.steps, args.guided_steps, args.step_cache, args.modes):
+            again = f", {flowmotion.forward_pass_count(config, source_cached=True)} with the shot cached" if cached else ""
+            print(f"  {name}: {flowmotion.forward_pass_count(config)} passes{again}")
         return
     rows, notes = measure(args)
     result = f"{header}\n\n{table(rows)}\n" + "".join(f"\nNote: {line}\n" for line in notes)
