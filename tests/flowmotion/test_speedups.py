@@ -30,7 +30,7 @@ def test_skipping_the_identical_source_cfg_saves_ten_passes_and_changes_nothing(
 
 def test_batched_guidance_halves_the_calls_and_matches(tiny_pipe):
     unbatched, unbatched_calls = run(tiny_pipe, FlowMotionConfig(skip_identical_source_cfg=True))
-    batched, batched_calls = run(tiny_pipe, FlowMotionConfig.optimized())
+    batched, batched_calls = run(tiny_pipe, FlowMotionConfig(skip_identical_source_cfg=True, batch_guidance=True))
     assert unbatched_calls == 170 and batched_calls == 10 * (1 + 3 + 1) + 40
     assert batched.stats.forward_passes == 170 and batched.stats.transformer_calls == batched_calls
     assert torch.allclose(batched.frames, unbatched.frames, atol=1e-4)
@@ -200,3 +200,14 @@ def test_forward_pass_count_matches_every_reuse_combination(tiny_pipe):
                                       reuse_velocity_for_euler_step=euler)
             out, calls = run(tiny_pipe, config)
             assert calls == out.stats.forward_passes == forward_pass_count(config)
+
+
+def test_the_optimised_config_reuses_the_velocity_across_iterations_only(tiny_pipe):
+    config = FlowMotionConfig.optimized()
+    assert config.reuse_velocity_across_iterations and not config.reuse_velocity_for_euler_step
+    assert config.batch_guidance is None  # the machine's plan decides
+    cache = TransferCache()
+    runs = [run(tiny_pipe, config, prompt=p, cache=cache) for p in ("a red ball", "a blue cube")]
+    assert [out.stats.forward_passes for out, _ in runs] == [130, 120]
+    # On the CPU a pass of the tiny model is small, so the plan batches CFG: one call per pair.
+    assert [calls for _, calls in runs] == [10 * (1 + 1 + 1) + 40, 10 * 2 + 40]
