@@ -4,8 +4,14 @@
     python bench/speed.py --size full --record  # Wan2.1-T2V-1.3B architecture, random weights, on CUDA,
                                                 # 480x720, 49 frames, 50 steps; appends to bench/RESULTS.md
 
-Prints one row per mode: transformer forward passes and calls, wall seconds per phase, peak
-memory, and the time ratio to plain sampling. Not a test: the numbers are the output.
+    python bench/speed.py --modes plain,faithful,new-shot --dry-run   # chosen rows; what would run
+
+Prints one row per mode as it completes, then the table: transformer forward passes and calls, the
+run's plan (B batched CFG, O text encoder offloaded, T VAE tiled), wall seconds per phase, peak
+memory, and the time ratio to plain sampling. Every row runs with the same runtime options
+(--attention-backend, --fp8, --compile) and lets the plan choose, except where a row overrides it
+(unbatched: CFG as two calls; memory-saver: offload and tiling forced). Not a test: the numbers
+are the output.
 """
 
 from __future__ import annotations
