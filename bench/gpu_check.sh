@@ -63,6 +63,10 @@ stage() {  # stage NAME COMMAND...: run under the time left, say if it was cut s
 }
 
 if [ "$DRY" = 0 ]; then
+  if ! "$PYTHON" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
+    echo "gpu_check: torch sees no CUDA GPU here; --dry-run shows what would run" >&2
+    exit 1
+  fi
   if ls .whl/*.whl > /dev/null 2>&1; then
     # The card's own torch, transformers and accelerate stay; only what is missing is added.
     for wheel in .whl/*.whl; do

@@ -35,6 +35,12 @@ def test_bad_arguments_are_named():
     assert budget.returncode == 2 and "--budget must be whole seconds, got '8min'" in budget.stderr
 
 
+def test_without_a_gpu_it_says_so_and_installs_nothing():
+    done = run("bash", "bench/gpu_check.sh", "--quick")
+    assert done.returncode == 1 and "torch sees no CUDA GPU here" in done.stderr
+    assert "==" not in done.stdout
+
+
 def test_speed_rows_are_selected_by_name_and_their_passes_counted():
     done = run(sys.executable, "bench/speed.py", "--dry-run", "--modes", "faithful,new-shot,reprompt,exact")
     assert done.returncode == 0, done.stderr
