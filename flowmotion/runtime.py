@@ -72,10 +72,12 @@ TILED_VAE_BYTES = int(1.5 * 2**30)
 HEADROOM_BYTES = 2**30
 """Kept free for the allocator's fragmentation and the odd temporary."""
 
-BATCH_TOKEN_LIMIT = {"cpu": 1024, "cuda": 4096}
+BATCH_TOKEN_LIMIT = {"cpu": 512, "cuda": 4096}
 """Tokens per pass below which batching CFG's two passes pays: a pass this small leaves the device
 idle between kernels, so one call of two beats two calls of one. Above it a pass is compute-bound and
-batching gains nothing (on one H100 at 17,550 tokens it was no faster). CPU: bench/speed.py."""
+batching gains nothing. CPU, embedded model, one thread (bench/speed.py, RESULTS.md): 30% faster at
+144 tokens, no faster at 864. CUDA: no faster at 17,550 tokens on one H100; the limit below which it
+pays there is an estimate, not yet measured."""
 
 
 @dataclass(frozen=True)

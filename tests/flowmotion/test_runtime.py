@@ -63,11 +63,11 @@ def test_the_caller_overrides_the_plan():
 
 
 def test_the_cpu_batches_small_passes_only_and_never_offloads():
-    small = RunSize(tokens=9 * 8 * 8, channels=128, pixels=32 * 32, text_encoder_bytes=10**6)
+    small = RunSize(tokens=9 * 4 * 4, channels=128, pixels=32 * 32, text_encoder_bytes=10**6)
     plan = plan_runtime(torch.device("cpu"), small, free=8 * GiB, options=RuntimeOptions(), batch_guidance=None)
     assert plan.batch_guidance and not plan.offload_text_encoder and not plan.vae_tiling
     assert plan.reasons["offload_text_encoder"] == "the text encoder is in host memory already"
-    large = RunSize(tokens=13 * 30 * 45, channels=128, pixels=720 * 480, text_encoder_bytes=10**6)
+    large = RunSize(tokens=9 * 8 * 12, channels=128, pixels=96 * 64, text_encoder_bytes=10**6)
     assert not plan_runtime(torch.device("cpu"), large, 8 * GiB, RuntimeOptions(), None).batch_guidance
 
 
