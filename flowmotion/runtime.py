@@ -76,7 +76,7 @@ BATCH_TOKEN_LIMIT = {"cpu": 512, "cuda": 4096}
 """Tokens per pass below which batching CFG's two passes pays: a pass this small leaves the device
 idle between kernels, so one call of two beats two calls of one. Above it a pass is compute-bound and
 batching gains nothing. CPU, embedded model, one thread (bench/speed.py, RESULTS.md): 30% faster at
-144 tokens, no faster at 864. CUDA: no faster at 17,550 tokens on one H100; the limit below which it
+144 tokens, 9% slower at 864. CUDA: no faster at 17,550 tokens on one H100; the limit below which it
 pays there is an estimate, not yet measured."""
 
 
