@@ -216,6 +216,9 @@ def apply_runtime_options(pipe, options: RuntimeOptions) -> list[str]:
         offload_text_encoder(pipe)
     if options.compile_blocks:
         if device.type == "cuda":
+            # Compilation happens at the first pass, inside a run: a graph it cannot compile runs eagerly
+            # (with torch's own warning) instead of failing the take.
+            torch._dynamo.config.suppress_errors = True
             pipe.transformer.compile_repeated_blocks(fullgraph=True)
         else:
             notes.append(f"compilation is for CUDA; the transformer runs uncompiled on {device.type}")
@@ -266,8 +269,10 @@ def _fp8_linear(pipe, device: torch.device) -> list[str]:
     problem = fp8_unavailable(device)
     if problem:
         return [f"FP8 linear layers off, bf16 kept: {problem}"]
-    from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
-
+    try:
+        from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
+    except ImportError as error:  # a torchao built for another torch
+        return [f"FP8 linear layers off, bf16 kept: torchao does not load here ({error})"]
     # Only the repeated blocks: the embeddings and the output head are small and precision-sensitive.
     quantize_(pipe.transformer.blocks, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow()))
     return []
