@@ -37,9 +37,16 @@ def job_config(settings: dict) -> FlowMotionConfig:
 
 
 def setting_kinds() -> dict[str, type]:
-    """Each setting's name and Python type, as FlowMotionConfig declares them."""
+    """Each setting's name and Python type, as FlowMotionConfig declares them. An optional setting
+    (`bool | None`: None leaves the choice to the run) is set over the protocol by its value's kind,
+    since the protocol carries no nil settings."""
     hints = typing.get_type_hints(FlowMotionConfig)
-    return {f.name: hints[f.name] for f in dataclasses.fields(FlowMotionConfig) if f.init}
+    return {f.name: _without_none(hints[f.name]) for f in dataclasses.fields(FlowMotionConfig) if f.init}
+
+
+def _without_none(kind):
+    arguments = [a for a in typing.get_args(kind) if a is not type(None)]
+    return arguments[0] if len(arguments) == 1 and type(None) in typing.get_args(kind) else kind
 
 
 def check_settings(settings: dict) -> FlowMotionConfig:

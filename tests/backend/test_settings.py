@@ -46,7 +46,9 @@ def test_the_configs_own_rules_apply_and_name_the_setting():
     assert "source_motion" in refusal({"source_motion": "noisy"})
     assert "unknown setting 'warp_factor'; the settings are batch_guidance," in refusal({"warp_factor": 9})
     config = check_settings({"guided_steps": 5, "motion_guidance": False, "learning_rate": 1})
-    assert (config.guided_steps, config.motion_guidance, config.batch_guidance) == (5, False, True)
+    # The backend runs optimized(): CFG batching is left to the run's plan, the velocity is reused.
+    assert (config.guided_steps, config.motion_guidance, config.batch_guidance,
+            config.reuse_velocity_across_iterations) == (5, False, None, True)
 
 
 @pytest.mark.parametrize("settings, says", [

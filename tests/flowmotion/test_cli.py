@@ -113,3 +113,23 @@ def test_a_subject_mask_folder_steers_the_take_and_a_mismatched_one_is_refused(s
                  *FAST]) == 2
     assert "the subject mask has 6 frames of 40x30 but the source has 10 frames" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_plan_is_printed_and_the_runtime_flags_reach_it(source_folder, tmp_path, capsys):
+    out = tmp_path / "take"
+    args = ["transfer", str(source_folder), "--prompt", "a cube", "--out", str(out), "--optimized", "--vae-tiling",
+            "--no-batch-guidance", "--fp8", *FAST]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "plan: vae tiling on: set by the runtime options" in err
+    assert "plan: batch guidance off: set by the config" in err
+    assert "plan: offload text encoder off: the text encoder is in host memory already" in err
+    assert "flowmotion: FP8 linear layers off, bf16 kept: FP8 matrix products need a CUDA GPU" in err
+
+
+def test_optimized_keeps_its_own_defaults_unless_a_flag_says_otherwise():
+    parse = build_parser().parse_args
+    base = ["transfer", "src", "--prompt", "p", "--out", "o", "--optimized"]
+    assert config_from_arguments(parse(base)) == FlowMotionConfig.optimized()
+    assert not config_from_arguments(parse(base + ["--no-reuse-velocity-across-iterations"])).reuse_velocity_across_iterations
+    assert config_from_arguments(parse(base + ["--batch-guidance"])).batch_guidance is True
