@@ -43,7 +43,8 @@ class LatentRGB:
         weights = np.asarray(data["weights"], np.float32)
         bias = np.asarray(data["bias"], np.float32)
         if weights.ndim != 2 or weights.shape[1] != 3 or bias.shape != (3,):
-            raise FlowMotionError(f"preview factors {data.get('name', '')!r} are not a (channels, 3) map and a bias of 3")
+            name = data.get("name", "")
+            raise FlowMotionError(f"preview factors {name!r} are not a (channels, 3) map and a bias of 3")
         return cls(weights, bias, str(data.get("name", "")))
 
 

@@ -1,7 +1,8 @@
 """Tiny Wan pipelines built in code: the same diffusers classes as Wan2.1 (and Wan2.2's TI2V-5B
-layout), a few thousand random weights. It is the tests' fixture: CPU-fast, built without any download or file. Its tokenizer is
-byte-level and built locally, so any prompt tokenizes without a vocabulary file. (The embedded
-model that `load_pipeline("embedded")` loads is a trained one: see flowmotion.toy.)
+layout), a few thousand random weights. They are the tests' fixtures: CPU-fast, built without any
+download or file. Their tokenizer is byte-level and built locally, so any prompt tokenizes without a
+vocabulary file. (The embedded model that `load_pipeline("embedded")` loads is a trained one: see
+flowmotion.toy.)
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""FlowMotion sampling: Euler over the scheduler's sigmas, with latent optimisation in the first steps.
+"""FlowMotion sampling: Euler over the scheduler's timesteps / 1000, with latent optimisation in the first steps.
 
 The sampler steps on the scheduler's timesteps / 1000 (then 0) with its own Euler update, as the
 authors' release does, whatever scheduler the pipeline carries; it reaches the model only through
