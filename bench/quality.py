@@ -2,6 +2,8 @@
 and show the prompt?
 
     python bench/quality.py [--model embedded] [--videos 24] [--steps 50]
+    python bench/quality.py --list-modes
+    python bench/quality.py --mode FlowMotion --mode "FlowMotion, velocity reused" --seed-offset 100
 
 A fixed held-out set: source clips whose shapes (diamond, ring) and paths (circle, zigzag) the
 model never saw in training, most of them Workbench-style playblasts, each with a target prompt
@@ -9,8 +11,10 @@ that changes colour, shape and background. For each mode the table gives motion 
 of frames whose object is within 5 px of the source's track, and the mean track error), text
 adherence (colour, shape and background read back by flowmotion.toy.metrics' classifier),
 temporal consistency, and seconds and forward passes per video. Every mode runs the paper's settings
-through FlowMotionConfig.optimized() (the same result as the authors' pass structure up to float
-rounding, in fewer passes); the unguided-step cache row measures what that cache costs in quality.
+with one source pass per guided step and CFG batched (the same result as the authors' pass structure
+up to float rounding, in fewer passes); the unguided-step cache and velocity-reuse rows measure what
+those speed-ups cost in quality. `--mode` (repeatable) runs only the named rows, `--seed-offset`
+draws other seeds for the same cases (to see the run-to-run spread).
 The subject-mask rows give the method each source's object mask (what the add-on renders from the
 shot) and add Subject Alignment; the last of them drops the paper's two losses to show its share.
 
@@ -40,7 +44,11 @@ from flowmotion.toy.data import (BACKGROUNDS, COLORS, HELD_OUT_PATHS, HELD_OUT_S
                                  Clip, make_clip, redraw)
 
 HELD_OUT_SEED = 20261124
-SUBJECT_MODES = ("FlowMotion + subject masks", "subject masks only (no LA, no DA)")
+SUBJECT_MODES = ("FlowMotion + subject masks", "subject masks only (no LA, no DA)",
+                 "FlowMotion + subject masks, velocity reused across iterations",
+                 "FlowMotion + subject masks, velocity reused across iterations and for the Euler step")
+REUSED = dict(reuse_velocity_across_iterations=True)
+REUSED_FOR_EULER = dict(reuse_velocity_across_iterations=True, reuse_velocity_for_euler_step=True)
 
 
 @dataclass(frozen=True)
@@ -68,7 +76,8 @@ def held_out_cases(count: int) -> list[Case]:
 
 
 def modes(steps: int, guided: int, learning_rate: float) -> dict[str, FlowMotionConfig]:
-    base = FlowMotionConfig.optimized(num_inference_steps=steps, guided_steps=guided)
+    base = FlowMotionConfig(num_inference_steps=steps, guided_steps=guided, skip_identical_source_cfg=True,
+                            batch_guidance=True)
     return {
         "plain sampling (no guidance)": base.replace(motion_guidance=False),
         "FlowMotion": base,
@@ -80,6 +89,10 @@ def modes(steps: int, guided: int, learning_rate: float) -> dict[str, FlowMotion
         "FlowMotion + unguided step cache 0.05": base.replace(unguided_step_cache=0.05),
         SUBJECT_MODES[0]: base,
         SUBJECT_MODES[1]: base.replace(latent_alignment_weight=0.0, difference_alignment_weight=0.0),
+        "FlowMotion, velocity reused across iterations": base.replace(**REUSED),
+        "FlowMotion, velocity reused across iterations and for the Euler step": base.replace(**REUSED_FOR_EULER),
+        SUBJECT_MODES[2]: base.replace(**REUSED),
+        SUBJECT_MODES[3]: base.replace(**REUSED_FOR_EULER),
     }
 
 
@@ -95,11 +108,12 @@ def look_matched_modes(steps: int, guided: int, learning_rate: float) -> dict[st
             if name in kept or name.startswith("clean_latent")}
 
 
-def evaluate(pipe, cases: list[Case], config: FlowMotionConfig, subject_masks: bool = False) -> dict:
+def evaluate(pipe, cases: list[Case], config: FlowMotionConfig, subject_masks: bool = False,
+             seed_offset: int = 0) -> dict:
     scores = {"fidelity": [], "error": [], "text": [], "temporal": [], "seconds": [], "passes": []}
     for index, case in enumerate(cases):
         out = flowmotion.transfer(pipe, case.source.frames, case.prompt, config=config,
-                                  generator=torch.Generator().manual_seed(index),
+                                  generator=torch.Generator().manual_seed(index + seed_offset),
                                   subject_mask=case.source.mask if subject_masks else None)
         share, error = metrics.motion_fidelity(out.frames, case.color, case.source.track)
         scores["fidelity"].append(share)
@@ -121,6 +135,13 @@ def table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def selected(all_modes: dict[str, FlowMotionConfig], names: list[str] | None) -> dict[str, FlowMotionConfig]:
+    """The modes named in `names` (all of them when None), in the table's order."""
+    if not names:
+        return all_modes
+    return {name: config for name, config in all_modes.items() if name in names}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=flowmotion.EMBEDDED_MODEL)
@@ -129,22 +150,36 @@ def main() -> None:
     parser.add_argument("--guided-steps", type=int, default=10)
     parser.add_argument("--scaled-learning-rate", type=float, default=0.03,
                         help="the learning rate of the clean_latent rows that scale the paper's to the latent size")
+    parser.add_argument("--mode", action="append", default=None, metavar="NAME",
+                        help="run only this row (repeatable; names as --list-modes prints them)")
+    parser.add_argument("--list-modes", action="store_true", help="print the rows' names and stop")
+    parser.add_argument("--first-table-only", action="store_true", help="skip the look-matched sources' table")
+    parser.add_argument("--seed-offset", type=int, default=0, help="added to every case's seed (default: 0)")
     args = parser.parse_args()
+    first = modes(args.steps, args.guided_steps, args.scaled_learning_rate)
+    second = look_matched_modes(args.steps, args.guided_steps, args.scaled_learning_rate)
+    if args.list_modes:
+        print("\n".join(first))
+        return
+    unknown = set(args.mode or ()) - set(first)
+    if unknown:
+        parser.error(f"unknown mode {sorted(unknown)[0]!r}; --list-modes prints the names")
     pipe = flowmotion.load_pipeline(args.model, device="cpu")
     cases = held_out_cases(args.videos)
     started = time.monotonic()
     results, matched, matched_cases = {}, {}, look_matched(cases)
-    for name, config in modes(args.steps, args.guided_steps, args.scaled_learning_rate).items():
-        results[name] = evaluate(pipe, cases, config, subject_masks=name in SUBJECT_MODES)
+    for name, config in selected(first, args.mode).items():
+        results[name] = evaluate(pipe, cases, config, name in SUBJECT_MODES, args.seed_offset)
         print(f"  {name}: done ({time.monotonic() - started:.0f} s)", file=sys.stderr)
-    for name, config in look_matched_modes(args.steps, args.guided_steps, args.scaled_learning_rate).items():
-        matched[name] = evaluate(pipe, matched_cases, config, subject_masks=name in SUBJECT_MODES)
+    for name, config in selected({} if args.first_table_only else second, args.mode).items():
+        matched[name] = evaluate(pipe, matched_cases, config, name in SUBJECT_MODES, args.seed_offset)
         print(f"  sources in the prompt's look, {name}: done ({time.monotonic() - started:.0f} s)", file=sys.stderr)
     print(f"{args.videos} held-out videos, model {args.model}, {args.steps} steps ({args.guided_steps} guided), "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+          f"seeds from {args.seed_offset}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     print(table(results))
-    print("\nThe same tracks, sources redrawn in the target prompt's colour, shape and background:\n")
-    print(table(matched))
+    if matched:
+        print("\nThe same tracks, sources redrawn in the target prompt's colour, shape and background:\n")
+        print(table(matched))
 
 
 if __name__ == "__main__":

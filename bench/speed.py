@@ -43,18 +43,37 @@ def source_video(frames: int, height: int, width: int) -> tuple[np.ndarray, np.n
     return video, mask
 
 
-def modes(steps: int, guided: int, step_cache: float):
+MODES = ("plain", "faithful", "new-shot", "reprompt", "reprompt-masks", "unbatched", "exact", "step-cache",
+         "memory-saver")
+"""Row names for --modes, in the table's order. memory-saver comes last: it moves the text encoder to
+host memory for good."""
+
+
+def modes(steps: int, guided: int, step_cache: float, selected=MODES):
+    """(key, row name, config, cached shot, prompt, subject mask, runtime overrides) for each chosen row."""
     base = dict(num_inference_steps=steps, guided_steps=guided)
     optimised = FlowMotionConfig.optimized(**base)
-    # (name, config, optimised run options and cache, prompt, with the source's subject mask)
-    yield "plain Wan sampling", FlowMotionConfig(motion_guidance=False, **base), False, "a red ball on grass", False
-    yield "FlowMotion faithful", FlowMotionConfig(**base), False, "a red ball on grass", False
-    yield "optimised, new shot", optimised, True, "a red ball on grass", False
-    yield "optimised, re-prompt", optimised, True, "a blue cube on sand", False
-    yield "optimised, re-prompt + subject masks", optimised, True, "a purple ball on water", True
-    if step_cache:
-        yield (f"optimised + step cache {step_cache:g}",
-               FlowMotionConfig.optimized(unguided_step_cache=step_cache, **base), True, "a green cone on snow", False)
+    rows = [
+        ("plain", "plain Wan sampling", FlowMotionConfig(motion_guidance=False, **base), False, "a red ball on grass",
+         False, {}),
+        ("faithful", "FlowMotion faithful", FlowMotionConfig(**base), False, "a red ball on grass", False, {}),
+        ("new-shot", "optimised, new shot", optimised, True, "a red ball on grass", False, {}),
+        ("reprompt", "optimised, re-prompt", optimised, True, "a blue cube on sand", False, {}),
+        ("reprompt-masks", "optimised, re-prompt + subject masks", optimised, True, "a purple ball on water", True,
+         {}),
+        ("unbatched", "optimised, re-prompt, CFG unbatched", optimised.replace(batch_guidance=False), True,
+         "a yellow ball on snow", False, {}),
+        ("exact", "optimised without velocity reuse, re-prompt", optimised.replace(
+            reuse_velocity_across_iterations=False, reuse_velocity_for_euler_step=False), True, "a red cube on sand",
+         False, {}),
+        ("step-cache", f"optimised + step cache {step_cache:g}", optimised.replace(unguided_step_cache=step_cache),
+         True, "a green cone on snow", False, {}),
+        ("memory-saver", "optimised, re-prompt, text encoder offloaded + VAE tiled", optimised, True,
+         "a blue ball on grass", False, dict(offload_text_encoder=True, vae_tiling=True)),
+    ]
+    for row in rows:
+        if row[0] in selected and not (row[0] == "step-cache" and not step_cache):
+            yield row[1:]
 
 
 def load(size: str, device: str):
@@ -67,34 +86,41 @@ def load(size: str, device: str):
 
 def measure(args) -> list[dict]:
     pipe = load(args.size, args.device)
+    notes = apply_runtime_options(pipe, RuntimeOptions(attention_backend=args.attention_backend,
+                                                       fp8_linear=args.fp8, compile_blocks=args.compile))
     video, mask = source_video(args.frames, args.height, args.width)
     cache = TransferCache()
-    optimised_pipe_ready = False
     rows = []
-    for name, config, optimised, prompt, subjects in modes(args.steps, args.guided_steps, args.step_cache):
-        if optimised and not optimised_pipe_ready:
-            apply_runtime_options(pipe, RuntimeOptions(
-                attention_backend=args.attention_backend, compile_blocks=args.compile,
-                vae_tiling=args.device.startswith("cuda"), offload_text_encoder=args.device.startswith("cuda")))
-            optimised_pipe_ready = True
+    for name, config, cached, prompt, subjects, overrides in modes(args.steps, args.guided_steps, args.step_cache,
+                                                                   args.modes):
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()
         out = flowmotion.transfer(pipe, video, prompt, config=config, generator=torch.Generator().manual_seed(0),
-                                  cache=cache if optimised else None, subject_mask=mask if subjects else None)
+                                  cache=cache if cached else None, subject_mask=mask if subjects else None,
+                                  runtime=RuntimeOptions(**overrides))
         rows.append({"mode": name, "stats": out.stats})
-        print(f"  {name}: {out.stats.summary()}", file=sys.stderr)
-    return rows
+        plan = "; ".join(f"{key} {choice}" for key, choice in out.stats.runtime.items())
+        print(f"| {name} | {out.stats.summary()} | {plan} |", flush=True)
+    return rows, notes
+
+
+def plan_cell(stats) -> str:
+    """The plan's choices in short: batched CFG (B), text encoder offloaded (O), VAE tiled (T)."""
+    letters = {"batch_guidance": "B", "offload_text_encoder": "O", "vae_tiling": "T"}
+    chosen = [letter for key, letter in letters.items() if stats.runtime.get(key, "").startswith("on")]
+    return "".join(chosen) or "-"
 
 
 def table(rows: list[dict]) -> str:
-    plain = rows[0]["stats"].seconds
-    head = ["mode", "passes", "calls"] + [label for _, label in PHASE_COLUMNS] + ["total s", "peak GiB", "x plain"]
+    plain = next((row["stats"].seconds for row in rows if row["mode"] == "plain Wan sampling"), None)
+    head = (["mode", "passes", "calls", "plan"] + [label for _, label in PHASE_COLUMNS]
+            + ["total s", "peak GiB", "x plain"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         s = row["stats"]
-        cells = [row["mode"], str(s.forward_passes), str(s.transformer_calls)]
+        cells = [row["mode"], str(s.forward_passes), str(s.transformer_calls), plan_cell(s)]
         cells += [f"{s.phase_seconds.get(phase, 0.0):.2f}" for phase, _ in PHASE_COLUMNS]
-        cells += [f"{s.seconds:.2f}", f"{s.peak_memory_bytes / 2**30:.2f}", f"{s.seconds / plain:.2f}"]
+        cells += [f"{s.seconds:.2f}", f"{s.peak_memory_bytes / 2**30:.2f}", f"{s.seconds / plain:.2f}" if plain else "-"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -108,7 +134,9 @@ def describe(args) -> str:
         memory = "peak GiB: the process's peak resident memory so far (not per mode)"
     model = ("Wan2.1-T2V-1.3B architecture, random weights" if args.size == "full"
              else "embedded model (flowmotion/embedded)")
-    return (f"{datetime.date.today().isoformat()}, {device}, torch {torch.__version__}; {model}; "
+    import diffusers
+
+    return (f"{datetime.date.today().isoformat()}, {device}, torch {torch.__version__}, diffusers {diffusers.__version__}; {model}; "
             f"{args.width}x{args.height}, {args.frames} frames, {args.steps} steps ({args.guided_steps} guided); "
             f"{memory}")
 
@@ -124,16 +152,30 @@ def main() -> None:
     parser.add_argument("--guided-steps", type=int, default=10)
     parser.add_argument("--step-cache", type=float, default=0.05, help="threshold of the step-cache row (0: no row)")
     parser.add_argument("--attention-backend", default=None)
-    parser.add_argument("--compile", action="store_true", help="regional compilation in the optimised modes")
+    parser.add_argument("--compile", action="store_true", help="regional compilation of the repeated block (all rows)")
+    parser.add_argument("--fp8", action="store_true", help="FP8 linear layers in the transformer blocks (all rows)")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help=f"comma-separated rows to run, of {', '.join(MODES)} (default: all)")
+    parser.add_argument("--dry-run", action="store_true", help="print the rows and settings, run nothing")
     parser.add_argument("--record", action="store_true", help="append the table to bench/RESULTS.md")
     args = parser.parse_args()
+    args.modes = [name.strip() for name in args.modes.split(",") if name.strip()]
+    unknown = [name for name in args.modes if name not in MODES]
+    if unknown:
+        parser.error(f"unknown mode {unknown[0]!r}; choose from {', '.join(MODES)}")
     full = args.size == "full"
     args.frames = args.frames or (49 if full else 17)
     args.height = args.height or (480 if full else 64)
     args.width = args.width or (720 if full else 96)
 
     header = describe(args)
-    result = f"{header}\n\n{table(measure(args))}\n"
+    if args.dry_run:
+        print(header)
+        for name, config, *_ in modes(args.steps, args.guided_steps, args.step_cache, args.modes):
+            print(f"  {name}: {flowmotion.forward_pass_count(config)} passes")
+        return
+    rows, notes = measure(args)
+    result = f"{header}\n\n{table(rows)}\n" + "".join(f"\nNote: {line}\n" for line in notes)
     print(result)
     if args.record:
         with open(Path(__file__).with_name("RESULTS.md"), "a") as results:

@@ -10,7 +10,8 @@ from .config import FlowMotionConfig
 from .errors import FlowMotionError, TransferCancelled
 from .loading import EMBEDDED_MODEL, WAN_MODEL_ID, load_pipeline
 from .progress import Progress, RunStats
-from .transfer import FlowMotionOutput, forward_pass_count, transfer
+from .request import StepInfo, TransferRequest
+from .transfer import FlowMotionOutput, forward_pass_count, run_transfer, transfer
 
 __all__ = [
     "EMBEDDED_MODEL",
@@ -19,9 +20,12 @@ __all__ = [
     "FlowMotionOutput",
     "Progress",
     "RunStats",
+    "StepInfo",
     "TransferCancelled",
+    "TransferRequest",
     "WAN_MODEL_ID",
     "forward_pass_count",
     "load_pipeline",
+    "run_transfer",
     "transfer",
 ]

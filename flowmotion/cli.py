@@ -18,27 +18,36 @@ def _flag(name: str) -> str:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per FlowMotionConfig field, typed and documented from the dataclass."""
+    """One flag per FlowMotionConfig field, typed and documented from the dataclass. A flag left out
+    is absent from the namespace, so the config's own default (or optimized()'s) applies."""
     group = parser.add_argument_group("FlowMotion settings (defaults are the paper's)")
     docs = field_docs(FlowMotionConfig)
     for field in dataclasses.fields(FlowMotionConfig):
         help_text = f"{docs.get(field.name, '')} (default: {field.default!r})"
-        if field.type in ("bool", bool):
-            group.add_argument(_flag(field.name), dest=field.name, action=argparse.BooleanOptionalAction,
-                               default=field.default, help=help_text)
+        kind = field.type if isinstance(field.type, str) else field.type.__name__
+        common = dict(dest=field.name, default=argparse.SUPPRESS, help=help_text)
+        if kind.startswith("bool"):
+            group.add_argument(_flag(field.name), action=argparse.BooleanOptionalAction, **common)
         elif field.name == "source_motion":
-            group.add_argument(_flag(field.name), dest=field.name, choices=SOURCE_MOTIONS, default=field.default,
-                               help=help_text)
+            group.add_argument(_flag(field.name), choices=SOURCE_MOTIONS, **common)
         else:
-            kind = {"int": int, "float": float, "str": str}[field.type if isinstance(field.type, str) else field.type.__name__]
-            group.add_argument(_flag(field.name), dest=field.name, type=kind, default=field.default, help=help_text)
+            group.add_argument(_flag(field.name), type={"int": int, "float": float, "str": str}[kind], **common)
 
 
 def config_from_arguments(args: argparse.Namespace) -> FlowMotionConfig:
-    fields = {field.name: getattr(args, field.name) for field in dataclasses.fields(FlowMotionConfig)}
+    given = {field.name: getattr(args, field.name) for field in dataclasses.fields(FlowMotionConfig)
+             if hasattr(args, field.name)}
     if getattr(args, "optimized", False):
-        return FlowMotionConfig.optimized(**{**fields, "skip_identical_source_cfg": True, "batch_guidance": True})
-    return FlowMotionConfig(**fields)
+        return FlowMotionConfig.optimized(**given)
+    return FlowMotionConfig(**given)
+
+
+def runtime_from_arguments(args: argparse.Namespace):
+    from .runtime import RuntimeOptions
+
+    return RuntimeOptions(attention_backend=args.attention_backend, fp8_linear=args.fp8,
+                          compile_blocks=args.compile, vae_tiling=args.vae_tiling,
+                          offload_text_encoder=args.offload_text_encoder)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,14 +81,20 @@ def build_parser() -> argparse.ArgumentParser:
                      help="frame rate of a video result (default: the source's, or 24 for a frame folder)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.add_argument("--optimized", action="store_true",
-                     help="turn on the speed-ups that keep the result (single source pass, batched CFG)")
+                     help="the speed-ups of FlowMotionConfig.optimized(): a single source pass, CFG batched where "
+                          "the machine gains from it")
     speed = run.add_argument_group("how the model runs (no effect on the method)")
     speed.add_argument("--attention-backend", default=None,
-                       help="diffusers attention backend, e.g. flash, _native_cudnn, sage (default: PyTorch SDPA)")
-    speed.add_argument("--compile", action="store_true", help="compile the transformer's repeated block")
-    speed.add_argument("--vae-tiling", action="store_true", help="encode and decode in tiles (less VRAM)")
-    speed.add_argument("--offload-text-encoder", action="store_true",
-                       help="keep the text encoder in host memory, streaming its layers to the GPU")
+                       help="diffusers attention backend, e.g. flash, _native_cudnn, or sage8 (SageAttention's 8-bit "
+                            "kernel); one this machine cannot run falls back to PyTorch SDPA with a note")
+    speed.add_argument("--fp8", action="store_true",
+                       help="FP8 linear layers in the transformer blocks (torchao; Ada or Hopper GPUs, else a note)")
+    speed.add_argument("--compile", action="store_true", help="compile the transformer's repeated block (CUDA)")
+    speed.add_argument("--vae-tiling", action=argparse.BooleanOptionalAction, default=None,
+                       help="encode and decode in tiles, less VRAM (default: where free memory asks for it)")
+    speed.add_argument("--offload-text-encoder", action=argparse.BooleanOptionalAction, default=None,
+                       help="keep the text encoder in host memory, streaming its layers to the GPU "
+                            "(default: where free memory asks for it)")
     add_config_arguments(run)
     return parser
 
@@ -95,7 +110,7 @@ def run_transfer(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from . import load_pipeline, transfer
-    from .runtime import RuntimeOptions, apply_runtime_options
+    from .runtime import apply_runtime_options
     from .transfer import forward_pass_count
     from .video import read_video, write_video
 
@@ -105,10 +120,8 @@ def run_transfer(args: argparse.Namespace) -> int:
     dtype = getattr(torch, DTYPES[args.dtype]) if args.dtype else None
     print(f"model: {_describe_model(args.model)}", file=sys.stderr)
     pipe = load_pipeline(args.model, device=args.device, dtype=dtype)
-    apply_runtime_options(pipe, RuntimeOptions(
-        attention_backend=args.attention_backend, compile_blocks=args.compile, vae_tiling=args.vae_tiling,
-        offload_text_encoder=args.offload_text_encoder,
-    ))
+    runtime = runtime_from_arguments(args)
+    apply_runtime_options(pipe, runtime)
     bar = tqdm(total=forward_pass_count(config), unit="pass", disable=args.quiet, file=sys.stderr,
                bar_format="{desc} {bar} {n_fmt}/{total_fmt} passes [{elapsed}<{remaining}]")
 
@@ -122,11 +135,14 @@ def run_transfer(args: argparse.Namespace) -> int:
             pipe, frames, args.prompt, negative_prompt=args.negative_prompt, config=config,
             generator=torch.Generator().manual_seed(args.seed), on_progress=on_progress,
             num_frames=args.frames, height=args.height, width=args.width,
-            max_area=max_area_for(args.model, args.max_area), subject_mask=subject_mask,
+            max_area=max_area_for(args.model, args.max_area), subject_mask=subject_mask, runtime=runtime,
         )
         bar.update(result.stats.forward_passes - bar.n)
     finally:
         bar.close()
+    if not args.quiet:
+        for key, choice in result.stats.runtime.items():
+            print(f"plan: {key.replace('_', ' ')} {choice}", file=sys.stderr)
     fps = args.fps or source_fps or 24.0
     written = write_video(result.frames, args.out, fps=fps)
     count, height, width = result.frames.shape[:3]

@@ -50,6 +50,9 @@ class RunStats:
     peak_memory_bytes: int = 0
     peak_memory_kind: str = "cpu-rss"
     """'cuda-allocated' (torch.cuda.max_memory_allocated) or 'cpu-rss' (the process's peak resident set)."""
+    runtime: dict[str, str] = field(default_factory=dict)
+    """What the run's plan chose ('offload_text_encoder', 'vae_tiling', 'batch_guidance'), each as
+    'on: why' or 'off: why' (see flowmotion.runtime.plan_runtime)."""
 
     def summary(self) -> str:
         memory = f"{self.peak_memory_bytes / 2**30:.2f} GiB"

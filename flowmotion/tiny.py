@@ -1,7 +1,8 @@
-"""A tiny Wan pipeline built in code: the same diffusers classes as Wan2.1, a few thousand random
-weights. It is the tests' fixture: CPU-fast, built without any download or file. Its tokenizer is
-byte-level and built locally, so any prompt tokenizes without a vocabulary file. (The embedded
-model that `load_pipeline("embedded")` loads is a trained one: see flowmotion.toy.)
+"""Tiny Wan pipelines built in code: the same diffusers classes as Wan2.1 (and Wan2.2's TI2V-5B
+layout), a few thousand random weights. They are the tests' fixtures: CPU-fast, built without any
+download or file. Their tokenizer is byte-level and built locally, so any prompt tokenizes without a
+vocabulary file. (The embedded model that `load_pipeline("embedded")` loads is a trained one: see
+flowmotion.toy.)
 """
 
 from __future__ import annotations
@@ -53,15 +54,15 @@ def build_text_encoder(vocab_size: int):
     return UMT5EncoderModel(config)
 
 
-def build_transformer():
+def build_transformer(channels: int = LATENT_CHANNELS):
     from diffusers import WanTransformer3DModel
 
     return WanTransformer3DModel(
         patch_size=(1, 2, 2),
         num_attention_heads=2,
         attention_head_dim=12,
-        in_channels=LATENT_CHANNELS,
-        out_channels=LATENT_CHANNELS,
+        in_channels=channels,
+        out_channels=channels,
         text_dim=TEXT_DIM,
         freq_dim=32,
         ffn_dim=48,
@@ -109,5 +110,51 @@ def build_tiny_pipeline(seed: int = 0):
     pipe = WanPipeline(
         tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=build_scheduler(), transformer=transformer
     )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+TI2V_LATENT_CHANNELS = 48
+
+
+def build_ti2v_vae():
+    """Wan2.2's VAE layout (TI2V-5B): 48 latent channels, residual blocks, a 2x2 patch folded into the
+    channels before the encoder, so 16x spatial and 4x temporal compression; a few channels wide."""
+    from diffusers import AutoencoderKLWan
+
+    return AutoencoderKLWan(
+        base_dim=4,
+        decoder_base_dim=6,
+        z_dim=TI2V_LATENT_CHANNELS,
+        dim_mult=[1, 1, 1, 1],
+        num_res_blocks=1,
+        temperal_downsample=[False, True, True],
+        is_residual=True,
+        in_channels=12,
+        out_channels=12,
+        patch_size=2,
+        scale_factor_spatial=16,
+        scale_factor_temporal=4,
+        latents_mean=[0.0] * TI2V_LATENT_CHANNELS,
+        latents_std=[1.0] * TI2V_LATENT_CHANNELS,
+    )
+
+
+def build_tiny_ti2v_pipeline(seed: int = 0):
+    """A WanPipeline in Wan2.2 TI2V-5B's layout (`expand_timesteps`, the 48-channel VAE) with random
+    tiny components; the same seed gives the same weights."""
+    from diffusers import WanPipeline
+
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        tokenizer = build_tokenizer()
+        text_encoder = build_text_encoder(len(tokenizer)).eval()
+        transformer = build_transformer(TI2V_LATENT_CHANNELS).eval()
+        vae = build_ti2v_vae().eval()
+    finally:
+        torch.random.set_rng_state(state)
+    pipe = WanPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=build_scheduler(),
+                       transformer=transformer, expand_timesteps=True)
     pipe.set_progress_bar_config(disable=True)
     return pipe

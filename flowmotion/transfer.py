@@ -1,4 +1,9 @@
-"""FlowMotion sampling: Euler over the scheduler's sigmas, with latent optimisation in the first steps."""
+"""FlowMotion sampling: Euler over the scheduler's timesteps / 1000, with latent optimisation in the first steps.
+
+The sampler steps on the scheduler's timesteps / 1000 (then 0) with its own Euler update, as the
+authors' release does, whatever scheduler the pipeline carries; it reaches the model only through
+`flowmotion.model.VideoModel`, so it names no model family.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +16,14 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from . import guidance
-from .cache import SourceMotion, TransferCache, source_key
+from .cache import PromptCache, SourceMotion, TransferCache, source_key
 from .config import FlowMotionConfig
 from .errors import FlowMotionError, TransferCancelled
 from .progress import PhaseClock, Progress, RunStats
+from .model import VideoModel, model_for
+from .request import OUTPUT_TYPES, StepHook, StepInfo, TransferRequest
+from .runtime import RuntimeOptions, free_memory_bytes, offload_text_encoder, plan_runtime, run_size
 from .video import ShapePlan, as_frames, plan_shape, resample, to_uint8, to_unit_float
-from .wan import WanModel
-
-OUTPUT_TYPES = ("np", "pil", "latent")
 
 
 @dataclass
@@ -42,12 +47,26 @@ def source_passes_per_step(config: FlowMotionConfig) -> int:
     return 2
 
 
+def optimization_velocity_evaluations(config: FlowMotionConfig) -> int:
+    """Guided velocities (each one CFG pair) the Adam iterations of one guided step evaluate."""
+    if config.reuse_velocity_across_iterations:
+        return min(1, config.optimization_steps)
+    return config.optimization_steps
+
+
+def guided_velocity_evaluations(config: FlowMotionConfig) -> int:
+    """Guided velocities one guided step evaluates: its Adam iterations', and its Euler step's unless
+    that reuses the last of them."""
+    adam = optimization_velocity_evaluations(config)
+    return adam + (0 if config.reuse_velocity_for_euler_step and adam else 1)
+
+
 def forward_pass_count(config: FlowMotionConfig, source_cached: bool = False) -> int:
     """Transformer forward passes one transfer runs under `config` (with the source motion cached or not)."""
     per_velocity = 2 if config.guidance_scale > 1.0 else 1
     guided = config.guided_step_count
     per_source = 0 if source_cached else source_passes_per_step(config)
-    per_guided_step = per_source + config.optimization_steps * per_velocity + per_velocity
+    per_guided_step = per_source + guided_velocity_evaluations(config) * per_velocity
     return guided * per_guided_step + (config.num_inference_steps - guided) * per_velocity
 
 
@@ -95,10 +114,13 @@ def _to_output_type(frames: np.ndarray, output_type: str):
 class Sampler:
     """One transfer's state: the model, its settings, the schedule and the progress clock."""
 
-    def __init__(self, model: WanModel, config: FlowMotionConfig, clock: PhaseClock):
+    def __init__(self, model: VideoModel, config: FlowMotionConfig, clock: PhaseClock, batched: bool = False,
+                 on_step: StepHook | None = None):
         self.model = model
         self.config = config
         self.clock = clock
+        self.batched = batched
+        self.on_step = on_step
         self.timesteps, self.sigmas = model.schedule(config.num_inference_steps)
 
     def source_motions(self, source_latent: torch.Tensor, source_embedding) -> list[torch.Tensor]:
@@ -118,18 +140,20 @@ class Sampler:
                                  dtype=source_latent.dtype)
             noised = guidance.noised_latent(source_latent, sigma, noise)
             velocity = self.model.guided_velocity(noised, self.timesteps[i], source_embedding, source_embedding,
-                                                  scale, batched=config.batch_guidance)
+                                                  scale, batched=self.batched)
             motions.append(guidance.latent_prediction(noised, sigma, velocity))
         return motions
 
     def velocity(self, latent, timestep, embeddings):
         return self.model.guided_velocity(latent, timestep, *embeddings, self.config.guidance_scale,
-                                          batched=self.config.batch_guidance)
+                                          batched=self.batched)
 
     def optimise(self, latent, initial_noise, source_motion, step: int, embeddings, subjects=None):
         """Adam on the latent towards the source motion; gradients reach only the latent. With
         `subjects` (the source's subject coverage per latent position), a second Adam at the subject
-        learning rate follows Subject Alignment's gradient, taken at the same latent."""
+        learning rate follows Subject Alignment's gradient, taken at the same latent.
+
+        Returns the optimised latent and the last velocity evaluated (None when no iteration ran)."""
         config = self.config
         sigma, timestep = self.sigmas[step], self.timesteps[step]
         reference = None
@@ -139,10 +163,14 @@ class Sampler:
         optimizer = torch.optim.Adam([variable], lr=config.learning_rate)
         subject_optimizer = None if subjects is None else torch.optim.Adam([variable], lr=config.subject_learning_rate)
         difference_weight = config.difference_alignment_weight if config.difference_alignment else 0.0
+        raw_velocity = velocity = None
         for _ in range(config.optimization_steps):
-            velocity = self.velocity(variable.detach(), timestep, embeddings)
-            if reference is not None:
-                velocity = guidance.regularize_velocity(velocity, reference, config.velocity_regularization_gamma)
+            if raw_velocity is None or not config.reuse_velocity_across_iterations:
+                raw_velocity = self.velocity(variable.detach(), timestep, embeddings)
+                velocity = raw_velocity
+                if reference is not None:
+                    velocity = guidance.regularize_velocity(raw_velocity, reference,
+                                                            config.velocity_regularization_gamma)
             target_motion = guidance.latent_prediction(variable, sigma, velocity)
             loss = guidance.motion_loss(source_motion, target_motion, config.latent_alignment_weight,
                                         difference_weight)
@@ -157,11 +185,17 @@ class Sampler:
             optimizer.step()
             variable.grad = subject_grad
             subject_optimizer.step()
-        return variable.detach()
+        return variable.detach(), raw_velocity
 
-    def euler_step(self, latent, i: int, embeddings):
-        velocity = self.velocity(latent, self.timesteps[i], embeddings)
-        return latent + (self.sigmas[i + 1] - self.sigmas[i]) * velocity
+    def euler_step(self, latent, i: int, embeddings, velocity=None):
+        """One Euler step; with `velocity`, that one instead of a fresh evaluation at `latent`."""
+        if velocity is None:
+            velocity = self.velocity(latent, self.timesteps[i], embeddings)
+        stepped = latent + (self.sigmas[i + 1] - self.sigmas[i]) * velocity
+        if self.on_step is not None:
+            prediction = guidance.latent_prediction(latent, self.sigmas[i], velocity)
+            self.on_step(StepInfo(i, len(self.timesteps), self.sigmas[i], stepped, prediction))
+        return stepped
 
     def run(self, initial_noise, source_motions: list[torch.Tensor], embeddings, subjects=None) -> torch.Tensor:
         total = len(self.timesteps)
@@ -169,8 +203,9 @@ class Sampler:
         latent = initial_noise
         for i in range(guided):
             self.clock.enter("guided_step", i + 1, total, self.model.forward_passes)
-            latent = self.optimise(latent, initial_noise, source_motions[i], i, embeddings, subjects)
-            latent = self.euler_step(latent, i, embeddings)
+            latent, velocity = self.optimise(latent, initial_noise, source_motions[i], i, embeddings, subjects)
+            reused = velocity if self.config.reuse_velocity_for_euler_step else None
+            latent = self.euler_step(latent, i, embeddings, reused)
         # The step cache sees only the unguided steps: the guided ones call the transformer several
         # times per step, which a cache would mistake for consecutive denoising steps.
         threshold = self.config.unguided_step_cache
@@ -181,7 +216,7 @@ class Sampler:
         return latent
 
 
-def _source_motion(model, sampler, clock, frames, plan, shape, config, cache) -> tuple[list, bool]:
+def _source_motion(model, sampler, clock, frames, plan, shape, config, cache, prompts) -> tuple[list, bool]:
     """The source motions of this shot, from the cache when it holds them; and whether it did."""
     if not config.guided_step_count:
         return [], False
@@ -192,7 +227,7 @@ def _source_motion(model, sampler, clock, frames, plan, shape, config, cache) ->
     source_latent = model.encode_video(_source_tensor(frames, plan))
     source_embedding = None
     if config.source_motion == "latent_prediction":
-        source_embedding = model.encode_prompt(config.source_prompt, cache.prompts if cache else None)
+        source_embedding = model.encode_prompt(config.source_prompt, prompts)
     motions = sampler.source_motions(source_latent, source_embedding)
     if key is not None:
         cache.sources.put(key, SourceMotion(source_latent, motions))
@@ -217,51 +252,89 @@ def transfer(
     max_area: int | None = None,
     cache: TransferCache | None = None,
     subject_mask=None,
+    runtime: RuntimeOptions | None = None,
 ) -> FlowMotionOutput:
-    """Generate a video of `prompt` that keeps the motion of `video`.
+    """Generate a video of `prompt` that keeps the motion of `video`: `run_transfer` with a
+    TransferRequest of these keywords (see TransferRequest for each)."""
+    request = TransferRequest(
+        video, prompt, negative_prompt=negative_prompt, subject_mask=subject_mask, num_frames=num_frames,
+        height=height, width=width, max_area=max_area, config=config or FlowMotionConfig(), generator=generator,
+        latents=latents, output_type=output_type, cache=cache, runtime=runtime,
+    )
+    return run_transfer(pipe, request, on_progress=on_progress, should_cancel=should_cancel)
 
-    `pipe` is a diffusers WanPipeline (full size or tiny). `video` is a path, an array or a list
-    of images (see `flowmotion.video.as_frames`). The result has `num_frames` x `height` x `width`
-    (by default the source's); the model itself works at the nearest legal shape, at most
-    `max_area` pixels a frame when given (see `flowmotion.video.plan_shape`). `latents` is
-    the initial noise at the model's latent shape; without it, noise is drawn from `generator`.
-    `should_cancel` is checked before every transformer forward pass. `cache` (a TransferCache
-    kept by a long-lived caller) reuses prompt embeddings and the shot's source motion.
-    `subject_mask` (same frames and size as `video`, white where the shot's subjects are, e.g. a
-    render of their silhouettes) adds Subject Alignment to the guided steps (see FlowMotionConfig).
+
+def run_transfer(
+    pipe,
+    request: TransferRequest,
+    *,
+    on_step: StepHook | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+) -> FlowMotionOutput:
+    """Make the take `request` describes.
+
+    `pipe` is a diffusers pipeline of a family `flowmotion.model.model_for` knows (Wan2.1, Wan2.2
+    TI2V; full size or tiny). `on_step` sees every denoising step's latent and predicted clean
+    latent (StepInfo; e.g. `flowmotion.preview.preview_frames` of it) and may raise TransferCancelled.
+    `on_progress` reports phases; `should_cancel` is checked before every transformer forward pass.
+    The plan of the run (text-encoder offload, VAE tiling, batched CFG) and its reasons are in the
+    result's stats.
     """
-    config = config or FlowMotionConfig()
+    config = request.config or FlowMotionConfig()
+    prompt, negative_prompt, output_type = request.prompt, request.negative_prompt, request.output_type
+    latents = request.latents
     if output_type not in OUTPUT_TYPES:
         raise FlowMotionError(f"unknown output_type {output_type!r}; choose one of {', '.join(OUTPUT_TYPES)}")
     if not isinstance(prompt, str) or not isinstance(negative_prompt, str):
         raise FlowMotionError("prompt and negative_prompt must be text")
-    frames = as_frames(video)
+    frames = as_frames(request.video)
 
     def check_cancel() -> None:
         if should_cancel is not None and should_cancel():
             raise TransferCancelled("the transfer was cancelled")
 
-    model = WanModel(pipe, config.max_sequence_length, before_forward=check_cancel)
+    model = model_for(pipe, config.max_sequence_length, before_forward=check_cancel)
     plan = plan_shape(
         frames.shape[0], frames.shape[1], frames.shape[2],
-        num_frames=num_frames, height=height, width=width,
-        spatial_multiple=model.spatial_multiple, temporal_multiple=model.temporal_multiple, max_area=max_area,
+        num_frames=request.num_frames, height=request.height, width=request.width,
+        spatial_multiple=model.spatial_multiple, temporal_multiple=model.temporal_multiple, max_area=request.max_area,
     )
     shape = model.latent_shape(plan.model_frames, plan.model_height, plan.model_width)
     if latents is not None and tuple(latents.shape) != shape:
         raise FlowMotionError(f"latents have shape {tuple(latents.shape)} but this shot needs {shape}")
     subjects = None
-    if subject_mask is not None:
-        subjects = _subject_tensor(subject_mask, frames, plan)
+    if request.subject_mask is not None:
+        subjects = _subject_tensor(request.subject_mask, frames, plan)
         subjects = model.latent_coverage(subjects) if config.subject_alignment else None
 
+    machine = plan_runtime(model.device, run_size(pipe, shape, plan.model_height, plan.model_width),
+                           free_memory_bytes(model.device), request.runtime or RuntimeOptions(), config.batch_guidance,
+                           tiling_on=bool(getattr(pipe.vae, "use_tiling", False)))
+    tiling_before = getattr(pipe.vae, "use_tiling", False)
+    pipe.vae.use_tiling = machine.vae_tiling
+    try:
+        return _run(model, pipe, frames, plan, shape, config, machine, prompt, negative_prompt, request.generator,
+                    latents, output_type, on_progress, check_cancel, request.cache, subjects, on_step)
+    finally:
+        pipe.vae.use_tiling = tiling_before
+
+
+def _run(model, pipe, frames, plan, shape, config, machine, prompt, negative_prompt, generator, latents,
+         output_type, on_progress, check_cancel, cache, subjects, on_step=None) -> FlowMotionOutput:
     clock = PhaseClock(RunStats(), model.device, on_progress, forward_pass_count(config))
+    clock.stats.runtime = machine.as_dict()
     check_cancel()
     clock.enter("encode_prompt", 1, 1, 0)
-    prompts = cache.prompts if cache is not None else None
+    prompts = cache.prompts if cache is not None else PromptCache()
     embeddings = (model.encode_prompt(prompt, prompts), model.encode_prompt(negative_prompt, prompts))
-    sampler = Sampler(model, config, clock)
-    source_motions, cached = _source_motion(model, sampler, clock, frames, plan, shape, config, cache)
+    if config.guided_step_count and config.source_motion == "latent_prediction":
+        model.encode_prompt(config.source_prompt, prompts)
+    if machine.offload_text_encoder:
+        # Every prompt of this run is encoded: the text encoder's device memory is the run's to use.
+        offload_text_encoder(pipe)
+    sampler = Sampler(model, config, clock, batched=machine.batch_guidance, on_step=on_step)
+    source_motions, cached = _source_motion(model, sampler, clock, frames, plan, shape, config, cache, prompts)
     if cached:
         clock.planned_passes = forward_pass_count(config, source_cached=True)
     clock.stats.source_cache_hit = cached

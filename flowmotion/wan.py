@@ -1,4 +1,4 @@
-"""The model adapter: the four operations FlowMotion needs, over a diffusers WanPipeline.
+"""The Wan adapters of `flowmotion.model.VideoModel`: Wan2.1 text-to-video, and Wan2.2's TI2V-5B layout.
 
 encode video -> normalised latent, encode prompt -> embedding, velocity(z, step, embedding),
 decode latent -> video. Everything else in the library is model-agnostic.
@@ -20,7 +20,22 @@ tail: a frame count it encodes whole is 1 + 4k, whatever its temporal factor."""
 
 
 class WanModel:
-    """Wraps a WanPipeline (tiny or full size) and counts its transformer forward passes."""
+    """Wraps a Wan2.1 WanPipeline (tiny or full size) and counts its transformer forward passes."""
+
+    name = "Wan2.1"
+
+    @classmethod
+    def refusal(cls, pipe) -> str | None:
+        """None when this adapter runs `pipe`; a reason when `pipe` is of its family but cannot run;
+        '' when it is of another family."""
+        from diffusers import WanPipeline
+
+        if not isinstance(pipe, WanPipeline):
+            return ""
+        if pipe.config.get("boundary_ratio") is not None or getattr(pipe, "transformer_2", None) is not None:
+            return ("this is a two-expert Wan2.2 pipeline (A14B); FlowMotion runs Wan2.1 and Wan2.2's "
+                    "TI2V-5B, one transformer each")
+        return None if not pipe.config.get("expand_timesteps", False) else ""
 
     def __init__(self, pipe, max_sequence_length: int = 512, before_forward: Callable[[], None] | None = None):
         for part in ("transformer", "vae", "text_encoder", "tokenizer", "scheduler"):
@@ -160,11 +175,15 @@ class WanModel:
         with context:
             output = self.transformer(
                 hidden_states=latent.to(self.transformer.dtype),
-                timestep=timestep.expand(latent.shape[0]),
+                timestep=self.timestep_input(timestep, latent),
                 encoder_hidden_states=embedding,
                 return_dict=False,
             )[0]
         return output.float()
+
+    def timestep_input(self, timestep: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        """The transformer's timestep argument: one per batch entry."""
+        return timestep.expand(latent.shape[0])
 
     def guided_velocity(
         self,
@@ -192,3 +211,26 @@ class WanModel:
             cond = self.velocity(latent, timestep, embedding, "cond")
             uncond = self.velocity(latent, timestep, negative_embedding, "uncond")
         return classifier_free_guidance(cond, uncond, scale)
+
+
+class Wan22Model(WanModel):
+    """Wraps a Wan2.2 TI2V-5B WanPipeline (`expand_timesteps`): a 48-channel VAE that compresses 16x
+    spatially (a 2x2 patch inside it), and a transformer that takes a timestep per token."""
+
+    name = "Wan2.2 TI2V"
+
+    @classmethod
+    def refusal(cls, pipe) -> str | None:
+        from diffusers import WanPipeline
+
+        if not isinstance(pipe, WanPipeline) or not pipe.config.get("expand_timesteps", False):
+            return ""
+        return None
+
+    def timestep_input(self, timestep: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        """One timestep per token, (batch, tokens), as WanPipeline passes it with `expand_timesteps`
+        (every token at the step's timestep: text-to-video has no conditioning frame)."""
+        patch = self.transformer.config.patch_size
+        frames, rows, columns = latent.shape[2:]
+        tokens = (frames // patch[0]) * (rows // patch[1]) * (columns // patch[2])
+        return timestep.reshape(1, 1).expand(latent.shape[0], tokens)

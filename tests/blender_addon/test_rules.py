@@ -58,7 +58,8 @@ def test_addon_settings_are_core_settings_with_the_same_defaults():
     assert set(settings) <= set(defaults)
     assert {name: defaults[name] for name in settings} == settings
     # Every setting of the method is offered; the speed switches are the backend's business.
-    offered = set(defaults) - {"skip_identical_source_cfg", "batch_guidance", "max_sequence_length", "source_prompt"}
+    offered = set(defaults) - {"skip_identical_source_cfg", "batch_guidance", "reuse_velocity_across_iterations",
+                               "reuse_velocity_for_euler_step", "max_sequence_length", "source_prompt"}
     assert offered == set(settings)
 
 

@@ -50,3 +50,12 @@ def test_forward_pass_formula_for_the_papers_settings():
     assert forward_pass_count(FlowMotionConfig(source_motion="clean_latent")) == 160
     assert forward_pass_count(FlowMotionConfig(motion_guidance=False)) == 100
     assert forward_pass_count(FlowMotionConfig(guidance_scale=1.0, source_guidance_scale=1.0)) == 10 * 5 + 40
+
+
+def test_forward_pass_formula_with_the_velocity_reused():
+    reuse = FlowMotionConfig(skip_identical_source_cfg=True, reuse_velocity_across_iterations=True)
+    assert forward_pass_count(reuse) == 10 * (1 + 2 + 2) + 40 * 2 == 130
+    assert forward_pass_count(reuse, source_cached=True) == 120
+    both = reuse.replace(reuse_velocity_for_euler_step=True)
+    assert (forward_pass_count(both), forward_pass_count(both, source_cached=True)) == (110, 100)
+    assert forward_pass_count(FlowMotionConfig(reuse_velocity_across_iterations=True)) == 10 * 6 + 80

@@ -180,3 +180,51 @@ def test_a_sole_writer_removes_what_a_killed_writer_left_and_no_one_else_does(tm
     assert [p.name for p in folder.iterdir()] == [".staging-0123abcd-5e6f.safetensors"]
     SourceMotionCache(folder, sole_writer=True)
     assert list(folder.iterdir()) == []
+
+
+def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+REUSE = dict(skip_identical_source_cfg=True, reuse_velocity_across_iterations=True)
+
+
+def test_reusing_the_velocity_across_iterations_runs_130_passes_and_120_on_a_reprompt(tiny_pipe):
+    cache = TransferCache()
+    new_shot, new_shot_calls = run(tiny_pipe, FlowMotionConfig(**REUSE), prompt="a red ball", cache=cache)
+    reprompt, reprompt_calls = run(tiny_pipe, FlowMotionConfig(**REUSE), prompt="a blue cube", cache=cache)
+    assert (new_shot_calls, reprompt_calls) == (130, 120)
+    assert (new_shot.stats.forward_passes, reprompt.stats.forward_passes) == (130, 120)
+    assert reprompt.stats.source_cache_hit
+    faithful, _ = run(tiny_pipe, FlowMotionConfig(), prompt="a red ball")
+    assert 0 < relative_difference(new_shot.frames, faithful.frames) < 0.05
+
+
+def test_reusing_the_velocity_for_the_euler_step_too_runs_110_passes_and_100_on_a_reprompt(tiny_pipe):
+    config = FlowMotionConfig(reuse_velocity_for_euler_step=True, **REUSE)
+    cache = TransferCache()
+    assert run(tiny_pipe, config, cache=cache)[1] == 110
+    assert run(tiny_pipe, config, prompt="a blue cube", cache=cache)[1] == 100
+    alone = FlowMotionConfig(reuse_velocity_for_euler_step=True)
+    assert run(tiny_pipe, alone)[1] == 10 * (2 + 3 * 2) + 40 * 2 == 160
+
+
+def test_reuse_is_exact_with_one_adam_iteration_and_counts_passes_without_any(tiny_pipe):
+    one = FlowMotionConfig(optimization_steps=1, skip_identical_source_cfg=True)
+    assert torch.equal(run(tiny_pipe, one)[0].frames,
+                       run(tiny_pipe, one.replace(reuse_velocity_across_iterations=True))[0].frames)
+    # Without Adam iterations there is no velocity to reuse: the Euler step evaluates its own.
+    none = FlowMotionConfig(optimization_steps=0, reuse_velocity_for_euler_step=True, **REUSE)
+    out, calls = run(tiny_pipe, none)
+    assert calls == out.stats.forward_passes == 10 * (1 + 2) + 40 * 2
+
+
+def test_forward_pass_count_matches_every_reuse_combination(tiny_pipe):
+    from flowmotion import forward_pass_count
+
+    for across in (False, True):
+        for euler in (False, True):
+            config = FlowMotionConfig(num_inference_steps=6, guided_steps=3, reuse_velocity_across_iterations=across,
+                                      reuse_velocity_for_euler_step=euler)
+            out, calls = run(tiny_pipe, config)
+            assert calls == out.stats.forward_passes == forward_pass_count(config)

@@ -100,7 +100,7 @@ def test_adam_moves_the_latent_towards_the_source_motion(tiny_pipe):
         target = guidance.latent_prediction(latent, sigmas[0], velocity)
         return guidance.motion_loss(source_motion, target, 20.0, 5.0).item()
 
-    optimised = sampler.optimise(start, start, source_motion, 0, embeddings)
+    optimised, _ = sampler.optimise(start, start, source_motion, 0, embeddings)
     assert loss_of(optimised) < 0.9 * loss_of(start)
 
 
