@@ -32,6 +32,15 @@ def test_the_protocol_copy_is_the_repositorys(addon_zips):
         assert archive.read(f"protocol/{path.name}") == path.read_bytes()
 
 
+def test_the_durable_copy_is_the_librarys_and_no_staging_zip_is_left(addon_zips):
+    from pathlib import Path
+
+    library = Path(__file__).resolve().parents[2] / "flowmotion" / "durable.py"
+    for tag in ("py311", "py313"):
+        assert zipfile.ZipFile(addon_zips[tag]).read("durable.py") == library.read_bytes()
+    assert [p.name for p in addon_zips["py311"].parent.glob(".*")] == []
+
+
 def test_blender_installs_the_zip_and_the_bundled_wheels_import(addon_zips, tmp_path):
     report = run_blender("install", {"zip": str(addon_zips["py311"]), "later_zip": str(addon_zips["py313"])},
                          tmp_path)
