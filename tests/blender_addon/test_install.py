@@ -54,3 +54,13 @@ def test_blender_installs_the_zip_and_the_bundled_wheels_import(addon_zips, tmp_
     assert bundled["libzmq"].count(".") == 2
     assert {"FLOWMOTION_PT_main_view3d", "FLOWMOTION_PT_main_sequencer", "FLOWMOTION_PT_advanced_view3d"} <= set(
         report["panels"])
+
+
+def test_take_states_stored_as_text_still_load(addon_zips, tmp_path):
+    from protocol.states import JobState
+
+    report = run_blender("take_states", {"zip": str(addon_zips["py311"])}, tmp_path)
+    # An unknown state (from a later add-on, say) reads as a take still being sent, not an error.
+    assert report["states"] == ["running", "imported", "sending", "cancelled"]
+    assert report["stored"] == ["running", "imported", "no such state", "cancelled"]
+    assert set(JobState) < set(report["items"]) and {"sending", "imported"} < set(report["items"])
