@@ -5,7 +5,8 @@
 One zip per Python generation of Blender: Blender 4.2 to 5.0 run Python 3.11, Blender 5.1 and
 later Python 3.13. Blender picks bundled wheels by platform only, so each zip holds exactly one
 wheel of pyzmq and of msgpack per platform (Linux x64, Windows x64, macOS arm64 and x64), for its
-Python, fenced with blender_version_min/max. Each zip carries a copy of protocol/ made here, and
+Python, fenced with blender_version_min/max. Each zip carries a copy of protocol/ and of the
+library's durable.py made here, is written whole or not at all, and
 passes Blender's own validator when the bpy package is installed.
 """
 
@@ -16,7 +17,6 @@ import importlib.util
 import os
 import subprocess
 import sys
-import tempfile
 import tomllib
 import zipfile
 from dataclasses import dataclass
@@ -25,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 ADDON = ROOT / "blender_addon"
 PROTOCOL = ROOT / "protocol"
+DURABLE = ROOT / "flowmotion" / "durable.py"
+"""The library's crash-safe writes: the add-on writes its take frames through its own copy."""
 PACKAGES = {"pyzmq": "27.3.0", "msgpack": "1.2.4"}
 
 # pip tags per Blender platform, best first; pip picks the first one a release has a wheel for.
@@ -92,6 +94,18 @@ def addon_files() -> list[Path]:
                   and p.name != "blender_manifest.toml")
 
 
+def _load_durable():
+    # By path, not `import flowmotion.durable`: the package's __init__ pulls in torch, which a
+    # build of the add-on has no need for.
+    spec = importlib.util.spec_from_file_location("flowmotion_durable", DURABLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+durable = _load_durable()
+
+
 def build_zip(generation: Generation, out: Path, cache: Path) -> Path:
     version = tomllib.loads((ADDON / "blender_manifest.toml").read_text())["version"]
     wheels: dict[str, Path] = {}
@@ -102,22 +116,18 @@ def build_zip(generation: Generation, out: Path, cache: Path) -> Path:
     names = [f"wheels/{name}" for name in sorted(wheels)]
     target = out / f"flowmotion_previs-{version}-{generation.tag}.zip"
     out.mkdir(parents=True, exist_ok=True)
-    handle, staged = tempfile.mkstemp(prefix=".flowmotion-", suffix=".zip", dir=out)
-    os.close(handle)
-    try:
+    with durable.replacing(target) as staged:
+        # A zip is for others to install: readable by all whatever the umask (Blender's guidelines).
+        os.chmod(staged, 0o644)
         with zipfile.ZipFile(staged, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.writestr("blender_manifest.toml", manifest_text(generation, names))
             for path in addon_files():
                 archive.write(path, path.relative_to(ADDON).as_posix())
             for path in sorted(PROTOCOL.glob("*.py")):
                 archive.write(path, f"protocol/{path.name}")
+            archive.write(DURABLE, "durable.py")
             for name, wheel in sorted(wheels.items()):
                 archive.write(wheel, f"wheels/{name}")
-        # mkstemp made the file private (mode 600): a zip is for others to install, so it is readable.
-        os.chmod(staged, 0o644)
-        os.replace(staged, target)
-    finally:
-        Path(staged).unlink(missing_ok=True)
     return target
 
 

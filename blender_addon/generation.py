@@ -15,6 +15,7 @@ import bpy
 
 from . import playblast
 from .protocol import ProtocolError
+from .protocol.states import JobState
 
 _running: list["Generation"] = []
 
@@ -89,7 +90,7 @@ class Generation:
             return
         scene = bpy.data.scenes.get(self.request.scene)
         if scene is None or not self.takes():
-            self._end("cancelled", "the scene or its takes were removed before anything was sent")
+            self._end(JobState.CANCELLED, "the scene or its takes were removed before anything was sent")
             return
         try:
             if self.job is None:
@@ -99,9 +100,9 @@ class Generation:
             else:
                 self._submit(scene)
         except playblast.PlayblastError as error:
-            self._end("failed", f"not sent: {error}")
+            self._end(JobState.FAILED, f"not sent: {error}")
         except (ProtocolError, OSError) as error:
-            self._end("failed", f"not delivered: {error}")
+            self._end(JobState.FAILED, f"not delivered: {error}")
 
     def _preflight(self, scene) -> None:
         link = self.link
@@ -136,7 +137,7 @@ class Generation:
     def abort(self, why: str) -> None:
         """Stop before anything is sent; the takes say why."""
         if not self.finished:
-            self._end("cancelled", why)
+            self._end(JobState.CANCELLED, why)
 
 
 def start(request: Request, link) -> Generation:
@@ -159,7 +160,7 @@ def fail_unanswered(link, why: str) -> None:
     """The backend on `link` never answered: every Generation still waiting for it ends, saying why."""
     for generation in list(_running):
         if generation.link is link and generation.job is None:
-            generation._end("failed", f"not delivered: {why}")
+            generation._end(JobState.FAILED, f"not delivered: {why}")
             _running.remove(generation)
 
 

@@ -14,6 +14,7 @@ from . import generation, playblast, sequencer, session
 from .preferences import KEY_NAME, key_folder, preferences
 from .properties import SETTING_NAMES, words
 from .protocol import ProtocolError
+from .protocol.states import JobState
 
 
 def known_limits() -> dict | None:
@@ -149,7 +150,7 @@ def selected_take(context):
     return None
 
 
-CANCELLABLE = ("waiting", "rendering", "sending", "queued", "running")
+CANCELLABLE = ("waiting", "rendering", "sending", JobState.QUEUED, JobState.RUNNING)
 
 
 class FLOWMOTION_OT_cancel(bpy.types.Operator):
@@ -228,7 +229,7 @@ class FLOWMOTION_OT_import_take(bpy.types.Operator):
     @classmethod
     def poll(cls, context):
         take = selected_take(context)
-        if take is None or take.state not in ("done", "imported"):
+        if take is None or take.state not in (JobState.DONE, "imported"):
             cls.poll_message_set("Select a finished take")
             return False
         return True
@@ -246,7 +247,7 @@ class FLOWMOTION_OT_import_take(bpy.types.Operator):
         except ProtocolError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        take.state = "done"
+        take.state = JobState.DONE
         session.ensure_timer()
         return {"FINISHED"}
 
@@ -276,7 +277,7 @@ class FLOWMOTION_OT_remove_take(bpy.types.Operator):
         running = generation.serving(take.job_id)
         if running is not None:
             running.abort("removed before anything was sent")
-        elif take.state in ("sending", "queued", "running") and session.current() is not None:
+        elif take.state in ("sending", JobState.QUEUED, JobState.RUNNING) and session.current() is not None:
             session.current().cancel(take.job_id)
         sequencer.remove_strip(scene, take.strip_name)
         deleted = bool(take.folder) and sequencer.remove_take_folder(Path(take.folder), take.job_id)

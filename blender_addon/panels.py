@@ -6,9 +6,10 @@ import bpy
 
 from . import operators, playblast, session
 from .properties import SETTING_NAMES, words
+from .protocol.states import JobState
 
-TAKE_ICONS = {"imported": "SEQUENCE", "failed": "ERROR", "cancelled": "X", "running": "RENDER_ANIMATION",
-              "rendering": "RENDER_STILL", "sending": "EXPORT"}
+TAKE_ICONS = {"imported": "SEQUENCE", JobState.FAILED: "ERROR", JobState.CANCELLED: "X",
+              JobState.RUNNING: "RENDER_ANIMATION", "rendering": "RENDER_STILL", "sending": "EXPORT"}
 
 
 class FLOWMOTION_UL_takes(bpy.types.UIList):
@@ -43,10 +44,10 @@ def draw_backend_state(layout) -> None:
 
 
 def draw_take_progress(layout, take) -> None:
-    if take.state in ("running", "rendering") and take.total:
+    if take.state in (JobState.RUNNING, "rendering") and take.total:
         layout.progress(factor=take.step / take.total, type="BAR", text=words("{}: {}", take.name, take.describe()))
     else:
-        icon = {"failed": "ERROR", "imported": "CHECKMARK"}.get(take.state, "INFO")
+        icon = {JobState.FAILED: "ERROR", "imported": "CHECKMARK"}.get(take.state, "INFO")
         layout.label(text=words("{}: {}", take.name, take.describe()), icon=icon, translate=False)
 
 

@@ -7,13 +7,39 @@ from bpy.app.translations import pgettext_iface
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
                        StringProperty)
 
+from .protocol.states import JobState, enum_items
+
+
 def words(message: str, *values) -> str:
     """A message in the interface's language, with its values put in: for labels that say
     something changing (a translatable template, not an f-string)."""
     return pgettext_iface(message).format(*values)
 
 
-TAKE_STATES = ("waiting", "rendering", "sending", "queued", "running", "done", "failed", "cancelled", "imported")
+ADDON_STATES = [
+    ("waiting", "Waiting", "Waiting for the backend to answer before the playblast is made"),
+    ("rendering", "Rendering", "The add-on is making the playblast and the subjects' masks"),
+    ("sending", "Sending", "Sent to the backend, not confirmed yet"),
+    ("imported", "Imported", "Its frames are on disk and a strip in the Video Sequencer"),
+]
+"""The take's states before the backend has it and after its frames land; the job's own states
+in between are the protocol's JobState."""
+TAKE_STATE_ITEMS = ADDON_STATES[:3] + enum_items() + ADDON_STATES[3:]
+TAKE_STATES = tuple(identifier for identifier, _label, _description in TAKE_STATE_ITEMS)
+DEFAULT_TAKE_STATE = "sending"
+
+
+def _get_take_state(take) -> int:
+    # Stored as the state's name, as the add-on always stored it: a .blend saved before the state
+    # was an enum reads the same, and one saved now still opens in those versions.
+    state = take.get("state", DEFAULT_TAKE_STATE)
+    if state not in TAKE_STATES:
+        state = DEFAULT_TAKE_STATE
+    return TAKE_STATES.index(state)
+
+
+def _set_take_state(take, number: int) -> None:
+    take["state"] = TAKE_STATES[number]
 PHASE_NAMES = {"encode_prompt": "reading prompt", "encode_source": "reading playblast",
                "source_motion": "measuring motion", "guided_step": "transferring motion", "sampling": "rendering",
                "decode": "decoding"}
@@ -74,7 +100,8 @@ class FlowMotionTake(bpy.types.PropertyGroup):
     prompt: StringProperty()
     negative_prompt: StringProperty()
     seed: IntProperty()
-    state: StringProperty(default="sending")
+    state: EnumProperty(name="State", items=TAKE_STATE_ITEMS, get=_get_take_state, set=_set_take_state,
+                        description="Where the take is, from the playblast to its strip")
     message: StringProperty()
     phase: StringProperty()
     step: IntProperty()
@@ -105,22 +132,22 @@ class FlowMotionTake(bpy.types.PropertyGroup):
             if self.message:  # the backend went silent: the job waits in the connection for it
                 return words("sent, not confirmed yet: {}", self.message)
             return words("sent, waiting for the backend to confirm")
-        if state == "queued":
+        if state == JobState.QUEUED:
             queued = words("queued, position {}", self.position) if self.position else words("queued")
             return words("{}; {}", queued, self.message) if self.message else queued
-        if state == "running" and total:
+        if state == JobState.RUNNING and total:
             phase = words(PHASE_NAMES.get(self.phase, self.phase))
             if self.eta >= 0:
                 return words("{} step {}/{}, about {} s left", phase, self.step, total, round(self.eta))
             return words("{} step {}/{}", phase, self.step, total)
         if state == "imported":
             return words("landed: {} frames from frame {}", self.frame_count, self.frame_start)
-        if state == "failed":
+        if state == JobState.FAILED:
             # A take that never reached the backend says so itself ("not sent: ...", "not delivered: ...").
             return self.message if self.message.startswith("not ") else words("failed: {}", self.message)
-        if state == "cancelled":
+        if state == JobState.CANCELLED:
             return words("cancelled: {}", self.message) if self.message else words("cancelled")
-        if state == "done" and self.message:  # the frames came but could not be written
+        if state == JobState.DONE and self.message:  # the frames came but could not be written
             return words("done, not imported: {}", self.message)
         return words({"running": "running", "done": "done, fetching the frames"}.get(state, state))
 

@@ -7,6 +7,7 @@ from bpy.app.handlers import persistent
 
 from . import generation, session
 from .protocol import ProtocolError
+from .protocol.states import JobState
 
 
 def reattach() -> int:
@@ -16,7 +17,8 @@ def reattach() -> int:
     for scene in bpy.data.scenes:
         for take in scene.flowmotion.takes:
             if take.state in ("waiting", "rendering") and generation.serving(take.job_id) is None:
-                take.state, take.message = "failed", "not sent: the file was saved or closed during its playblast"
+                take.state = JobState.FAILED
+                take.message = "not sent: the file was saved or closed during its playblast"
     takes = list(session.active_takes())
     if not takes:
         return 0

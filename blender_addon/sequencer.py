@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import bpy
+
+from . import durable
 
 STRIP_PROPERTY_PREFIX = "flowmotion_"
 
@@ -49,25 +49,23 @@ def owns(folder: Path, job_id: str) -> bool:
 
 
 def write_frames(folder: Path, frames: list[bytes], job_id: str) -> tuple[Path, list[str]]:
-    """Write a take's PNG frames all or nothing: into a staging folder first, then moved into
-    place. Only a folder this job wrote before is replaced; one that holds anything else is left
-    alone and the frames go to a new folder beside it. Returns the folder and the frame names."""
+    """Write a take's PNG frames all or nothing, through the durable helper: into a hidden
+    staging folder, fsynced, then moved into place. Only a folder this job wrote before is
+    replaced; one that holds anything else is left alone and the frames go to a new folder beside
+    it. Returns the folder and the frame names."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     target, number = folder, 1
     while target.exists() and not owns(target, job_id):
         number += 1
         target = folder.with_name(f"{folder.name}-{number}")
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     names = [f"frame_{number:04d}.png" for number in range(1, len(frames) + 1)]
-    try:
+    with durable.staged_folder(target) as staging:
         for name, frame in zip(names, frames):
             (staging / name).write_bytes(frame)
         (staging / OWNER_FILE).write_text(job_id + "\n")
+        # The earlier frames of this job go only once the new ones are whole on disk.
         if target.exists():
             shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target, names
 
 

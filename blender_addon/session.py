@@ -16,11 +16,12 @@ from .preferences import client_keys, preferences
 from .protocol import Accepted, Error, JobStatus, Progress, ProtocolError, Result
 from .protocol.client import BackendClient
 from .protocol.errors import UNREACHABLE
+from .protocol.states import JobState
 
 TICK_SECONDS = 0.2
 RENDER_TICK_SECONDS = 0.01
 """While a playblast renders, one image per tick: the pause between them lets Blender handle input."""
-ACTIVE_STATES = ("sending", "queued", "running", "done")
+ACTIVE_STATES = ("sending", JobState.QUEUED, JobState.RUNNING, JobState.DONE)
 
 _client: BackendClient | None = None
 _client_settings: tuple | None = None
@@ -109,7 +110,7 @@ def import_result(scene, take, result: Result, frames: list[bytes]) -> None:
         folder, names = sequencer.write_frames(sequencer.take_folder(scene, take.name, take.job_id), frames,
                                                take.job_id)
     except (sequencer.TakeFolderError, OSError) as error:
-        take.state, take.message = "done", f"the frames could not be written: {error}"
+        take.state, take.message = JobState.DONE, f"the frames could not be written: {error}"
         return
     sequencer.remove_strip(scene, take.strip_name)
     take.prompt, take.negative_prompt, take.seed = result.prompt, result.negative_prompt, result.seed
@@ -125,21 +126,21 @@ def handle(message, frames) -> None:
         return
     if isinstance(message, Accepted):
         take.state, take.position = message.state, message.position
-        if message.state == "done":
+        if message.state == JobState.DONE:
             current().fetch(take.job_id)
     elif isinstance(message, Progress):
-        take.state, take.phase, take.step, take.total = "running", message.phase, message.step, message.total
+        take.state, take.phase, take.step, take.total = JobState.RUNNING, message.phase, message.step, message.total
         take.eta = -1.0 if message.eta is None else message.eta
     elif isinstance(message, JobStatus):
         take.state, take.position, take.message = message.state, message.position, message.message
-        if message.state == "done":
+        if message.state == JobState.DONE:
             current().fetch(take.job_id)
     elif isinstance(message, Result):
         import_result(scene, take, message, frames)
     elif isinstance(message, Error):
-        take.state, take.message = "failed", message.message
+        take.state, take.message = JobState.FAILED, message.message
         if message.code == "not_ready":
-            take.state = "queued"
+            take.state = JobState.QUEUED
 
 
 def tick() -> float | None:
@@ -154,7 +155,7 @@ def tick() -> float | None:
                 _backend_said = _last_error = message.message
             handle(message, frames)
         # Silence matters while takes wait on the backend, or while it has not yet said welcome.
-        waiting = [take for _, take in active_takes() if take.state != "done"]
+        waiting = [take for _, take in active_takes() if take.state != JobState.DONE]
         if waiting or link.welcome is None:
             link.check_reachable()
         if link.alive:

@@ -803,7 +803,24 @@ def previs(options: dict) -> dict:
     return report
 
 
-SCENARIOS = {"install": install_both, "subjects": subjects, "generate": generate, "reattach": reattach,
+def take_states(options: dict) -> dict:
+    """Takes whose state is stored as text, as every .blend saved before the state was an enum,
+    read back after the file is saved and opened again; and what the enum offers."""
+    install(options["zip"])
+    path = Path(os.environ["BLENDER_USER_RESOURCES"]) / "states.blend"
+    takes = bpy.context.scene.flowmotion.takes
+    for state in ("running", "imported", "no such state"):
+        takes.add()["state"] = state  # an old file's ID property, written without the add-on's enum
+    set_by_name = takes.add()
+    set_by_name.state = "cancelled"
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    bpy.ops.wm.open_mainfile(filepath=str(path))
+    takes = bpy.context.scene.flowmotion.takes
+    return {"states": [take.state for take in takes], "stored": [take.get("state") for take in takes],
+            "items": [item.identifier for item in takes[0].bl_rna.properties["state"].enum_items]}
+
+
+SCENARIOS = {"take_states": take_states, "install": install_both, "subjects": subjects, "generate": generate, "reattach": reattach,
              "problems": problems, "playblast": playblast, "takes": takes, "secured": secured,
              "version_mismatch": version_mismatch, "panels": panels, "regenerate": regenerate,
              "two_files": two_files, "frame_ranges": frame_ranges, "preflight": preflight, "rendering": rendering,

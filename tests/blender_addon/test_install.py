@@ -32,6 +32,15 @@ def test_the_protocol_copy_is_the_repositorys(addon_zips):
         assert archive.read(f"protocol/{path.name}") == path.read_bytes()
 
 
+def test_the_durable_copy_is_the_librarys_and_no_staging_zip_is_left(addon_zips):
+    from pathlib import Path
+
+    library = Path(__file__).resolve().parents[2] / "flowmotion" / "durable.py"
+    for tag in ("py311", "py313"):
+        assert zipfile.ZipFile(addon_zips[tag]).read("durable.py") == library.read_bytes()
+    assert [p.name for p in addon_zips["py311"].parent.glob(".*")] == []
+
+
 def test_blender_installs_the_zip_and_the_bundled_wheels_import(addon_zips, tmp_path):
     report = run_blender("install", {"zip": str(addon_zips["py311"]), "later_zip": str(addon_zips["py313"])},
                          tmp_path)
@@ -45,3 +54,28 @@ def test_blender_installs_the_zip_and_the_bundled_wheels_import(addon_zips, tmp_
     assert bundled["libzmq"].count(".") == 2
     assert {"FLOWMOTION_PT_main_view3d", "FLOWMOTION_PT_main_sequencer", "FLOWMOTION_PT_advanced_view3d"} <= set(
         report["panels"])
+
+
+def test_take_states_stored_as_text_still_load(addon_zips, tmp_path):
+    from protocol.states import JobState
+
+    report = run_blender("take_states", {"zip": str(addon_zips["py311"])}, tmp_path)
+    # An unknown state (from a later add-on, say) reads as a take still being sent, not an error.
+    assert report["states"] == ["running", "imported", "sending", "cancelled"]
+    assert report["stored"] == ["running", "imported", "no such state", "cancelled"]
+    assert set(JobState) < set(report["items"]) and {"sending", "imported"} < set(report["items"])
+
+
+def test_zips_built_under_a_private_umask_are_still_readable_by_all(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, str(root / "build_addon.py"), "--out", str(tmp_path),
+                             "--wheels-cache", str(root / ".wheels-cache")], capture_output=True, text=True,
+                            preexec_fn=lambda: os.umask(0o077), timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    zips = sorted(tmp_path.glob("*.zip"))
+    assert len(zips) == 2 and all(z.stat().st_mode & 0o777 == 0o644 for z in zips)
