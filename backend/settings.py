@@ -17,8 +17,8 @@ import typing
 from flowmotion import FlowMotionConfig, FlowMotionError
 from protocol import ProtocolError
 from protocol import errors as codes
+from protocol.messages import MAX_SEED
 
-MAX_SEED = 2**63 - 1
 INTEGER_RANGES = {
     "num_inference_steps": (1, 1000),
     "guided_steps": (0, 1000),

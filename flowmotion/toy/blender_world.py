@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import durable
 from .data import BACKGROUNDS, COLORS, HELD_OUT_SHAPES, TRAIN_SHAPES, Clip, caption_for
 
 KINDS = ("object", "object+camera", "camera")
@@ -461,22 +462,18 @@ def clip_name(seed: int) -> str:
 
 def write_shots(out: Path, seeds, width: int, height: int, frames: int, on_shot=None) -> list[dict]:
     """Render the shots of `seeds` into `out`: one .npz each (playblast, scene, mask, track) and
-    shots.json describing them all. A shot is written to a temporary name and renamed once whole."""
+    shots.json describing them all, each written whole or not at all (`flowmotion.durable`)."""
     out.mkdir(parents=True, exist_ok=True)
     described = []
     for seed in seeds:
         shot = render_shot(shot_spec(seed, frames), width, height)
-        partial = out / (clip_name(seed) + ".partial")
-        with open(partial, "wb") as file:
+        with durable.replacing(out / clip_name(seed)) as staged, open(staged, "wb") as file:
             np.savez_compressed(file, playblast=shot.playblast, scene=shot.scene, mask=shot.mask, track=shot.track)
-        partial.rename(out / clip_name(seed))
         described.append({"file": clip_name(seed), **describe(shot)})
         if on_shot is not None:
             on_shot(len(described), shot)
-    index = out / "shots.json"
-    index.with_suffix(".partial").write_text(json.dumps({"width": width, "height": height, "shots": described},
-                                                        indent=1))
-    index.with_suffix(".partial").rename(index)
+    durable.write_text(out / "shots.json", json.dumps({"width": width, "height": height, "shots": described},
+                                                      indent=1))
     return described
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from flowmotion import durable
 from flowmotion.toy import blender_world, metrics
 
 pytest.importorskip("bpy", reason="the Blender world renders with the bpy package")
@@ -92,7 +93,7 @@ def test_the_command_writes_shots_and_their_descriptions(tmp_path):
     assert arrays["mask"].shape == (3, 24, 32) and len(entry["track"]) == 3
     assert shots[1][0]["track"] is None
     assert json.loads((tmp_path / "shots.json").read_text())["width"] == 32
-    assert not list(tmp_path.glob("*.partial"))
+    assert not list(tmp_path.glob(durable.STAGING_PREFIX + "*"))
     clips = blender_world.clips_from_shots(tmp_path)
     assert [clip.caption for clip in clips[:2]] == [entry["playblast_caption"], entry["caption"]]
     np.testing.assert_array_equal(clips[1].frames, arrays["scene"])
