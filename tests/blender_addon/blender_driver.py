@@ -87,6 +87,17 @@ def configure(options: dict) -> None:
         setattr(shot.settings, name, value)
 
 
+def shot_ready(options: dict) -> tuple[dict, object]:
+    """The start of most scenarios: the extension installed, the test shot built and saved, the
+    backend's address set. The install's report and the scene."""
+    report = install(options["zip"])
+    scene = bpy.context.scene
+    build_shot(scene)
+    save(options)
+    configure(options)
+    return report, scene
+
+
 SETTINGS_CHANGED = []
 
 
@@ -134,11 +145,7 @@ def take_report(scene) -> dict:
 
 
 def generate(options: dict) -> dict:
-    report = install(options["zip"])
-    scene = bpy.context.scene
-    build_shot(scene)
-    save(options)
-    configure(options)
+    report, scene = shot_ready(options)
     before = render_settings(scene)
     plan = addon().playblast.plan(scene, scene.flowmotion.max_side)
     report["plan"] = {"frames": plan.frames, "width": plan.width, "height": plan.height}
@@ -263,11 +270,7 @@ def playblast(options: dict) -> dict:
 def takes(options: dict) -> dict:
     """Two Generates in a row on an unsaved file: the second is queued, both land on free channels;
     then one take is removed and the other re-imported, from disk and from the backend."""
-    report = install(options["zip"])
-    scene = bpy.context.scene
-    build_shot(scene)
-    save(options)
-    configure(options)
+    report, scene = shot_ready(options)
     shot = scene.flowmotion
     shot.settings.num_inference_steps = 40  # the first take runs while the second is playblasted and sent
     report["generate"] = [sorted(bpy.ops.flowmotion.generate())]
@@ -305,11 +308,7 @@ def takes(options: dict) -> dict:
 def secured(options: dict) -> dict:
     """A secured backend: a key pair made in one click is refused until the backend's operator
     allows it, then works."""
-    report = install(options["zip"])
-    scene = bpy.context.scene
-    build_shot(scene)
-    save(options)
-    configure(options)
+    report, scene = shot_ready(options)
     prefs = bpy.context.preferences.addons[EXTENSION].preferences
     prefs.server_public_key = options["server_key"]
     report["keys"] = sorted(bpy.ops.flowmotion.generate_keys())
@@ -336,11 +335,7 @@ def secured(options: dict) -> dict:
 
 def version_mismatch(options: dict) -> dict:
     """An add-on that speaks another protocol version is told so, and says so in the panel."""
-    report = install(options["zip"])
-    scene = bpy.context.scene
-    build_shot(scene)
-    save(options)
-    configure(options)
+    report, scene = shot_ready(options)
     speaking = sys.modules[EXTENSION + ".protocol.client"]  # an add-on that speaks only a version to come
     speaking.PROTOCOL_VERSION, speaking.SUPPORTED_VERSIONS = 999, (999,)
     report["generate"] = sorted(bpy.ops.flowmotion.generate())
@@ -527,11 +522,7 @@ def press(times: int = 1) -> list:
 def regenerate(options: dict) -> dict:
     """Generate, let the take land, Generate again with a render region, the compositor and the
     edit switched on: the second playblast is the 3D scene again. Then one with the seed locked."""
-    report = install(options["zip"])
-    scene = bpy.context.scene
-    build_shot(scene)
-    save(options)
-    configure(options)
+    report, scene = shot_ready(options)
     report["generate"] = press()
     land(scene)
     r = scene.render
@@ -579,11 +570,7 @@ def two_files(options: dict) -> dict:
 
 def frame_ranges(options: dict) -> dict:
     """Takes of shots whose length is not 4k + 1, one of them starting at frame 101."""
-    report = install(options["zip"])
-    scene = bpy.context.scene
-    build_shot(scene)
-    save(options)
-    configure(options)
+    report, scene = shot_ready(options)
     for first, last in options["ranges"]:
         scene.frame_start, scene.frame_end = first, last
         press()
@@ -627,11 +614,7 @@ def preflight(options: dict) -> dict:
 def rendering(options: dict) -> dict:
     """The playblast renders one image per tick, leaving the artist's settings in place between
     them; cancelling it mid-way sends nothing and leaves no files."""
-    report = install(options["zip"])
-    scene = bpy.context.scene
-    build_shot(scene)
-    save(options)
-    configure(options)
+    report, scene = shot_ready(options)
     before = full_render_settings(scene)
     press()
     take = scene.flowmotion.takes[-1]
@@ -649,11 +632,7 @@ def rendering(options: dict) -> dict:
 
 def variations(options: dict) -> dict:
     """One Generate asks for three takes of the shot, each with its own seed."""
-    report = install(options["zip"])
-    scene = bpy.context.scene
-    build_shot(scene)
-    save(options)
-    configure(options)
+    report, scene = shot_ready(options)
     scene.flowmotion.variations = 3
     report["generate"] = press()
     land(scene)
@@ -663,11 +642,7 @@ def variations(options: dict) -> dict:
 
 def ten_in_a_row(options: dict) -> dict:
     """Ten Generates on one shot, a take landing after the third: ten distinct takes."""
-    report = install(options["zip"])
-    scene = bpy.context.scene
-    build_shot(scene)
-    save(options)
-    configure(options)
+    report, scene = shot_ready(options)
     takes = scene.flowmotion.takes
     report["generate"] = press(3)
     drive(lambda: takes[0].state == "imported", 60, watch=scene)
@@ -683,11 +658,7 @@ def ten_in_a_row(options: dict) -> dict:
 
 def take_actions(options: dict) -> dict:
     """Use a take again, solo it, remove it (its own frames only)."""
-    report = install(options["zip"])
-    scene = bpy.context.scene
-    build_shot(scene)
-    save(options)
-    configure(options)
+    report, scene = shot_ready(options)
     shot = scene.flowmotion
     shot.variations = 2
     press()
@@ -718,11 +689,7 @@ def draw_preferences() -> list:
 
 def online_access(options: dict) -> dict:
     """A backend off this machine is not contacted while Blender's online access is off."""
-    report = install(options["zip"])
-    scene = bpy.context.scene
-    build_shot(scene)
-    save(options)
-    configure(options)
+    report, scene = shot_ready(options)
     session = addon().session
     session.online_access_allowed = lambda: False
     report["loopback"] = [session.is_loopback(a) for a in ("tcp://127.0.0.1:5599", "tcp://localhost:1",
