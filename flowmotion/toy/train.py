@@ -36,7 +36,7 @@ from .data import FRAMES, training_clips, vocabulary
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 80, 48
 SHOT_SHARE = 0.75
 """Share of training draws taken from the Blender shots; the rest are procedural clips."""
-STAGE_SHARES = {"vae": 0.4, "decoder": 0.55, "transformer": 1.0}
+STAGE_SHARES = {"vae": 0.45, "decoder": 0.6, "transformer": 1.0}
 """Where each stage must end, as a share of --max-minutes (a stage that ends early leaves its time to the next)."""
 
 LATENT_CHANNELS = 16
@@ -419,10 +419,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="autocast on CUDA (the weights stay fp32; on CPU training is always fp32)")
     parser.add_argument("--max-minutes", type=float, help="stop each stage early once its share of this is spent")
     parser.add_argument("--procedural", type=int, default=2000, help="procedural clips mixed with the shots")
-    parser.add_argument("--vae-frame-steps", type=int, default=1500)
-    parser.add_argument("--vae-clip-steps", type=int, default=1500)
-    parser.add_argument("--decoder-steps", type=int, default=500)
-    parser.add_argument("--steps", type=int, default=6000, help="transformer flow-matching steps")
+    parser.add_argument("--vae-frame-steps", type=int, default=600)
+    parser.add_argument("--vae-clip-steps", type=int, default=400)
+    parser.add_argument("--decoder-steps", type=int, default=120)
+    parser.add_argument("--steps", type=int, default=1800, help="transformer flow-matching steps")
     parser.add_argument("--vae-frame-batch", type=int, default=64)
     parser.add_argument("--vae-clip-batch", type=int, default=16, help=f"{VAE_CLIP_FRAMES}-frame clips a VAE step")
     parser.add_argument("--decoder-batch", type=int, default=8, help=f"{FRAMES}-frame clips a decoder step")
