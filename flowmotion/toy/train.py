@@ -427,6 +427,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--vae-clip-batch", type=int, default=16, help=f"{VAE_CLIP_FRAMES}-frame clips a VAE step")
     parser.add_argument("--decoder-batch", type=int, default=8, help=f"{FRAMES}-frame clips a decoder step")
     parser.add_argument("--batch", type=int, default=64, help="latent clips a transformer step")
+    parser.add_argument("--init-from", type=Path,
+                        help="fine-tune: start from this model folder's tokenizer, text encoder, VAE and transformer "
+                             "(e.g. flowmotion/embedded) instead of a seeded initialisation")
+    parser.add_argument("--init-lr-scale", type=float, default=0.3,
+                        help="with --init-from, every stage's learning rate is scaled by this")
     args = parser.parse_args(argv)
     if args.width % 8 or args.height % 8 or args.width < 16 or args.height < 16:
         parser.error(f"--width and --height must be multiples of 8, at least 16; got {args.width}x{args.height}")
@@ -435,6 +440,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.max_minutes is not None and args.max_minutes <= 0:
         parser.error("--max-minutes must be positive")
     return args
+
+
+def initial_components(init_from: Path | None):
+    """(tokenizer, text encoder, VAE, transformer): seeded new ones, or a trained model folder's own to
+    fine-tune. Fine-tuning keeps the folder's vocabulary, so it must be the one this module builds."""
+    if init_from is None:
+        tokenizer = build_tokenizer()
+        return tokenizer, build_text_encoder(len(tokenizer)), build_vae(), build_transformer()
+    from diffusers import WanPipeline
+
+    try:
+        pipe = WanPipeline.from_pretrained(init_from, dtype=torch.float32)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"--init-from {init_from}: not a model folder that loads ({error})") from None
+    if pipe.tokenizer.get_vocab() != build_tokenizer().get_vocab():
+        raise SystemExit(f"--init-from {init_from}: its vocabulary is not the training captions' vocabulary")
+    return pipe.tokenizer, pipe.text_encoder.eval(), pipe.vae, pipe.transformer
 
 
 def main(argv=None) -> None:
@@ -454,11 +476,11 @@ def main(argv=None) -> None:
     log(f"{bank.shot_clips} shot clips and {bank.procedural_clips} procedural clips at {args.width}x{args.height} "
         f"on {device} ({clock.minutes() * 60:.1f} s)")
 
-    tokenizer = build_tokenizer()
-    text_encoder = build_text_encoder(len(tokenizer))
-    vae = build_vae().to(device)
-    vae_summary = train_vae(vae, bank, args.seed, sizes, clock, args.precision)
-    decoder_summary = train_decoder(vae, bank, args.seed, sizes, clock, args.precision)
+    tokenizer, text_encoder, vae, transformer = initial_components(args.init_from)
+    vae = vae.to(device)
+    scale = args.init_lr_scale if args.init_from else 1.0
+    vae_summary = train_vae(vae, bank, args.seed, sizes, clock, args.precision, lr=2e-3 * scale)
+    decoder_summary = train_decoder(vae, bank, args.seed, sizes, clock, args.precision, lr=5e-4 * scale)
 
     started = time.monotonic()
     raw = encode_bank(vae, bank)
@@ -470,9 +492,9 @@ def main(argv=None) -> None:
     log(f"encoded {len(latents)} clips to latents {tuple(latents.shape[1:])} in {encode_seconds:.1f} s")
 
     embeddings = caption_embeddings(tokenizer, text_encoder, sorted(set(bank.captions)) + [""])
-    transformer = build_transformer().to(device)
+    transformer = transformer.to(device)
     transformer_summary = train_transformer(transformer, latents, bank, embeddings, args.seed, sizes, clock,
-                                            args.precision)
+                                            args.precision, lr=1e-3 * scale)
 
     scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
                                         num_train_timesteps=1000, flow_shift=FLOW_SHIFT)
@@ -492,6 +514,8 @@ def training_report(args, bank: ClipBank, sizes: Sizes, clock: Clock, vae: dict,
     cut_short = any(s["steps_done"] < s["steps"] for s in (vae, decoder, transformer))
     return {
         "seed": args.seed, "width": args.width, "height": args.height, "frames": FRAMES,
+        "init_from": str(args.init_from) if args.init_from else None,
+        "init_lr_scale": args.init_lr_scale if args.init_from else None,
         "mix": {"shots_folder": str(args.shots) if args.shots else None, "shot_clips": bank.shot_clips,
                 "procedural_clips": bank.procedural_clips, "shot_share": SHOT_SHARE if bank.shot_clips else 0.0,
                 "augmentation": "horizontal flip (mask and track too) and time reversal, each with odds 1/2; the "
