@@ -18,8 +18,8 @@ import zmq
 
 from protocol import (
     CLIENT_MESSAGES, PROTOCOL_VERSION, SUPPORTED_VERSIONS, Accepted, Cancel, Error, Fetch, Heartbeat, Hello, JobList,
-    JobState, JobStatus, Limits, ListJobs, Ping, Preview, Progress, ProtocolError, Reply, Result, StatusRequest, Submit, Welcome,
-    decode_versioned, encode,
+    JobState, JobStatus, Limits, ListJobs, Ping, Preview, Progress, ProtocolError, Reply, Result, StatusRequest, Submit,
+    Welcome, decode_versioned, encode,
 )
 from protocol import errors as codes
 from protocol.frames import check_frames
@@ -311,8 +311,12 @@ class Server:
         if job is None or job.state != JobState.RUNNING:
             return
         for client in self.watchers.get(job.job_id, ()):
-            if self.shows_previews(client, job):
+            if not self.shows_previews(client, job):
+                continue
+            try:
                 self.outbox.offer(client, encode(preview.message, [preview.pixels], self.versions[client]))
+            except Exception:  # a preview is never worth the loop that serves everyone
+                log.exception("job %s: a preview could not be sent", job.job_id)
 
     def shows_previews(self, client: bytes, job: Job) -> bool:
         """A preview shows the take: only to connections that asked for previews, in a version that

@@ -64,7 +64,7 @@ def draw_take_preview(layout, shot) -> None:
     if icon is None:
         return
     box = layout.box()
-    box.label(text=words("{}: preview at step {}/{}", take.name, take.preview_step, take.total),
+    box.label(text=words("{}: preview at step {}/{}", take.name, take.preview_step, take.preview_total),
               icon="IMAGE_DATA", translate=False)
     box.template_icon(icon_value=icon.icon_id, scale=PREVIEW_SCALE)
 

@@ -46,7 +46,7 @@ def show(take, preview, pixels: bytes) -> None:
         image.scale(width, height)
     image.pixels.foreach_set(rgba.ravel())
     image.update()
-    take.preview_step = preview.step + 1
+    take.preview_step, take.preview_total = preview.step + 1, preview.total
     icon = icons().get(image.name) or icons().new(image.name)
     icon.image_size = width, height
     icon.image_pixels_float.foreach_set(rgba.ravel())
@@ -70,7 +70,7 @@ def remove(take) -> None:
         bpy.data.images.remove(image)
     if take.preview_image in icons():
         del icons()[take.preview_image]
-    take.preview_image, take.preview_step = "", 0
+    take.preview_image, take.preview_step, take.preview_total = "", 0, 0
 
 
 def unregister() -> None:
