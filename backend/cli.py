@@ -27,6 +27,7 @@ from protocol import Accepted, JobList, JobState, JobStatus, Limits, Progress, P
 from protocol.client import BackendClient
 
 from .errors import BackendError
+from .previews import PREVIEW_EVERY
 
 DEFAULT_BIND = "tcp://127.0.0.1:5599"
 DEFAULT_STORE = Path(os.environ.get("FLOWMOTION_JOBS", Path.home() / ".cache" / "flowmotion" / "jobs"))
@@ -37,6 +38,17 @@ def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
     for name in defaults.to_dict():
         parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name),
                             help=f"(default: {getattr(defaults, name)})")
+
+
+def seconds(text: str) -> float:
+    """A span of seconds on the command line: a finite number, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return value
 
 
 def setting(text: str) -> tuple[str, bool | int | float | str]:
@@ -72,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-area", type=int, default=None,
                        help="most pixels per frame the model works at (default: no cap, or the embedded model's "
                             f"training area, {EMBEDDED_MAX_AREA})")
+    serve.add_argument("--preview-every", type=seconds, default=PREVIEW_EVERY, metavar="SECONDS",
+                       help="least seconds between two live previews of a job, sent to artists who follow it "
+                            f"(default: {PREVIEW_EVERY:g}; 0: every denoising step)")
+    serve.add_argument("--no-previews", action="store_true", help="send no live previews")
     add_limit_arguments(serve)
 
     keys = commands.add_parser("keys", help="create a CurveZMQ key pair (the server's, or an artist's)")
@@ -141,7 +157,8 @@ def run_backend(args) -> int:
     pipe = flowmotion.load_pipeline(args.model, device=device)
     # The job store's lock, held since before the store was opened, makes this backend its cache's sole writer.
     worker = Worker(pipe, store, queue.Queue(), cache=TransferCache(args.jobs / ".source-cache", sole_writer=True),
-                    max_area=flowmotion.loading.max_area_for(args.model, args.max_area))
+                    max_area=flowmotion.loading.max_area_for(args.model, args.max_area),
+                    preview_every=None if args.no_previews else args.preview_every)
     server = Server(args.bind, store, worker, limits=limits, model_name=args.model, device=device,
                     keys_folder=args.keys, insecure=args.insecure, share_prompts=args.share_prompts)
     address = server.open()

@@ -8,6 +8,11 @@ bytes count against that client. A reply that would take a client past `max_unre
 not sent (the server answers a short `unread_limit` error instead), except when the client has
 nothing unread at all, so one take larger than the bound can still be fetched. Smaller replies
 (heartbeats, progress, job news) are copied and bounded by the high-water mark instead.
+
+A message a client can go without (a live preview) is `offer`ed instead: it is always tracked,
+and dropped, never queued, while the client still holds the previous one unread or it would
+take the client past the bound. So a client that reads slowly gets fewer previews, and nothing
+in the backend waits for it.
 """
 
 from __future__ import annotations
@@ -32,6 +37,10 @@ class Outbox:
         self.held: dict[bytes, deque] = {}
         self.peak = 0
         """The most unread tracked bytes any one client has had: never above the bound (or one reply)."""
+        self.offered: dict[bytes, zmq.MessageTracker] = {}
+        """The last message offered to each client, until ZeroMQ lets go of it."""
+        self.offers: dict[bytes, tuple[int, int]] = {}
+        """Per client: messages offered that were sent, and that were dropped."""
 
     def unread(self, client: bytes) -> int:
         """Tracked bytes of replies to `client` that ZeroMQ still holds."""
@@ -54,20 +63,52 @@ class Outbox:
     def send(self, client: bytes, parts: list[bytes]) -> bool:
         """Queue one message to `client`; False when ZeroMQ refused it (the client's queue is full)."""
         size = sum(len(part) for part in parts)
+        if size >= TRACKED_FROM:
+            return self._send_tracked(client, parts, size) is not None
         try:
-            if size < TRACKED_FROM:
-                self.socket.send_multipart([client, *parts], flags=zmq.NOBLOCK)
-                return True
-            frames = [zmq.Frame(part, copy=False, track=True) for part in parts]
-            self.socket.send_multipart([client, *frames], flags=zmq.NOBLOCK, copy=False)
+            self.socket.send_multipart([client, *parts], flags=zmq.NOBLOCK)
         except zmq.Again:
             return False
-        # ZeroMQ writes a client's messages in order, part by part: the last part let go means all were.
-        self.held.setdefault(client, deque()).append((frames[-1].tracker, size))
-        self.peak = max(self.peak, self.unread(client))
         return True
+
+    def offer(self, client: bytes, parts: list[bytes]) -> bool:
+        """Send a message `client` can go without, unless it still holds the last one offered
+        unread, or this one would take it past the unread bound: then drop it (False)."""
+        size = sum(len(part) for part in parts)
+        earlier = self.offered.get(client)
+        tracker = None
+        if (earlier is None or earlier.done) and self.unread(client) + size <= self.max_unread_bytes:
+            tracker = self._send_tracked(client, parts, size)
+        sent, dropped = self.offers.get(client, (0, 0))
+        if tracker is None:
+            self.offers[client] = (sent, dropped + 1)
+            return False
+        self.offered[client] = tracker
+        self.offers[client] = (sent + 1, dropped)
+        return True
+
+    def _send_tracked(self, client: bytes, parts: list[bytes], size: int) -> zmq.MessageTracker | None:
+        """Send without a copy; the tracker of the message, or None when ZeroMQ refused it."""
+        frames = [zmq.Frame(part, copy=False, track=True) for part in parts]
+        try:
+            self.socket.send_multipart([client, *frames], flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return None
+        # ZeroMQ writes a client's messages in order, part by part: the last part let go means all were.
+        tracker = frames[-1].tracker
+        self.held.setdefault(client, deque()).append((tracker, size))
+        self.peak = max(self.peak, self.unread(client))
+        return tracker
+
+    def forget(self, client: bytes) -> None:
+        """A client gone silent: its offers' bookkeeping goes (its tracked bytes count until let go)."""
+        self.offered.pop(client, None)
+        self.offers.pop(client, None)
 
     def forget_done(self) -> None:
         """Drop the bookkeeping of clients that have read everything (called now and then)."""
         for client in list(self.held):
             self.unread(client)
+        for client, tracker in list(self.offered.items()):
+            if tracker.done:
+                del self.offered[client]

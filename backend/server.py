@@ -18,8 +18,8 @@ import zmq
 
 from protocol import (
     CLIENT_MESSAGES, PROTOCOL_VERSION, SUPPORTED_VERSIONS, Accepted, Cancel, Error, Fetch, Heartbeat, Hello, JobList,
-    JobState, JobStatus, Limits, ListJobs, Ping, Progress, ProtocolError, Reply, Result, StatusRequest, Submit, Welcome,
-    decode_versioned, encode,
+    JobState, JobStatus, Limits, ListJobs, Ping, Preview, Progress, ProtocolError, Reply, Result, StatusRequest, Submit,
+    Welcome, decode_versioned, encode,
 )
 from protocol import errors as codes
 from protocol.frames import check_frames
@@ -66,9 +66,11 @@ class Server:
         self.stopping = threading.Event()
         self.clients: dict[bytes, float] = {}
         self.versions: dict[bytes, int] = {}
+        """The protocol version each client spoke last: news and heartbeats go out in it."""
         self.keys: dict[bytes, str] = {}
         """Each client's public key (Z85), where an allow-list admitted it: who owns the jobs it submits."""
-        """The protocol version each client spoke last: news and heartbeats go out in it."""
+        self.preview_clients: set[bytes] = set()
+        """Clients whose hello asked for previews."""
         self.request: tuple[bytes, str | None, int] | None = None
         """The message being handled: its client, request id and version, for the replies to it."""
         self.rate = RateLimit(self.limits.max_messages_per_second)
@@ -143,6 +145,8 @@ class Server:
             # Wake for the next heartbeat even while messages keep coming, so beats stay on time.
             if poller.poll(max(0.0, min(0.05, next_beat - time.monotonic())) * 1000):
                 self.receive_some(next_beat)
+            # The preview first: one the worker made before a job's ending goes out before that ending.
+            self.send_preview()
             self.drain_events()
             now = time.monotonic()
             if now >= next_beat:
@@ -270,6 +274,8 @@ class Server:
                 del self.clients[client]
                 self.versions.pop(client, None)
                 self.keys.pop(client, None)
+                self.preview_clients.discard(client)
+                self.outbox.forget(client)
             else:
                 self.reply(client, beat)
 
@@ -294,6 +300,31 @@ class Server:
                 self.notify(job_id, self.status_of(job))
             if kind == "ended":
                 self.watchers.pop(job_id, None)  # no more news will come; a status or fetch asks afresh
+
+    def send_preview(self) -> None:
+        """Offer the worker's newest preview to the job's watchers that may see it; a client still
+        holding an earlier one unread goes without (the outbox drops it, nothing waits)."""
+        preview = self.worker.previews.take()
+        if preview is None:
+            return
+        job = self.store.get(preview.message.job_id)
+        if job is None or job.state != JobState.RUNNING:
+            return
+        for client in self.watchers.get(job.job_id, ()):
+            if not self.shows_previews(client, job):
+                continue
+            try:
+                self.outbox.offer(client, encode(preview.message, [preview.pixels], self.versions[client]))
+            except Exception:  # a preview is never worth the loop that serves everyone
+                log.exception("job %s: a preview could not be sent", job.job_id)
+
+    def shows_previews(self, client: bytes, job: Job) -> bool:
+        """A preview shows the take: only to connections that asked for previews, in a version that
+        has them, and, behind an allow-list, only to the job's owner (an admin's cancel right
+        does not extend to seeing another artist's take)."""
+        if client not in self.preview_clients or self.versions.get(client, 0) < Preview.SINCE:
+            return False
+        return self.allow_list is None or not job.owner or self.keys.get(client) == job.owner
 
     def notify(self, job_id: str, message) -> None:
         for client in self.watchers.get(job_id, ()):
@@ -337,6 +368,10 @@ class Server:
                                 "backend and the add-on", "versions")
         version = max(common)
         self.versions[client] = version
+        if message.previews and version >= Preview.SINCE:
+            self.preview_clients.add(client)
+        else:
+            self.preview_clients.discard(client)
         self.request = (client, message.request_id, version)
         log.info("client %s: hello from %r, speaking protocol version %d", client.hex(), message.client, version)
         self.reply(client, self.welcome(version))

@@ -11,10 +11,12 @@ import torch
 import flowmotion
 from flowmotion import FlowMotionError, TransferCancelled
 from flowmotion.cache import TransferCache
+from flowmotion.preview import latent_rgb_for
 from flowmotion.video import frames_from_png_bytes, frames_to_png_bytes
 from protocol import JobState, ProtocolError
 
 from .jobs import CANCELLED_RUNNING, Job, JobStore
+from .previews import PREVIEW_EVERY, PREVIEW_EVERY_STEPS, PreviewSlot, preview_hook
 from .settings import check_settings
 
 log = logging.getLogger("flowmotion.backend")
@@ -27,9 +29,16 @@ class Worker(threading.Thread):
     """Takes jobs from the store's queue; reports progress and endings as events on `events`."""
 
     def __init__(self, pipe, store: JobStore, events: queue.Queue, cache: TransferCache | None = None,
-                 max_area: int | None = None):
+                 max_area: int | None = None, preview_every: float | None = PREVIEW_EVERY,
+                 preview_every_steps: int = PREVIEW_EVERY_STEPS):
         super().__init__(name="flowmotion-worker", daemon=True)
         self.pipe = pipe
+        self.preview_every = preview_every
+        """Seconds between a job's previews at least; None: no previews."""
+        self.preview_every_steps = preview_every_steps
+        self.previews = PreviewSlot()
+        """The newest preview of the running job, for the server to take."""
+        self.preview_map = None
         self.store = store
         self.events = events
         self.cache = cache
@@ -84,11 +93,14 @@ class Worker(threading.Thread):
             frames = frames_from_png_bytes(self.store.source_frames(job.job_id))
             masks = self.store.subject_masks(job.job_id)
             subject_mask = frames_from_png_bytes(masks, noun="subject mask", alpha_is_mask=True) if masks else None
-            result = flowmotion.transfer(
-                self.pipe, frames, job.prompt, negative_prompt=job.negative_prompt, config=config,
-                generator=torch.Generator().manual_seed(job.seed), on_progress=on_progress,
-                should_cancel=lambda: self.stopping.is_set() or job.cancel_requested, cache=self.cache,
-                max_area=self.max_area, subject_mask=subject_mask,
+            request = flowmotion.TransferRequest(
+                frames, job.prompt, negative_prompt=job.negative_prompt, subject_mask=subject_mask,
+                max_area=self.max_area, config=config, generator=torch.Generator().manual_seed(job.seed),
+                cache=self.cache,
+            )
+            result = flowmotion.run_transfer(
+                self.pipe, request, on_step=self.step_hook(job), on_progress=on_progress,
+                should_cancel=lambda: self.stopping.is_set() or job.cancel_requested,
             )
             stats = {"seconds": result.stats.seconds, "forward_passes": result.stats.forward_passes,
                      "peak_memory_bytes": result.stats.peak_memory_bytes,
@@ -114,6 +126,21 @@ class Worker(threading.Thread):
         except Exception as error:  # a job's failure must never take the backend down with it
             log.exception("job %s: unexpected failure", job.job_id)
             return JobState.FAILED, f"the backend failed on this job: {type(error).__name__}: {error}", None, None
+
+    def step_hook(self, job: Job):
+        """The job's preview hook, or None when previews are off or cannot be made for this model."""
+        if self.preview_every is None:
+            return None
+        if self.preview_map is None:
+            try:
+                self.preview_map = latent_rgb_for(self.pipe, fallback=True)
+            except Exception as error:  # previews are never worth a job: it runs without them
+                log.warning("no previews: %s", error)
+                self.preview_every = None
+                return None
+            log.info("previews map latents to RGB by %r", self.preview_map.name)
+        return preview_hook(job.job_id, self.preview_map, self.previews, self.preview_every,
+                            self.preview_every_steps)
 
     def end(self, job: Job, state: JobState, message: str, frames: list[bytes] | None, stats: dict | None) -> None:
         """Record a job's ending; a job store that cannot be written fails the job, not the worker."""

@@ -3,9 +3,13 @@
     python bench/preview_cost.py                   # embedded model, bench/speed.py's CPU shape
     python bench/preview_cost.py --repeats 3 --steps 20
 
-For each row's settings the runs alternate (none, preview, none, preview, ...) so a load that drifts
-on a shared machine falls on both alike. Prints the fastest seconds of each (the run least disturbed
-by other work), their ratio, and the seconds spent inside the preview hook itself in that run (the
+Two hooks, each making a preview at every step (the most a job can make): the library's
+(`flowmotion.preview.preview_hook`, every latent frame at full latent size) and the backend's
+(`backend.previews.preview_hook` with no time spacing: up to 4 frames of at most 128 pixels a side,
+put in the slot the server sends from; the backend's default spacing of a second makes fewer).
+For each row's settings the runs alternate (none, library, backend, none, ...) so a load that
+drifts on a shared machine falls on all alike. Prints the fastest seconds of each (the run least
+disturbed by other work), their ratios, and the seconds spent inside each hook itself (the
 preview's own work, the figure the machine's noise moves least). Not a test: the numbers are the
 output.
 """
@@ -28,6 +32,9 @@ from flowmotion.cache import TransferCache  # noqa: E402
 from flowmotion.preview import latent_rgb_for, preview_hook  # noqa: E402
 from speed import source_video  # noqa: E402
 
+from backend.previews import PreviewSlot  # noqa: E402
+from backend.previews import preview_hook as backend_hook  # noqa: E402
+
 
 def rows(steps: int, guided: int):
     base = dict(num_inference_steps=steps, guided_steps=guided)
@@ -41,43 +48,50 @@ def one_run(pipe, request, hook=None) -> float:
     return time.perf_counter() - start
 
 
+def timed(hook, spent: list):
+    """`hook`, adding the seconds it takes to the last entry of `spent`."""
+    def run(info):
+        start = time.perf_counter()
+        hook(info)
+        spent[-1] += time.perf_counter() - start
+    return run
+
+
 def measure(args) -> list[tuple]:
     pipe = flowmotion.load_pipeline("embedded", device="cpu")
     factors = latent_rgb_for(pipe)
     video, _ = source_video(args.frames, args.height, args.width)
     results = []
-    for name, config, cached in rows(args.steps, args.guided_steps):
+    for label, config, cached in rows(args.steps, args.guided_steps):
         cache = TransferCache()
         request = TransferRequest(video, "a red ball on grass", config=config, cache=cache if cached else None,
                                   generator=torch.Generator().manual_seed(0))
         one_run(pipe, request)  # warms the caches and the allocator; not counted
-        plain, previewed, in_hook, sent = [], [], [], []
-
-        def send(preview):
-            sent.append(preview.frames.shape)
-
-        def timed_hook(info, hook=preview_hook(factors, send, every=1)):
-            start = time.perf_counter()
-            hook(info)
-            in_hook[-1] += time.perf_counter() - start
-
+        hooks = {"library": preview_hook(factors, lambda preview: None, every=1),
+                 "backend": backend_hook("bench", factors, PreviewSlot(), every=0.0)}
+        seconds = {name: [] for name in ("none", *hooks)}
+        in_hook = {name: [] for name in hooks}
         for _ in range(args.repeats):
-            plain.append(one_run(pipe, request.replace(generator=torch.Generator().manual_seed(0))))
-            in_hook.append(0.0)
-            previewed.append(one_run(pipe, request.replace(generator=torch.Generator().manual_seed(0)), timed_hook))
-        fastest = min(range(args.repeats), key=previewed.__getitem__)
-        results.append((name, min(plain), previewed[fastest], in_hook[fastest], len(sent) // args.repeats, sent[-1]))
-        print(f"{name}: none {plain}, preview {previewed}, in hook {in_hook}", flush=True)
+            seconds["none"].append(one_run(pipe, request.replace(generator=torch.Generator().manual_seed(0))))
+            for name, hook in hooks.items():
+                in_hook[name].append(0.0)
+                seconds[name].append(one_run(pipe, request.replace(generator=torch.Generator().manual_seed(0)),
+                                             timed(hook, in_hook[name])))
+        row = [label, min(seconds["none"])]
+        for name in hooks:
+            fastest = min(range(args.repeats), key=seconds[name].__getitem__)
+            row += [seconds[name][fastest], in_hook[name][fastest]]
+        results.append(tuple(row))
+        print(f"{label}: {seconds}, in hook {in_hook}", flush=True)
     return results
 
 
 def table(results) -> str:
-    lines = ["| settings | previews | preview size | none s | preview every step s | x none | in hook s | hook share |",
+    lines = ["| settings | none s | library hook s | x none | in hook | backend hook s | x none | in hook |",
              "|---|---|---|---|---|---|---|---|"]
-    for name, plain, previewed, in_hook, count, shape in results:
-        size = "x".join(str(n) for n in shape[:3])
-        lines.append(f"| {name} | {count} | {size} | {plain:.2f} | {previewed:.2f} | {previewed / plain:.3f} | "
-                     f"{in_hook:.3f} | {in_hook / plain:.2%} |")
+    for name, plain, library, library_hook, backend, backend_in_hook in results:
+        lines.append(f"| {name} | {plain:.2f} | {library:.2f} | {library / plain:.3f} | {library_hook / plain:.2%} | "
+                     f"{backend:.2f} | {backend / plain:.3f} | {backend_in_hook / plain:.2%} |")
     return "\n".join(lines)
 
 

@@ -1,6 +1,6 @@
 """FlowMotion Previs: playblast a shot, send it to the FlowMotion backend, get takes in the Sequencer."""
 
-from . import generation, operators, panels, preferences, properties, reattach, session
+from . import generation, operators, panels, preferences, previews, properties, reattach, session
 
 CLASSES = preferences.CLASSES + operators.CLASSES + panels.CLASSES
 
@@ -23,6 +23,7 @@ def unregister():
     generation.abort_all("stopped: the add-on was turned off during the playblast")
     session.disconnect()
     reattach.unregister()
+    previews.unregister()
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)
     properties.unregister()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import bpy
 
-from . import generation, playblast, sequencer, session
+from . import generation, playblast, previews, sequencer, session
 from .preferences import KEY_NAME, key_folder, preferences
 from .properties import SETTING_NAMES, words
 from .protocol import ProtocolError
@@ -280,6 +280,7 @@ class FLOWMOTION_OT_remove_take(bpy.types.Operator):
         elif take.state in ("sending", JobState.QUEUED, JobState.RUNNING) and session.current() is not None:
             session.current().cancel(take.job_id)
         sequencer.remove_strip(scene, take.strip_name)
+        previews.remove(take)
         deleted = bool(take.folder) and sequencer.remove_take_folder(Path(take.folder), take.job_id)
         name = take.name
         shot.takes.remove(shot.active_take)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import operators, playblast, session
+from . import operators, playblast, previews, session
 from .properties import SETTING_NAMES, words
 from .protocol.states import JobState
 
@@ -49,6 +49,24 @@ def draw_take_progress(layout, take) -> None:
     else:
         icon = {JobState.FAILED: "ERROR", "imported": "CHECKMARK"}.get(take.state, "INFO")
         layout.label(text=words("{}: {}", take.name, take.describe()), icon=icon, translate=False)
+
+
+PREVIEW_SCALE = 10.0
+"""The preview's size in the panel, in icon widths: large enough to judge a take by."""
+
+
+def draw_take_preview(layout, shot) -> None:
+    """The running take's newest preview, its frames side by side: cancel it if it goes wrong."""
+    take = previews.shown(shot)
+    if take is None:
+        return
+    icon = previews.icon_of(take)
+    if icon is None:
+        return
+    box = layout.box()
+    box.label(text=words("{}: preview at step {}/{}", take.name, take.preview_step, take.preview_total),
+              icon="IMAGE_DATA", translate=False)
+    box.template_icon(icon_value=icon.icon_id, scale=PREVIEW_SCALE)
 
 
 def draw_take_actions(layout) -> None:
@@ -98,6 +116,7 @@ class FLOWMOTION_PT_main(FlowMotionPanel):
         draw_take_actions(layout)
         if 0 <= shot.active_take < len(shot.takes):
             draw_take_progress(layout, shot.takes[shot.active_take])
+        draw_take_preview(layout, shot)
 
 
 def draw_plan(layout, context) -> None:

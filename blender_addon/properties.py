@@ -115,6 +115,9 @@ class FlowMotionTake(bpy.types.PropertyGroup):
     subjects: StringProperty(description="The objects whose masks went with the playblast, comma-separated")
     frame_start: IntProperty(description="The scene frame the take's first frame stands for")
     address: StringProperty(description="The backend the take was sent to")
+    preview_image: StringProperty(description="The image that shows the running take's newest preview")
+    preview_step: IntProperty(description="The step of the newest preview, counted from 1 (0: none yet)")
+    preview_total: IntProperty(description="The denoising steps of the take, as its newest preview says")
 
     def strip_properties(self) -> dict:
         """What the take's strip carries, so the strip alone says how it was made."""

@@ -11,9 +11,9 @@ import time
 
 import bpy
 
-from . import generation, sequencer
+from . import generation, previews, sequencer
 from .preferences import client_keys, preferences
-from .protocol import Accepted, Error, JobStatus, Progress, ProtocolError, Result
+from .protocol import Accepted, Error, JobStatus, Preview, Progress, ProtocolError, Result
 from .protocol.client import BackendClient
 from .protocol.errors import UNREACHABLE
 from .protocol.states import JobState
@@ -22,6 +22,8 @@ TICK_SECONDS = 0.2
 RENDER_TICK_SECONDS = 0.01
 """While a playblast renders, one image per tick: the pause between them lets Blender handle input."""
 ACTIVE_STATES = ("sending", JobState.QUEUED, JobState.RUNNING, JobState.DONE)
+PREVIEW_ENDS = ("imported", JobState.FAILED, JobState.CANCELLED)
+"""A take in these states has no preview: its strip, or its ending, has taken its place."""
 
 _client: BackendClient | None = None
 _client_settings: tuple | None = None
@@ -69,7 +71,8 @@ def client(context=None) -> BackendClient:
         disconnect()
         _client = BackendClient(prefs.address, server_public_key=prefs.server_public_key or None,
                                 client_public_key=public, client_secret_key=secret,
-                                connect_timeout=prefs.connect_timeout, name=f"blender-{bpy.app.version_string}")
+                                connect_timeout=prefs.connect_timeout, name=f"blender-{bpy.app.version_string}",
+                                previews=True)
         _client.connect()
         _client_settings = wanted
     return _client
@@ -137,10 +140,18 @@ def handle(message, frames) -> None:
             current().fetch(take.job_id)
     elif isinstance(message, Result):
         import_result(scene, take, message, frames)
+    elif isinstance(message, Preview):
+        # A preview can overtake the news that its job started; a late one, after the take's
+        # ending, is not shown.
+        if take.state in ("sending", JobState.QUEUED, JobState.RUNNING):
+            take.state = JobState.RUNNING
+            previews.show(take, message, frames[0])
     elif isinstance(message, Error):
         take.state, take.message = JobState.FAILED, message.message
         if message.code == "not_ready":
             take.state = JobState.QUEUED
+    if take.state in PREVIEW_ENDS:
+        previews.remove(take)
 
 
 def tick() -> float | None:

@@ -5,6 +5,9 @@ least squares against what the VAE decodes (see flowmotion.preview_fit). It cost
 per step, so a preview every step leaves the run's time almost unchanged (bench/preview_cost.py).
 The map depends on the VAE: the package ships it for the embedded model; for another VAE (Wan2.1's
 16 channels, Wan2.2's 48) run the same fit on its weights and pass the file to `latent_rgb_for`.
+Until a VAE has its fit, `latent_rgb_for(pipe, fallback=True)` shows its first three latent
+channels as red, green and blue (`first_channels_rgb`): the shapes and motion of the take are
+there, its colours are not.
 """
 
 from __future__ import annotations
@@ -76,14 +79,40 @@ def write_factors(path: str | Path, stored: dict[str, dict]) -> None:
     Path(path).write_text("{\n" + body + "\n}\n")
 
 
-def latent_rgb_for(pipe, path: str | Path | None = None) -> LatentRGB:
+FALLBACK_NAME = "first three channels"
+FALLBACK_SPREAD = 4.0
+"""The sampler's latents are normalised to about unit variance: -2 to 2 spans black to white."""
+
+
+def first_channels_rgb(channels: int) -> LatentRGB:
+    """The map for a VAE with no fit: its first three latent channels as red, green and blue."""
+    if channels < 3:
+        raise FlowMotionError(f"a preview needs a latent of 3 channels or more, not {channels}")
+    weights = np.zeros((channels, 3), np.float32)
+    weights[[0, 1, 2], [0, 1, 2]] = 1.0 / FALLBACK_SPREAD
+    return LatentRGB(weights, np.full(3, 0.5, np.float32), FALLBACK_NAME)
+
+
+def latent_channels(vae) -> int:
+    """Channels of a VAE's latent: Wan's VAEs call them z_dim, others latent_channels."""
+    config = vae.config
+    channels = getattr(config, "z_dim", None) or getattr(config, "latent_channels", None)
+    if not isinstance(channels, int):
+        raise FlowMotionError("the VAE's config names no latent channel count (z_dim or latent_channels)")
+    return channels
+
+
+def latent_rgb_for(pipe, path: str | Path | None = None, *, fallback: bool = False) -> LatentRGB:
     """The fitted map for `pipe`'s VAE, from `path` (a file written by flowmotion.preview_fit) or the
-    package's own; FlowMotionError saying how to fit one when neither holds it."""
+    package's own. When neither holds it: with `fallback`, `first_channels_rgb`; else a
+    FlowMotionError saying how to fit one."""
     fingerprint = vae_fingerprint(pipe.vae)
     for source in ([path] if path is not None else []) + [FACTORS_FILE]:
         entry = read_factors(source).get(fingerprint)
         if entry is not None:
             return LatentRGB.from_json(entry)
+    if fallback:
+        return first_channels_rgb(latent_channels(pipe.vae))
     raise FlowMotionError(
         "no preview factors for this model's VAE; fit them once with "
         "`python -m flowmotion.preview_fit --model <model> --out <file>` and pass that file")

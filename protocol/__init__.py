@@ -9,14 +9,14 @@ from .limits import Limits
 from .states import ACTIVE, ENDED, JobState, enum_items
 from .messages import (
     CLIENT_MESSAGES, PROTOCOL_VERSION, SERVER_MESSAGES, SUPPORTED_VERSIONS, Accepted, Cancel, Error, Fetch,
-    Heartbeat, Hello, JobList, JobStatus, ListJobs, Message, Ping, Progress, Reply, Request, Result, StatusRequest,
-    Submit, Welcome, decode, decode_versioned, encode,
+    Heartbeat, Hello, JobList, JobStatus, ListJobs, Message, Ping, Preview, Progress, Reply, Request, Result,
+    StatusRequest, Submit, Welcome, decode, decode_versioned, encode,
 )
 
 __all__ = [
     "ACTIVE", "CLIENT_MESSAGES", "ENDED", "JobState", "enum_items",
     "CODES", "PROTOCOL_VERSION", "SERVER_MESSAGES", "SUPPORTED_VERSIONS", "Accepted", "Cancel",
     "Error", "Fetch", "Heartbeat", "Hello", "JobList", "JobStatus", "Limits", "ListJobs", "Message", "Ping",
-    "Progress", "ProtocolError", "Reply", "Request", "Result", "StatusRequest", "Submit", "Welcome", "decode",
-    "decode_versioned", "encode",
+    "Preview", "Progress", "ProtocolError", "Reply", "Request", "Result", "StatusRequest", "Submit", "Welcome",
+    "decode", "decode_versioned", "encode",
 ]

@@ -55,8 +55,11 @@ class BackendClient:
         connect_timeout: float = 5.0,
         name: str = "flowmotion-client",
         context: zmq.Context | None = None,
+        previews: bool = False,
     ):
         self.address = address
+        self.previews = previews
+        """Ask the backend for `preview` messages of the running jobs this connection follows."""
         self.connect_timeout = connect_timeout
         self.name = name
         self.context = context or zmq.Context.instance()
@@ -114,7 +117,7 @@ class BackendClient:
         speaks; returns the request id."""
         self.last_hello = time.monotonic()
         self.version, self.hello_version = None, version or PROTOCOL_VERSION
-        return self.send(Hello(client=self.name, versions=list(SUPPORTED_VERSIONS)))
+        return self.send(Hello(client=self.name, versions=list(SUPPORTED_VERSIONS), previews=self.previews))
 
     def close(self) -> None:
         if self.socket is not None:

@@ -29,7 +29,8 @@ from .states import JobState
 
 PROTOCOL_VERSION = 3
 SUPPORTED_VERSIONS = (2, 3)
-"""Version 2: subject masks. Version 3: request ids, and version negotiation in hello/welcome."""
+"""Version 2: subject masks. Version 3: request ids, version negotiation in hello/welcome, and
+live previews of a running take."""
 REQUEST_ID = re.compile(r"[\x21-\x7e]{1,64}")
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SETTING_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}")
@@ -38,6 +39,10 @@ MAX_SETTINGS = 64
 MAX_TEXT = 4096
 MAX_LISTED = 500
 """Most jobs one `jobs` answer lists: the newest; `total` says how many there are."""
+MAX_PREVIEW_FRAMES = 4
+MAX_PREVIEW_SIDE = 128
+MAX_PREVIEW_BYTES = MAX_PREVIEW_FRAMES * MAX_PREVIEW_SIDE * MAX_PREVIEW_SIDE * 3
+"""A preview's pixels are at most 192 KiB: a glimpse of the take, never a second result."""
 
 
 def _job_id(value: str, limits: Limits) -> None:
@@ -87,6 +92,21 @@ def _state(value: str, limits: Limits) -> None:
         raise ValueError(f"must be one of {', '.join(JobState)}")
 
 
+def _positive(value: int, limits: Limits) -> None:
+    if value < 1:
+        raise ValueError("must be 1 or more")
+
+
+def _preview_frames(value: int, limits: Limits) -> None:
+    if not 1 <= value <= MAX_PREVIEW_FRAMES:
+        raise ValueError(f"must be 1 to {MAX_PREVIEW_FRAMES}")
+
+
+def _preview_side(value: int, limits: Limits) -> None:
+    if not 1 <= value <= MAX_PREVIEW_SIDE:
+        raise ValueError(f"must be 1 to {MAX_PREVIEW_SIDE} pixels")
+
+
 def _instance(value: str, limits: Limits) -> None:
     if not 1 <= len(value) <= 64:
         raise ValueError("must be 1 to 64 characters")
@@ -125,6 +145,8 @@ def since(field_spec) -> int:
 class Message:
     TYPE: ClassVar[str] = ""
     CARRIES_FRAMES: ClassVar[bool] = False
+    SINCE: ClassVar[int] = 2
+    """The protocol version that added this type of message."""
 
     def __post_init__(self) -> None:
         # A field read as an enum holds its member, whether decoded or built by a side's own code.
@@ -137,6 +159,22 @@ class Message:
     def part_count(self) -> int:
         """Parts that follow the header."""
         return self.frame_count if self.CARRIES_FRAMES else 0
+
+    def check_parts(self, parts: list[bytes]) -> None:
+        """Refuse parts that do not match what the header announces."""
+        if not self.CARRIES_FRAMES:
+            if parts:
+                raise ProtocolError(BAD_MESSAGE, f"a {self.TYPE} message carries no frames but {len(parts)} parts "
+                                                 "follow")
+            return
+        masks = getattr(self, "mask_count", 0)
+        if masks not in (0, self.frame_count):
+            raise ProtocolError(BAD_FIELD, f"field 'mask_count' is {masks}; a job has no subject masks or one per "
+                                           f"frame ({self.frame_count})", "mask_count")
+        if len(parts) != self.part_count:
+            announced = f"{self.frame_count} frames" + (f" and {masks} masks" if masks else "")
+            raise ProtocolError(BAD_MESSAGE, f"the header announces {announced} but {len(parts)} follow",
+                                "frame_count")
 
 
 @dataclass(frozen=True)
@@ -160,6 +198,8 @@ class Hello(Request):
     client: str = ""
     versions: list = field(default_factory=list, metadata=check(_versions, since=3))
     """The protocol versions the client speaks; none: only the version of this message."""
+    previews: bool = field(default=False, metadata=check(None, since=3))
+    """Send this connection `preview` messages of the running jobs it follows and owns."""
 
 
 @dataclass(frozen=True)
@@ -254,6 +294,43 @@ class Progress(Message):
 
 
 @dataclass(frozen=True)
+class Preview(Message):
+    """A glimpse of a running job's take at `step` of `total` (news, in version 3, only to its
+    owner's connections that asked for previews in their hello). One part follows the header:
+    `frame_count` frames of `width` x `height` RGB pixels, one byte per channel, frame after frame,
+    each row top to bottom."""
+    TYPE: ClassVar[str] = "preview"
+    CARRIES_FRAMES: ClassVar[bool] = True
+    SINCE: ClassVar[int] = 3
+    job_id: str = field(metadata=check(_job_id))
+    step: int = field(metadata=check(_non_negative))
+    """The step just taken, counted from 0."""
+    total: int = field(metadata=check(_positive))
+    frame_count: int = field(metadata=check(_preview_frames))
+    width: int = field(metadata=check(_preview_side))
+    height: int = field(metadata=check(_preview_side))
+
+    @property
+    def part_count(self) -> int:
+        return 1
+
+    @property
+    def pixel_bytes(self) -> int:
+        """The length of the part of pixels."""
+        return self.frame_count * self.height * self.width * 3
+
+    def check_parts(self, parts: list[bytes]) -> None:
+        if self.step >= self.total:
+            raise ProtocolError(BAD_FIELD, f"field 'step' is {self.step}, past the last of {self.total} steps",
+                                "step")
+        if len(parts) != 1:
+            raise ProtocolError(BAD_MESSAGE, f"a preview carries one part of pixels, not {len(parts)}")
+        if len(parts[0]) != self.pixel_bytes:
+            raise ProtocolError(BAD_MESSAGE, f"a preview of {self.frame_count} frames of {self.width}x{self.height} "
+                                             f"has {self.pixel_bytes} bytes of pixels, not {len(parts[0])}")
+
+
+@dataclass(frozen=True)
 class JobStatus(Reply):
     TYPE: ClassVar[str] = "job"
     job_id: str = field(metadata=check(_job_id))
@@ -320,7 +397,8 @@ class Heartbeat(Message):
 
 
 CLIENT_MESSAGES = {m.TYPE: m for m in (Hello, Ping, Submit, Cancel, StatusRequest, Fetch, ListJobs)}
-SERVER_MESSAGES = {m.TYPE: m for m in (Welcome, Accepted, Progress, JobStatus, Result, JobList, Error, Heartbeat)}
+SERVER_MESSAGES = {m.TYPE: m for m in (Welcome, Accepted, Progress, Preview, JobStatus, Result, JobList, Error,
+                                        Heartbeat)}
 
 _KINDS = {"str": (str,), "JobState": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "dict": (dict,),
           "list": (list,)}
@@ -331,6 +409,9 @@ _KIND_NAMES = {"str": "text", "JobState": "text", "int": "an integer", "float": 
 def encode(message: Message, frames: list[bytes] | tuple = (), version: int = PROTOCOL_VERSION) -> list[bytes]:
     """The message's parts in protocol `version`: its header (without the fields later versions
     added), then its frames."""
+    if version < message.SINCE:
+        raise ProtocolError(BAD_MESSAGE, f"a {message.TYPE} message needs protocol version {message.SINCE} or later, "
+                                         f"not {version}")
     header = {"type": message.TYPE, "v": version}
     header.update((f.name, getattr(message, f.name)) for f in dataclasses.fields(message) if since(f) <= version)
     if len(frames) != message.part_count:
@@ -423,6 +504,9 @@ def decode_versioned(parts: list[bytes], table: dict[str, type],
     if kind not in table:
         raise ProtocolError(UNKNOWN_TYPE, f"unknown message type {kind[:40]!r}", "type")
     cls = table[kind]
+    if version < cls.SINCE:
+        raise ProtocolError(UNKNOWN_TYPE, f"a {kind} message needs protocol version {cls.SINCE} or later, not "
+                                          f"{version}", "type")
     fields = {f.name: f for f in dataclasses.fields(cls) if since(f) <= version}
     unknown = sorted(set(header) - set(fields), key=str)
     if newer_hello:
@@ -445,15 +529,5 @@ def decode_versioned(parts: list[bytes], table: dict[str, type],
                 raise ProtocolError(error.code, f"field '{name}' {error.message}", name) from None
     message = cls(**header)
     frames = list(parts[1:])
-    if cls.CARRIES_FRAMES:
-        masks = getattr(message, "mask_count", 0)
-        if masks not in (0, message.frame_count):
-            raise ProtocolError(BAD_FIELD, f"field 'mask_count' is {masks}; a job has no subject masks or one per "
-                                           f"frame ({message.frame_count})", "mask_count")
-        if len(frames) != message.part_count:
-            announced = f"{message.frame_count} frames" + (f" and {masks} masks" if masks else "")
-            raise ProtocolError(BAD_MESSAGE, f"the header announces {announced} but {len(frames)} follow",
-                                "frame_count")
-    elif frames:
-        raise ProtocolError(BAD_MESSAGE, f"a {kind} message carries no frames but {len(frames)} parts follow")
+    message.check_parts(frames)
     return message, frames, version

@@ -36,8 +36,10 @@ class Backend:
     """A live backend on a random loopback port, restartable on the same job store."""
 
     def __init__(self, pipe, root, limits: Limits | None = None, keys_folder=None, bind="tcp://127.0.0.1:*",
-                 insecure=False):
+                 insecure=False, **worker_options):
         self.pipe, self.root, self.limits = pipe, root, limits or Limits()
+        self.worker_options = worker_options
+        """Worker keywords (preview_every, ...) for every start."""
         self.keys_folder, self.bind, self.insecure = keys_folder, bind, insecure
         self.server = None
         self.clients: list[BackendClient] = []
@@ -52,7 +54,7 @@ class Backend:
 
     def start(self) -> "Backend":
         store = JobStore(self.root)
-        worker = Worker(self.pipe, store, queue.Queue())
+        worker = Worker(self.pipe, store, queue.Queue(), **self.worker_options)
         self.server = Server(self.bind, store, worker, limits=self.limits, model_name="embedded", device="cpu",
                              keys_folder=self.keys_folder, insecure=self.insecure)
         self.server.start()

@@ -147,3 +147,11 @@ def test_the_lock_goes_with_its_process_even_on_kill_9(tmp_path):
         holder.kill()
         holder.wait(30)
     StoreLock(tmp_path).acquire().release()
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", "inf", "nan"])
+def test_serve_refuses_a_preview_spacing_that_is_not_seconds(value, capsys):
+    with pytest.raises(SystemExit) as exit_code:
+        main(["serve", "--preview-every", value])
+    assert exit_code.value.code == 2
+    assert f"{value!r} is not a number of seconds" in capsys.readouterr().err

@@ -54,7 +54,7 @@ from backend.worker import Worker
 store = JobStore(sys.argv[1])
 if not store.queue:
     sys.exit(0)
-flowmotion.transfer = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)  # as an abort in a job would
+flowmotion.run_transfer = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)  # as an abort in a job would
 Worker(None, store, queue.Queue()).run()
 """
 

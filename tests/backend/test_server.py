@@ -187,14 +187,14 @@ def test_resubmitting_the_same_id_is_idempotent_and_a_different_request_conflict
 def test_a_failing_job_is_reported_and_the_backend_carries_on(backend, monkeypatch):
     import flowmotion
 
-    original = flowmotion.transfer
+    original = flowmotion.run_transfer
 
-    def broken(pipe, video, prompt, **kwargs):
-        if prompt == "explode":
+    def broken(pipe, request, **kwargs):
+        if request.prompt == "explode":
             raise RuntimeError("simulated driver fault")
-        return original(pipe, video, prompt, **kwargs)
+        return original(pipe, request, **kwargs)
 
-    monkeypatch.setattr(flowmotion, "transfer", broken)
+    monkeypatch.setattr(flowmotion, "run_transfer", broken)
     client = backend.client()
     client.submit("bad", playblast(), "explode", settings=FAST)
     failed = until_state(client, "bad")

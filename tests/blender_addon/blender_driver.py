@@ -383,6 +383,10 @@ class Layout:
         assert hasattr(data, name) and hasattr(active_data, active_name)
         self.log.append(("list", list_type))
 
+    def template_icon(self, icon_value=0, scale=1.0):
+        # Background Blender gives no icon ids (0): the icon's pixels are checked instead.
+        self.log.append(("icon", scale))
+
 
 def draw(panel_name: str) -> list:
     log = []
@@ -770,6 +774,66 @@ def previs(options: dict) -> dict:
     return report
 
 
+def pixels_of(image) -> tuple:
+    import numpy as np
+
+    values = np.empty(len(image.pixels), np.float32)
+    image.pixels.foreach_get(values)
+    return tuple(image.size), values.tobytes()
+
+
+def watch_preview(take, seconds: float = 90) -> dict:
+    """Drive until the take's preview image has shown two different pictures (or the take ends):
+    the steps it showed them at, and what the panel drew meanwhile."""
+    import numpy as np
+
+    seen = {"pictures": [], "steps": [], "progress_step": None, "drawn": None, "image": ""}
+
+    def changed() -> bool:
+        image = addon().previews.image_of(take)
+        if image is None:
+            return ended(take)
+        picture = pixels_of(image)
+        if not seen["pictures"]:
+            seen["image"], seen["progress_step"] = image.name, take.step
+            seen["drawn"] = draw("FLOWMOTION_PT_main_view3d")
+            seen["users"] = image.users
+        icon = addon().previews.icon_of(take)
+        seen["icon_matches"] = icon is not None and tuple(icon.image_size) == picture[0] and (
+            np.array(icon.image_pixels_float[:], np.float32).tobytes() == picture[1])
+        if not seen["pictures"] or picture != seen["pictures"][-1]:
+            seen["pictures"].append(picture)
+            seen["steps"].append(take.preview_step)
+        return len(seen["pictures"]) >= 2 or ended(take)
+
+    drive(changed, seconds)
+    seen["sizes"] = sorted({picture[0] for picture in seen["pictures"]})
+    seen["pictures"] = len(seen["pictures"])
+    return seen
+
+
+def live_preview(options: dict) -> dict:
+    """Two Generates on one shot: each take's preview appears and changes while it runs, and goes
+    when it lands."""
+    report, scene = shot_ready(options)
+    runs = []
+    for _ in range(2):
+        assert bpy.ops.flowmotion.generate() == {"FINISHED"}
+        take = scene.flowmotion.takes[-1]
+        seen = watch_preview(take)
+        seen["job_id"] = take.job_id
+        seen["others_images"] = [run["image"] for run in runs if bpy.data.images.get(run["image"]) is not None]
+        land(scene)
+        seen["after_landing"] = {"state": take.state, "image_kept": bpy.data.images.get(seen["image"]) is not None,
+                                 "icon_kept": seen["image"] in addon().previews.icons(),
+                                 "preview_image": take.preview_image, "drawn": draw("FLOWMOTION_PT_main_view3d")}
+        runs.append(seen)
+    report["runs"] = runs
+    report["preview_images_left"] = [image.name for image in bpy.data.images
+                                     if image.name.startswith(addon().previews.PREFIX)]
+    return report
+
+
 def take_states(options: dict) -> dict:
     """Takes whose state is stored as text, as every .blend saved before the state was an enum,
     read back after the file is saved and opened again; and what the enum offers."""
@@ -792,7 +856,7 @@ SCENARIOS = {"take_states": take_states, "install": install_both, "subjects": su
              "version_mismatch": version_mismatch, "panels": panels, "regenerate": regenerate,
              "two_files": two_files, "frame_ranges": frame_ranges, "preflight": preflight, "rendering": rendering,
              "variations": variations, "ten_in_a_row": ten_in_a_row, "take_actions": take_actions,
-             "online_access": online_access, "previs": previs}
+             "online_access": online_access, "previs": previs, "live_preview": live_preview}
 
 if __name__ == "__main__":
     scenario, options = sys.argv[1], json.loads(sys.argv[2])

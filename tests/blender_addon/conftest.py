@@ -40,6 +40,7 @@ def live_backend(tmp_path_factory):
     from flowmotion.tiny import build_tiny_pipeline
     from tests.backend.conftest import Backend
 
-    backend = Backend(build_tiny_pipeline(), tmp_path_factory.mktemp("jobs")).start()
+    # A preview every step: the tiny model's steps are far shorter than the backend's default spacing.
+    backend = Backend(build_tiny_pipeline(), tmp_path_factory.mktemp("jobs"), preview_every=0.0).start()
     yield backend
     backend.stop()

@@ -95,3 +95,21 @@ def test_the_preview_hook_sends_every_few_steps_and_the_last(embedded):
     assert np.array_equal(sent[-1].frames, preview_frames(out.frames, latent_rgb_for(embedded)))
     with pytest.raises(FlowMotionError, match="every 0 steps"):
         preview_hook(latent_rgb_for(embedded), sent.append, every=0)
+
+
+def test_a_model_without_a_fit_falls_back_to_its_first_three_channels(tiny_pipe):
+    from flowmotion.preview import FALLBACK_NAME
+
+    ti2v = build_tiny_ti2v_pipeline()
+    for pipe, channels in ((tiny_pipe, 16), (ti2v, 48)):
+        factors = latent_rgb_for(pipe, fallback=True)
+        assert factors.name == FALLBACK_NAME and factors.weights.shape == (channels, 3)
+    latent = torch.zeros(1, 16, 1, 1, 2)
+    latent[0, :3, 0, 0, 0] = torch.tensor([2.0, -2.0, 0.0])
+    latent[0, 3:, 0, 0, 1] = 5.0  # only the first three channels show
+    frames = preview_frames(latent, latent_rgb_for(tiny_pipe, fallback=True))
+    assert frames[0, 0, 0].tolist() == [255, 0, 128] and frames[0, 0, 1].tolist() == [128, 128, 128]
+
+
+def test_the_fallback_keeps_the_fit_where_there_is_one(embedded):
+    assert latent_rgb_for(embedded, fallback=True).name == "embedded"
