@@ -130,9 +130,7 @@ def shots_from_folder(folder: Path) -> list[BlockoutShot]:
 
 def subject_track(shot: BlockoutShot) -> tuple[np.ndarray, np.ndarray]:
     """The frames where the playblast shows its subject, and the subject's centroid in each."""
-    found = [(index, metrics.centroid(mask)) for index, mask in enumerate(shot.mask)]
-    found = [(index, point) for index, point in found if point is not None]
-    return np.array([index for index, _ in found], int), np.array([point for _, point in found])
+    return metrics.subject_track(shot.mask)
 
 
 def baseline_distances(shot: BlockoutShot) -> dict[str, float]:
@@ -140,14 +138,11 @@ def baseline_distances(shot: BlockoutShot) -> dict[str, float]:
     and at the frame centre, over the frames where the subject shows."""
     _, track = subject_track(shot)
     height, width = shot.mask.shape[1:]
-    centre = np.array([width / 2, height / 2])
-    return {"mean position": float(np.linalg.norm(track - track.mean(axis=0), axis=1).mean()),
-            "frame centre": float(np.linalg.norm(track - centre, axis=1).mean())}
+    return metrics.parked_baselines(track, width, height)
 
 
 def subject_distance(take: np.ndarray, shot: BlockoutShot) -> float:
-    frames, track = subject_track(shot)
-    return float(metrics.track_errors(take[frames], shot.color, track).mean())
+    return metrics.subject_following(take, shot.mask, shot.color).take
 
 
 def score(take: np.ndarray, shot: BlockoutShot) -> dict:
