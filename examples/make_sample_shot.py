@@ -8,15 +8,15 @@ primitives on a ground plane, under a static camera; 17 frames at 12 fps, 320x19
 wide frame, not the model's working size), in the playblast look (Blender's factory Workbench
 settings, as the add-on renders them).
 Why this seed: it is held out (at or above `BENCHMARK_SEED_START`, which no training set reaches)
-and above the benchmark's own 24 seeds, so the demo is not one of the benchmark's shots; of the
-static-camera shots of a hopping or sliding ball among the held-out seeds 1000024 to 1002999,
-it is the one with the largest ball (4.6 % of the frame) that travels more than half the
-frame's visible ground (its centre moves from x 239 to x 54 px and up to y 31 px at the top of
-the hop), so whether the take follows is plain to see. With the camera static, the set holds still
-and the only thing the take has to move is the subject.
-The ball is the only object that moves (the camera holds its place), so the add-on's default Subjects setting (Moving Objects)
-finds it and sends its silhouette as the subject mask; it is named "ball" so the add-on's report
-names it the way an artist would.
+and above the benchmark's own 24 seeds, so the demo is not one of the benchmark's shots. Of the
+static-camera shots of a hopping ball among the held-out seeds 1000024 to 1002999 whose ball
+travels more than half the frame's width, it has the largest ball (4.6 % of the frame; its centre
+goes from x 239 to x 54 px, and up to y 31 px at the top of the hop), so whether the take follows
+is plain to see; a hop moves it both ways, where a slide moves it along one line. With the
+camera static, the set holds still and the only thing the take has to move is the subject.
+The ball is the only object that moves (the camera holds its place), so the add-on's default
+Subjects setting (Moving Objects) finds it and sends its silhouette as the subject mask; it is
+named "ball", so the add-on's report names it the way an artist would.
 """
 
 from __future__ import annotations
