@@ -82,7 +82,7 @@ class BlockoutShot:
 
     @property
     def has_subject(self) -> bool:
-        return self.kind in OBJECT_KINDS and bool(self.mask.any())
+        return self.kind in OBJECT_KINDS and any(metrics.centroid(mask) is not None for mask in self.mask)
 
 
 def held_out_seeds(count: int, first: int = blender_world.BENCHMARK_SEED_START) -> range:
@@ -111,11 +111,14 @@ def held_out_shots(seeds, width: int, height: int, frames: int) -> list[Blockout
 def shots_from_folder(folder: Path) -> list[BlockoutShot]:
     """The shots that `blender_world.write_shots` left in `folder`, all of them held out: a shot
     drawn from a training seed would score the model on what it learnt, so none is taken."""
+    write = (f"write the shots with python -m flowmotion.toy.blender_world --out {folder} --seed "
+             f"{blender_world.BENCHMARK_SEED_START} --count 24")
     if not (Path(folder) / "shots.json").is_file():
-        raise BlockoutError(f"{folder} holds no shots.json: write the shots with python -m "
-                            f"flowmotion.toy.blender_world --out {folder} --seed "
-                            f"{blender_world.BENCHMARK_SEED_START} --count 24")
-    rendered = blender_world.load_shots(folder)
+        raise BlockoutError(f"{folder} holds no shots.json: {write}")
+    try:
+        rendered = blender_world.load_shots(folder)
+    except (OSError, KeyError, ValueError) as error:
+        raise BlockoutError(f"the shots in {folder} cannot be read ({error}): {write}") from None
     training = sorted(entry["seed"] for entry, _ in rendered if entry["seed"] < blender_world.BENCHMARK_SEED_START)
     if training:
         raise BlockoutError(f"{folder} holds shots of training seeds ({', '.join(map(str, training[:5]))}"

@@ -86,4 +86,9 @@ def test_a_folder_with_a_training_seed_is_refused_before_the_model_loads(tmp_pat
 
 def test_a_folder_without_shots_is_refused_with_the_command_that_writes_them(tmp_path, capsys):
     assert blockout.main(["--shots-dir", str(tmp_path)]) == 2
-    assert "python -m flowmotion.toy.blender_world" in capsys.readouterr().err
+    assert "holds no shots.json" in capsys.readouterr().err
+    blender_world.write_shots(tmp_path, [OBJECT_SEED], 32, 24, 2)
+    (tmp_path / blender_world.clip_name(OBJECT_SEED)).unlink()  # the index outlived its shot
+    assert blockout.main(["--shots-dir", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "cannot be read" in error and "python -m flowmotion.toy.blender_world" in error
