@@ -225,7 +225,8 @@ def table(rows: dict[str, dict]) -> str:
 
 
 def run(pipe, shots: list[BlockoutShot], steps: int, guided: int, max_area: int, on_mode=None) -> dict[str, dict]:
-    """Every row of the table: the baselines, the reference, then each mode's takes."""
+    """Every row of the table: the baselines, the reference, then each mode's takes;
+    `on_mode(name, row)` hears of each mode's row as it is done."""
     rows = baseline_rows(shots)
     reference = [score(shot.scene, shot) for shot in shots]
     rows[REFERENCE] = {k: v for k, v in summarise(shots, [{**s, "seconds": 0.0} for s in reference]).items()
@@ -235,7 +236,7 @@ def run(pipe, shots: list[BlockoutShot], steps: int, guided: int, max_area: int,
         scores = evaluate(pipe, shots, configs[name], name in SUBJECT_MODES, max_area)
         rows[name] = summarise(shots, scores)
         if on_mode is not None:
-            on_mode(name)
+            on_mode(name, rows[name])
     best = best_variant(rows)
     rows[BEST + best] = rows[best]
     return rows
@@ -268,7 +269,8 @@ def main(argv=None) -> int:
     print(f"  {len(shots)} shots {'read' if args.shots_dir else 'rendered'} ({rendered:.0f} s)", file=sys.stderr)
     pipe = flowmotion.load_pipeline(args.model, device=args.device)
     rows = run(pipe, shots, args.steps, args.guided_steps, args.max_area,
-               on_mode=lambda name: print(f"  {name}: done ({time.monotonic() - started:.0f} s)", file=sys.stderr))
+               on_mode=lambda name, row: print(f"  done ({time.monotonic() - started:.0f} s): "
+                                               f"{table({name: row}).splitlines()[-1]}", file=sys.stderr))
     print(describe_run(args, shots, rendered) + "\n")
     print(table(rows))
     return 0
