@@ -1,11 +1,13 @@
 """The whole loop, headless: Blender shot -> playblast -> backend -> take in the Sequencer.
 
-    python examples/demo.py [--prompt "..."] [--out out/demo]
+    python examples/demo.py [--prompt "..."] [--seed 7] [--out out/demo]
 
 Builds the add-on zip, installs it into a Blender user folder of its own, starts
-`flowmotion-backend serve` on loopback with the embedded model, opens examples/shot.blend,
-presses Generate through the add-on's own operator, waits for the take to land as a strip, saves
-the .blend, and writes a side-by-side video and a contact sheet (playblast | take).
+`flowmotion-backend serve` on loopback with the embedded model, opens examples/shot.blend (a
+held-out shot of the embedded model's Blender world, see make_sample_shot.py), presses Generate
+through the add-on's own operator, waits for the take to land as a strip, saves the .blend, and
+writes a side-by-side video and a contact sheet (playblast | take). Last, it says how closely the
+take's subject follows the playblast's, with the blockout benchmark's figure.
 """
 
 from __future__ import annotations
