@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -13,16 +14,32 @@ WAN_MODEL_ID = "Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
 EMBEDDED_MODEL = "embedded"
 EMBEDDED_FOLDER = Path(__file__).resolve().parent / "embedded"
 """The embedded model's weights, shipped inside the package (trained by flowmotion.toy.train)."""
-EMBEDDED_MAX_AREA = TOY_SIZE * TOY_SIZE
+
+
+def training_area(folder: Path) -> int | None:
+    """Pixels per frame of the clips a model folder written by flowmotion.toy.train was trained on (its
+    TRAINING.json's width x height, or size squared for square ones); None for any other folder."""
+    try:
+        training = json.loads((Path(folder) / "TRAINING.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if "width" in training and "height" in training:
+        return int(training["width"]) * int(training["height"])
+    return int(training["size"]) ** 2 if "size" in training else None
+
+
+EMBEDDED_MAX_AREA = training_area(EMBEDDED_FOLDER) or TOY_SIZE * TOY_SIZE
 """Pixels per frame of the clips the embedded model was trained on: it works at that area by default."""
 
 
 def max_area_for(model: str, asked: int | None = None) -> int | None:
-    """The working area for `model`: what the caller asked for, else the embedded model's training
-    area, else no cap."""
+    """The working area for `model`: what the caller asked for, else the area the embedded model (or a
+    folder trained by flowmotion.toy.train) was trained at, else no cap."""
     if asked is not None:
         return asked
-    return EMBEDDED_MAX_AREA if model == EMBEDDED_MODEL else None
+    if model == EMBEDDED_MODEL:
+        return EMBEDDED_MAX_AREA
+    return training_area(Path(model).expanduser())
 
 
 def default_device() -> str:

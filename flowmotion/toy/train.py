@@ -1,30 +1,43 @@
-"""Train the embedded model: a small text-to-video flow-matching model of Wan2.1's architecture
-on the procedural clips of data.py, saved with save_pretrained so it loads like the real one.
+"""Train the embedded model: a small text-to-video flow-matching model of Wan2.1's architecture on
+Blender-made shots (flowmotion.toy.blender_world, both looks) mixed with the procedural clips of
+data.py, at a working area of --width x --height (80x48 by default), saved with save_pretrained so it
+loads like the real one.
 
-    python -m flowmotion.toy.train --out flowmotion/embedded
-        [--vae-frame-steps 2500] [--vae-clip-steps 2000] [--decoder-steps 800] [--steps 6500]
+    python -m flowmotion.toy.train --out DIR --shots SHOTS_DIR [--device cuda|cpu] [--max-minutes M]
+        [--width 80 --height 48] [--vae-frame-steps N] [--vae-clip-steps N] [--decoder-steps N] [--steps N]
 
 Stages: a word-level tokenizer and a umT5 text encoder (kept at its seeded initialisation: its
 embeddings only need to tell captions apart, and the transformer learns to read them); the Wan
 VAE, trained for reconstruction (single frames, short clips, then the decoder alone on whole
-clips); latent statistics, so latents are normalised as Wan's are; then
-the Wan transformer, trained with the flow-matching objective (v = eps - z0) on cached latents.
-Every stage counts steps, not time, so a seed gives the same weights on any machine (up to the
-floating-point order of its kernels); the defaults finish within about an hour on 2 CPU cores.
+clips); latent statistics, so latents are normalised as Wan's are; then the Wan transformer,
+trained with the flow-matching objective (v = eps - z0) on cached latents.
+
+Every clip is held on the training device and drawn with seeded augmentation that keeps its caption
+true: a horizontal flip (its mask and track flipped too) and time reversal. Every stage counts
+steps, not time, so a seed gives the same weights on any machine (up to the floating-point order of
+its kernels). --max-minutes is a safety net: each stage gets a share of it, a stage that runs past its
+share stops early, the model is saved all the same, and TRAINING.json records the steps done.
 """
 
 from __future__ import annotations
 
 import argparse
-from collections import deque
+import contextlib
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .data import FRAMES, SIZE, training_clips, vocabulary
+from .data import FRAMES, training_clips, vocabulary
+
+DEFAULT_WIDTH, DEFAULT_HEIGHT = 80, 48
+SHOT_SHARE = 0.75
+"""Share of training draws taken from the Blender shots; the rest are procedural clips."""
+STAGE_SHARES = {"vae": 0.45, "decoder": 0.6, "transformer": 1.0}
+"""Where each stage must end, as a share of --max-minutes (a stage that ends early leaves its time to the next)."""
 
 LATENT_CHANNELS = 16
 TEXT_DIM = 64
@@ -74,48 +87,176 @@ def build_transformer():
                                  freq_dim=64, ffn_dim=512, num_layers=4, rope_max_seq_len=64)
 
 
-def to_video(frames: np.ndarray) -> torch.Tensor:
-    """uint8 (batch, frames, H, W, 3) -> float (batch, 3, frames, H, W) in [-1, 1]."""
-    return torch.from_numpy(frames).float().div(127.5).sub(1.0).permute(0, 4, 1, 2, 3)
+# ---- data ----
 
+@dataclass
+class ClipBank:
+    """Every training clip on the training device: uint8 frames (clips, frames, H, W, 3), bool masks
+    (clips, frames, H, W), the subject's tracks (clips, frames, 2: x, y in pixels; NaN without one),
+    captions, and how many of the first clips are Blender shots."""
+
+    frames: torch.Tensor
+    masks: torch.Tensor
+    tracks: torch.Tensor
+    captions: list[str]
+    shot_clips: int
+
+    @property
+    def procedural_clips(self) -> int:
+        return len(self.captions) - self.shot_clips
+
+    def pick(self, count: int, generator: torch.Generator, shot_share: float = SHOT_SHARE) -> torch.Tensor:
+        """Clip indices, each a shot with odds `shot_share` (when there are both kinds)."""
+        shots, procedural = self.shot_clips, self.procedural_clips
+        if shots == 0 or procedural == 0:
+            return torch.randint(0, len(self.captions), (count,), generator=generator)
+        from_shots = torch.rand(count, generator=generator) < shot_share
+        shot_index = torch.randint(0, shots, (count,), generator=generator)
+        procedural_index = shots + torch.randint(0, procedural, (count,), generator=generator)
+        return torch.where(from_shots, shot_index, procedural_index)
+
+    def sample(self, count: int, frames: int, generator: torch.Generator):
+        """A batch of `frames`-frame windows with seeded flips and time reversals: video float
+        (count, 3, frames, H, W) in [-1, 1], its masks (count, frames, H, W) and tracks (count, frames, 2)."""
+        index = self.pick(count, generator)
+        first = torch.randint(0, self.frames.shape[1] - frames + 1, (count,), generator=generator)
+        flip, reverse = torch.rand(2, count, generator=generator) < 0.5
+        device = self.frames.device
+        index, times = index.to(device), (first[:, None] + torch.arange(frames)).to(device)
+        window = index[:, None], times
+        video, mask, track = augmented(self.frames[window], self.masks[window], self.tracks[window],
+                                       flip.to(device), reverse.to(device))
+        return to_video(video), mask, track
+
+
+def augmented(video: torch.Tensor, mask: torch.Tensor, track: torch.Tensor, flip: torch.Tensor,
+              reverse: torch.Tensor):
+    """Clips (batch, frames, H, W, 3) with their masks (batch, frames, H, W) and tracks (batch, frames, 2)
+    mirrored left to right where `flip`, played backwards where `reverse`: captions name no direction,
+    so both keep them true."""
+    width = video.shape[3]
+    mirrored = torch.stack([width - track[..., 0], track[..., 1]], dim=-1)
+    video = torch.where(flip.view(-1, 1, 1, 1, 1), video.flip(3), video)
+    mask = torch.where(flip.view(-1, 1, 1, 1), mask.flip(3), mask)
+    track = torch.where(flip.view(-1, 1, 1), mirrored, track)
+    return (torch.where(reverse.view(-1, 1, 1, 1, 1), video.flip(1), video),
+            torch.where(reverse.view(-1, 1, 1, 1), mask.flip(1), mask),
+            torch.where(reverse.view(-1, 1, 1), track.flip(1), track))
+
+
+def shot_clips(folder: Path, width: int, height: int) -> list:
+    """The Blender shots in `folder` (both looks), checked against the working area."""
+    from .blender_world import clips_from_shots
+
+    index = Path(folder) / "shots.json"
+    if not index.is_file():
+        raise SystemExit(f"{folder} holds no shots.json; render shots there with "
+                         "`python -m flowmotion.toy.blender_world --out {folder} --width {width} --height {height}`")
+    clips = clips_from_shots(folder)
+    for clip in clips:
+        if clip.frames.shape[1:3] != (height, width) or len(clip.frames) < FRAMES:
+            raise SystemExit(f"the shots in {folder} are {clip.frames.shape[2]}x{clip.frames.shape[1]} with "
+                             f"{len(clip.frames)} frames; training at {width}x{height} needs shots of that size "
+                             f"with at least {FRAMES} frames")
+    return clips
+
+
+def build_bank(shots, procedural: int, seed: int, width: int, height: int, device: torch.device) -> ClipBank:
+    clips = list(shots) + training_clips(procedural, seed + 7, FRAMES, width, height)
+    frames = torch.from_numpy(np.stack([c.frames[:FRAMES] for c in clips])).to(device)
+    masks = torch.from_numpy(np.stack([c.mask[:FRAMES] for c in clips])).to(device)
+    tracks = torch.from_numpy(np.stack([np.asarray(c.track[:FRAMES], np.float32) for c in clips])).to(device)
+    return ClipBank(frames, masks, tracks, [c.caption for c in clips], len(shots))
+
+
+def to_video(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 (batch, frames, H, W, 3) -> float (batch, 3, frames, H, W) in [-1, 1]."""
+    return frames.float().div(127.5).sub(1.0).permute(0, 4, 1, 2, 3)
+
+
+# ---- stages ----
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def check_finite(loss: torch.Tensor, stage: str, step: int) -> None:
-    if not torch.isfinite(loss):
-        raise SystemExit(f"{stage} training diverged at step {step} (loss {loss.item()}); try another --seed")
+class Clock:
+    """The --max-minutes safety net: each stage must end by its share of it."""
+
+    def __init__(self, max_minutes: float | None):
+        self.started, self.max_minutes = time.monotonic(), max_minutes
+
+    def deadline(self, stage: str) -> float:
+        if self.max_minutes is None:
+            return float("inf")
+        return self.started + 60.0 * self.max_minutes * STAGE_SHARES[stage]
+
+    def minutes(self) -> float:
+        return (time.monotonic() - self.started) / 60
 
 
-class StageLosses:
-    """A training stage's losses: stops on a non-finite one, logs one every `every` steps, and averages
-    the last `every` for the stage's summary."""
+class Stage:
+    """A training stage's steps: stops at its deadline, checks losses and logs one every `every` steps
+    (without waiting on the device each step), and sums itself up for TRAINING.json."""
 
-    def __init__(self, stage: str, steps: int, measure: str, every: int):
-        self.stage, self.steps, self.measure, self.every = stage, steps, measure, every
-        self.recent = deque(maxlen=every)
+    def __init__(self, name: str, steps: int, measure: str, every: int, deadline: float):
+        self.name, self.steps, self.measure, self.every, self.deadline = name, steps, measure, every, deadline
+        self.pending: list[torch.Tensor] = []
+        self.recent: list[float] = []
+        self.done = 0
+        self.started = time.monotonic()
+
+    def __iter__(self):
+        for step in range(self.steps):
+            if time.monotonic() > self.deadline:
+                log(f"{self.name}: the time limit stopped it after {step} of {self.steps} steps")
+                break
+            yield step
+            self.done = step + 1
+        self._flush()
 
     def add(self, step: int, loss: torch.Tensor, detail: str = "") -> None:
-        check_finite(loss, self.stage, step)
-        self.recent.append(loss.item())
-        if step % self.every == 0:
-            log(f"{self.stage} step {step}/{self.steps}{detail}: {self.measure} {loss.item():.4f}")
+        self.pending.append(loss.detach())
+        if (step + 1) % self.every == 0:
+            self._flush()
+            log(f"{self.name} step {step + 1}/{self.steps}{detail}: {self.measure} {self.recent[-1]:.4f}")
 
-    def final(self) -> float:
-        final = float(np.mean(self.recent))
-        log(f"{self.stage}: {self.steps} steps, {self.measure} over the last {self.every} {final:.4f}")
-        return final
+    def _flush(self) -> None:
+        if not self.pending:
+            return
+        values = torch.stack(self.pending).float().cpu().numpy()
+        self.pending = []
+        if not np.isfinite(values).all():
+            raise SystemExit(f"{self.name} training diverged near step {self.done} (a loss of {values[-1]}); "
+                             "try another --seed")
+        self.recent = (self.recent + values.tolist())[-self.every:]
+
+    def summary(self) -> dict:
+        seconds = time.monotonic() - self.started
+        final = float(np.mean(self.recent)) if self.recent else None
+        log(f"{self.name}: {self.done}/{self.steps} steps in {seconds:.1f} s ({self.done / max(seconds, 1e-9):.2f} "
+            f"steps/s), {self.measure} over the last {len(self.recent)} "
+            + ("-" if final is None else f"{final:.4f}"))
+        return {"steps": self.steps, "steps_done": self.done, "seconds": round(seconds, 1),
+                "steps_per_s": round(self.done / max(seconds, 1e-9), 2),
+                "loss": None if final is None else round(final, 4)}
 
 
-def object_weights(clips, object_weight: float = 8.0) -> torch.Tensor:
-    """Per-pixel loss weights: object pixels weigh more, since the shapes are a small share of each frame
-    but all of its meaning."""
-    return 1.0 + object_weight * torch.from_numpy(np.stack([c.mask for c in clips])).float().unsqueeze(1)
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast for the training passes on CUDA when asked; the weights stay fp32."""
+    if precision == "bf16" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def object_weights(mask: torch.Tensor, object_weight: float = 8.0) -> torch.Tensor:
+    """Per-pixel loss weights (batch, 1, frames, H, W): object pixels weigh more, since the subject is a
+    small share of each frame but all of its meaning."""
+    return 1.0 + object_weight * mask.float().unsqueeze(1)
 
 
 def weighted_l1(reconstruction: torch.Tensor, video: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    return ((reconstruction - video).abs() * weight).mean() / weight.mean()
+    return ((reconstruction.float() - video).abs() * weight).mean() / weight.mean()
 
 
 def optimizer_step(optimizer, loss: torch.Tensor, parameters, lr: float) -> None:
@@ -127,70 +268,92 @@ def optimizer_step(optimizer, loss: torch.Tensor, parameters, lr: float) -> None
     optimizer.step()
 
 
-def vae_step(vae, optimizer, clips, lr: float) -> torch.Tensor:
-    """One reconstruction step through the posterior's mean (FlowMotion encodes sources with the mean
-    too)."""
-    video = to_video(np.stack([c.frames for c in clips]))
-    posterior = vae.encode(video).latent_dist
-    reconstruction = vae.decode(posterior.mean).sample
-    loss = weighted_l1(reconstruction, video, object_weights(clips)) + 1e-6 * posterior.kl().mean()
-    optimizer_step(optimizer, loss, vae.parameters(), lr)
-    return loss
+@dataclass
+class Sizes:
+    """Steps and batch sizes of every stage."""
+
+    vae_frame_steps: int
+    vae_clip_steps: int
+    decoder_steps: int
+    transformer_steps: int
+    vae_frame_batch: int
+    vae_clip_batch: int
+    decoder_batch: int
+    transformer_batch: int
 
 
-def train_vae(vae, seed: int, image_steps: int, clip_steps: int, lr: float = 2e-3) -> float:
-    """Two stages: single frames in large batches (each frame goes through the VAE's causal first-frame
+def train_vae(vae, bank: ClipBank, seed: int, sizes: Sizes, clock: Clock, precision: str, lr: float = 2e-3) -> dict:
+    """Two phases: single frames in large batches (each frame goes through the VAE's causal first-frame
     path, so the spatial layers learn fast), then clips of VAE_CLIP_FRAMES frames: the first frame and
     two of the causal 4-frame chunks the VAE encodes a clip in, so the temporal layers and the chunk
-    caches learn what every later chunk of a longer clip sees, at half a 17-frame clip's cost."""
+    caches learn what every later chunk of a longer clip sees, at half a 17-frame clip's cost. The
+    reconstruction goes through the posterior's mean (FlowMotion encodes sources with the mean too)."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    device = bank.frames.device
     vae.train()
-    total = image_steps + clip_steps
-    losses = StageLosses("vae", total, "weighted L1", 50)
-    for step in range(total):
-        images = step < image_steps
-        clips = training_clips(32 if images else 8, seed * 1_000_003 + step, 1 if images else VAE_CLIP_FRAMES)
-        loss = vae_step(vae, optimizer, clips, lr * max(0.05, 1.0 - step / total))
-        losses.add(step, loss, " (frames)" if images else " (clips)")
+    total = sizes.vae_frame_steps + sizes.vae_clip_steps
+    stage = Stage("vae", total, "weighted L1", 50, clock.deadline("vae"))
+    for step in stage:
+        images = step < sizes.vae_frame_steps
+        video, mask, _ = bank.sample(sizes.vae_frame_batch if images else sizes.vae_clip_batch,
+                                  1 if images else VAE_CLIP_FRAMES, generator)
+        with autocast(device, precision):
+            posterior = vae.encode(video).latent_dist
+            reconstruction = vae.decode(posterior.mean).sample
+        loss = weighted_l1(reconstruction, video, object_weights(mask)) + 1e-6 * posterior.kl().float().mean()
+        optimizer_step(optimizer, loss, vae.parameters(), lr * max(0.05, 1.0 - step / total))
+        stage.add(step, loss, " (frames)" if images else " (clips)")
     vae.eval()
-    return losses.final()
+    return stage.summary()
 
 
 DECODER_PREFIXES = ("decoder.", "post_quant_conv.")
 
 
-def train_decoder(vae, seed: int, first_step: int, steps: int, lr: float = 5e-4) -> float:
+def train_decoder(vae, bank: ClipBank, seed: int, sizes: Sizes, clock: Clock, precision: str,
+                  lr: float = 5e-4) -> dict:
     """The decoder alone on whole clips, the encoder frozen (so the latents, and the transformer trained on
     them, do not change). The decoder turns latent frames into video one latent frame at a time, carrying
-    its causal caches from one to the next; clips of VAE_CLIP_FRAMES frames teach it half the chain a
-    17-frame clip needs, and without this stage the second half of a clip comes out in wrong colours."""
+    its causal caches from one to the next; without this stage the second half of a clip comes out in
+    wrong colours."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + 1)
     parameters = [p for name, p in vae.named_parameters() if name.startswith(DECODER_PREFIXES)]
     frozen = [p for name, p in vae.named_parameters() if not name.startswith(DECODER_PREFIXES)]
     for p in frozen:
         p.requires_grad_(False)
     optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0)
+    device = bank.frames.device
     vae.train()
-    losses = StageLosses("decoder", steps, "weighted L1", 50)
-    for step in range(steps):
-        clips = training_clips(4, seed * 1_000_003 + first_step + step, FRAMES)
-        video = to_video(np.stack([c.frames for c in clips]))
-        with torch.no_grad():
-            latent = vae.encode(video).latent_dist.mean
-        loss = weighted_l1(vae.decode(latent).sample, video, object_weights(clips))
+    steps = sizes.decoder_steps
+    stage = Stage("decoder", steps, "weighted L1", 50, clock.deadline("decoder"))
+    for step in stage:
+        video, mask, _ = bank.sample(sizes.decoder_batch, FRAMES, generator)
+        with autocast(device, precision):
+            with torch.no_grad():
+                latent = vae.encode(video).latent_dist.mean
+            reconstruction = vae.decode(latent).sample
+        loss = weighted_l1(reconstruction, video, object_weights(mask))
         optimizer_step(optimizer, loss, parameters, lr * max(0.05, 1.0 - step / steps))
-        losses.add(step, loss, f" ({FRAMES}-frame clips)")
+        stage.add(step, loss, f" ({FRAMES}-frame clips)")
     for p in frozen:
         p.requires_grad_(True)
     vae.eval()
-    return losses.final()
+    return stage.summary()
 
 
 @torch.no_grad()
-def encode_clips(vae, clips, batch: int = 16) -> torch.Tensor:
+def encode_bank(vae, bank: ClipBank, batch: int = 32) -> torch.Tensor:
+    """Latents of every clip in its four looks (as is, flipped, reversed, both), in fp32 as
+    FlowMotion encodes: (clips * 4, channels, latent frames, h, w), clip i's looks at 4i..4i+3."""
     latents = []
-    for start in range(0, len(clips), batch):
-        video = to_video(np.stack([c.frames for c in clips[start:start + batch]]))
-        latents.append(vae.encode(video).latent_dist.mean)
+    looks = torch.tensor([[False, False], [True, False], [False, True], [True, True]], device=bank.frames.device)
+    for first in range(0, len(bank.captions), batch):
+        clips = slice(first, first + batch)
+        video, mask, track = (held[clips].repeat_interleave(4, dim=0) for held in (bank.frames, bank.masks, bank.tracks))
+        flip, reverse = looks.repeat(len(video) // 4, 1).unbind(1)
+        video, _, _ = augmented(video, mask, track, flip, reverse)
+        latents.append(vae.encode(to_video(video)).latent_dist.mean)
     return torch.cat(latents)
 
 
@@ -207,87 +370,166 @@ def caption_embeddings(tokenizer, text_encoder, captions) -> dict[str, torch.Ten
     return out
 
 
-def train_transformer(transformer, latents, captions, embeddings, seed: int, steps: int, batch: int = 16) -> float:
+def train_transformer(transformer, latents, bank: ClipBank, embeddings, seed: int, sizes: Sizes, clock: Clock,
+                      precision: str, lr: float = 1e-3) -> dict:
+    """Flow matching on the cached latents: a clip drawn as the data mix says, in one of its four looks."""
     generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(transformer.parameters(), lr=1e-3, weight_decay=0.01)
+    device = latents.device
+    captions = sorted(set(bank.captions))
+    table = torch.stack([embeddings[c] for c in captions] + [embeddings[""]]).to(device)
+    caption_index = torch.tensor([captions.index(c) for c in bank.captions])
+    optimizer = torch.optim.AdamW(transformer.parameters(), lr=lr, weight_decay=0.01)
     transformer.train()
-    losses = StageLosses("transformer", steps, "loss", 100)
-    for step in range(steps):
-        index = torch.randint(0, len(latents), (batch,), generator=generator)
-        z0 = latents[index]
-        text = torch.stack([embeddings["" if torch.rand(1, generator=generator) < 0.1 else captions[i]]
-                            for i in index.tolist()])
+    steps, batch = sizes.transformer_steps, sizes.transformer_batch
+    stage = Stage("transformer", steps, "loss", 100, clock.deadline("transformer"))
+    for step in stage:
+        clip = bank.pick(batch, generator)
+        look = torch.randint(0, 4, (batch,), generator=generator)
+        dropped = torch.rand(batch, generator=generator) < 0.1  # the empty caption, for classifier-free guidance
+        text = table[torch.where(dropped, len(captions), caption_index[clip]).to(device)]
+        z0 = latents[(clip * 4 + look).to(device)]
         u = torch.rand(batch, generator=generator)
-        sigma = FLOW_SHIFT * u / (1 + (FLOW_SHIFT - 1) * u)  # the schedule's shift, seen in training too
-        noise = torch.randn(z0.shape, generator=generator)
+        sigma = (FLOW_SHIFT * u / (1 + (FLOW_SHIFT - 1) * u)).to(device)  # the schedule's shift, seen in training
+        noise = torch.randn(z0.shape, generator=generator).to(device)
         s = sigma.view(-1, 1, 1, 1, 1)
         noised = (1 - s) * z0 + s * noise
-        prediction = transformer(hidden_states=noised, timestep=sigma * 1000, encoder_hidden_states=text,
-                                 return_dict=False)[0]
-        loss = torch.mean((prediction - (noise - z0)) ** 2)
-        losses.add(step, loss)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
-        optimizer.step()
+        with autocast(device, precision):
+            prediction = transformer(hidden_states=noised, timestep=sigma * 1000, encoder_hidden_states=text,
+                                     return_dict=False)[0]
+        loss = torch.mean((prediction.float() - (noise - z0)) ** 2)
         warmup = min(1.0, (step + 1) / 200)
-        for group in optimizer.param_groups:
-            group["lr"] = 1e-3 * warmup * max(0.02, 0.5 * (1 + np.cos(np.pi * step / steps)))
+        optimizer_step(optimizer, loss, transformer.parameters(),
+                       lr * warmup * max(0.02, 0.5 * (1 + np.cos(np.pi * step / steps))))
+        stage.add(step, loss)
     transformer.eval()
-    return losses.final()
+    return stage.summary()
 
 
-def main() -> None:
+# ---- the run ----
+
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--shots", type=Path, help="a folder of Blender shots (blender_world's write_shots)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--vae-frame-steps", type=int, default=2500, help="VAE steps on single frames (batch 32)")
-    parser.add_argument("--vae-clip-steps", type=int, default=2000,
-                        help=f"VAE steps on {VAE_CLIP_FRAMES}-frame clips (batch 8)")
-    parser.add_argument("--decoder-steps", type=int, default=800,
-                        help=f"decoder-only steps on {FRAMES}-frame clips (batch 4), the encoder frozen")
-    parser.add_argument("--steps", type=int, default=6500, help="transformer flow-matching steps (batch 16)")
-    parser.add_argument("--clips", type=int, default=6000, help="clips encoded for the transformer")
-    args = parser.parse_args()
+    parser.add_argument("--width", type=int, default=DEFAULT_WIDTH, help="working width, a multiple of 8")
+    parser.add_argument("--height", type=int, default=DEFAULT_HEIGHT, help="working height, a multiple of 8")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cuda", "cpu"))
+    parser.add_argument("--precision", default="bf16", choices=("bf16", "fp32"),
+                        help="autocast on CUDA (the weights stay fp32; on CPU training is always fp32)")
+    parser.add_argument("--max-minutes", type=float, help="stop each stage early once its share of this is spent")
+    parser.add_argument("--procedural", type=int, default=2000, help="procedural clips mixed with the shots")
+    parser.add_argument("--vae-frame-steps", type=int, default=600)
+    parser.add_argument("--vae-clip-steps", type=int, default=400)
+    parser.add_argument("--decoder-steps", type=int, default=120)
+    parser.add_argument("--steps", type=int, default=1800, help="transformer flow-matching steps")
+    parser.add_argument("--vae-frame-batch", type=int, default=64)
+    parser.add_argument("--vae-clip-batch", type=int, default=16, help=f"{VAE_CLIP_FRAMES}-frame clips a VAE step")
+    parser.add_argument("--decoder-batch", type=int, default=8, help=f"{FRAMES}-frame clips a decoder step")
+    parser.add_argument("--batch", type=int, default=64, help="latent clips a transformer step")
+    parser.add_argument("--init-from", type=Path,
+                        help="fine-tune: start from this model folder's tokenizer, text encoder, VAE and transformer "
+                             "(e.g. flowmotion/embedded) instead of a seeded initialisation")
+    parser.add_argument("--init-lr-scale", type=float, default=0.3,
+                        help="with --init-from, every stage's learning rate is scaled by this")
+    args = parser.parse_args(argv)
+    if args.width % 8 or args.height % 8 or args.width < 16 or args.height < 16:
+        parser.error(f"--width and --height must be multiples of 8, at least 16; got {args.width}x{args.height}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda was asked for but torch sees no CUDA GPU here; use --device cpu")
+    if args.max_minutes is not None and args.max_minutes <= 0:
+        parser.error("--max-minutes must be positive")
+    return args
+
+
+def initial_components(init_from: Path | None):
+    """(tokenizer, text encoder, VAE, transformer): seeded new ones, or a trained model folder's own to
+    fine-tune. Fine-tuning keeps the folder's vocabulary, so it must be the one this module builds."""
+    if init_from is None:
+        tokenizer = build_tokenizer()
+        return tokenizer, build_text_encoder(len(tokenizer)), build_vae(), build_transformer()
+    from diffusers import WanPipeline
+
+    try:
+        pipe = WanPipeline.from_pretrained(init_from, dtype=torch.float32)
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"--init-from {init_from}: not a model folder that loads ({error})") from None
+    if pipe.tokenizer.get_vocab() != build_tokenizer().get_vocab():
+        raise SystemExit(f"--init-from {init_from}: its vocabulary is not the training captions' vocabulary")
+    return pipe.tokenizer, pipe.text_encoder.eval(), pipe.vae, pipe.transformer
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
     torch.manual_seed(args.seed)
     torch.set_flush_denormal(True)  # denormals flushed to zero, as when the shipped weights were trained
-    started = time.monotonic()
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    device = torch.device(args.device)
+    clock = Clock(args.max_minutes)
+    sizes = Sizes(args.vae_frame_steps, args.vae_clip_steps, args.decoder_steps, args.steps, args.vae_frame_batch,
+                  args.vae_clip_batch, args.decoder_batch, args.batch)
 
     from diffusers import UniPCMultistepScheduler, WanPipeline
 
-    tokenizer = build_tokenizer()
-    text_encoder = build_text_encoder(len(tokenizer))
-    vae = build_vae()
-    vae_l1 = train_vae(vae, args.seed, args.vae_frame_steps, args.vae_clip_steps)
-    decoder_l1 = train_decoder(vae, args.seed, args.vae_frame_steps + args.vae_clip_steps, args.decoder_steps)
+    shots = shot_clips(args.shots, args.width, args.height) if args.shots else []
+    bank = build_bank(shots, args.procedural, args.seed, args.width, args.height, device)
+    log(f"{bank.shot_clips} shot clips and {bank.procedural_clips} procedural clips at {args.width}x{args.height} "
+        f"on {device} ({clock.minutes() * 60:.1f} s)")
 
-    clips = training_clips(args.clips, args.seed + 7)
-    raw = encode_clips(vae, clips)
-    mean = raw.mean(dim=(0, 2, 3, 4))
-    std = raw.std(dim=(0, 2, 3, 4))
+    tokenizer, text_encoder, vae, transformer = initial_components(args.init_from)
+    vae = vae.to(device)
+    scale = args.init_lr_scale if args.init_from else 1.0
+    vae_summary = train_vae(vae, bank, args.seed, sizes, clock, args.precision, lr=2e-3 * scale)
+    decoder_summary = train_decoder(vae, bank, args.seed, sizes, clock, args.precision, lr=5e-4 * scale)
+
+    started = time.monotonic()
+    raw = encode_bank(vae, bank)
+    mean, std = raw.mean(dim=(0, 2, 3, 4)), raw.std(dim=(0, 2, 3, 4))
     vae.register_to_config(latents_mean=mean.tolist(), latents_std=std.tolist())
     latents = (raw - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1)
-    log(f"encoded {len(clips)} clips to latents {tuple(latents.shape[1:])}")
+    del raw
+    encode_seconds = time.monotonic() - started
+    log(f"encoded {len(latents)} clips to latents {tuple(latents.shape[1:])} in {encode_seconds:.1f} s")
 
-    captions = [c.caption for c in clips]
-    embeddings = caption_embeddings(tokenizer, text_encoder, sorted(set(captions)) + [""])
-    transformer = build_transformer()
-    flow_loss = train_transformer(transformer, latents, captions, embeddings, args.seed, args.steps)
+    embeddings = caption_embeddings(tokenizer, text_encoder, sorted(set(bank.captions)) + [""])
+    transformer = transformer.to(device)
+    transformer_summary = train_transformer(transformer, latents, bank, embeddings, args.seed, sizes, clock,
+                                            args.precision, lr=1e-3 * scale)
 
     scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
                                         num_train_timesteps=1000, flow_shift=FLOW_SHIFT)
-    pipe = WanPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=scheduler,
-                       transformer=transformer)
+    pipe = WanPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae.cpu(), scheduler=scheduler,
+                       transformer=transformer.cpu())
     pipe.save_pretrained(args.out, safe_serialization=True)
-    (args.out / "TRAINING.json").write_text(json.dumps({
-        "seed": args.seed, "vae_frame_steps": args.vae_frame_steps, "vae_clip_steps": args.vae_clip_steps,
-        "vae_weighted_l1": round(vae_l1, 4), "decoder_steps": args.decoder_steps,
-        "decoder_weighted_l1": round(decoder_l1, 4), "transformer_steps": args.steps,
-        "flow_matching_loss": round(flow_loss, 4), "clips": args.clips, "frames": FRAMES, "size": SIZE,
-        "minutes_total": round((time.monotonic() - started) / 60, 1), "torch_threads": torch.get_num_threads(),
-    }, indent=1))
+    report = training_report(args, bank, sizes, clock, vae_summary, decoder_summary, transformer_summary,
+                             encode_seconds, len(latents))
+    (args.out / "TRAINING.json").write_text(json.dumps(report, indent=1))
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
-    log(f"saved {args.out} ({size / 2**20:.1f} MiB)")
+    log(f"saved {args.out} ({size / 2**20:.1f} MiB) after {clock.minutes():.1f} min")
+
+
+def training_report(args, bank: ClipBank, sizes: Sizes, clock: Clock, vae: dict, decoder: dict, transformer: dict,
+                    encode_seconds: float, latent_clips: int) -> dict:
+    device = torch.cuda.get_device_name(0) if args.device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
+    cut_short = any(s["steps_done"] < s["steps"] for s in (vae, decoder, transformer))
+    return {
+        "seed": args.seed, "width": args.width, "height": args.height, "frames": FRAMES,
+        "init_from": str(args.init_from) if args.init_from else None,
+        "init_lr_scale": args.init_lr_scale if args.init_from else None,
+        "mix": {"shots_folder": str(args.shots) if args.shots else None, "shot_clips": bank.shot_clips,
+                "procedural_clips": bank.procedural_clips, "shot_share": SHOT_SHARE if bank.shot_clips else 0.0,
+                "augmentation": "horizontal flip (mask and track too) and time reversal, each with odds 1/2; the "
+                                "transformer's latents hold every clip in all four looks"},
+        "vae": {**vae, "frame_steps": sizes.vae_frame_steps, "frame_batch": sizes.vae_frame_batch,
+                "clip_steps": sizes.vae_clip_steps, "clip_batch": sizes.vae_clip_batch,
+                "clip_frames": VAE_CLIP_FRAMES},
+        "decoder": {**decoder, "batch": sizes.decoder_batch},
+        "latents": {"clips": latent_clips, "seconds": round(encode_seconds, 1)},
+        "transformer": {**transformer, "batch": sizes.transformer_batch},
+        "cut_short": cut_short, "max_minutes": args.max_minutes, "minutes_total": round(clock.minutes(), 2),
+        "device": device, "precision": args.precision if args.device == "cuda" else "fp32",
+        "torch": torch.__version__,
+    }
 
 
 if __name__ == "__main__":

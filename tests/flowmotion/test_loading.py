@@ -81,13 +81,19 @@ def test_cuda_without_a_gpu_is_refused():
         load_pipeline("embedded", device="cuda")
 
 
-def test_the_working_area_is_the_callers_else_the_embedded_models_training_area():
-    from flowmotion.loading import max_area_for
+def test_the_working_area_is_the_callers_else_the_embedded_models_training_area(tmp_path):
+    import json
 
-    assert max_area_for("embedded") == 32 * 32
+    from flowmotion.loading import EMBEDDED_FOLDER, max_area_for
+
+    shipped = json.loads((EMBEDDED_FOLDER / "TRAINING.json").read_text())
+    area = shipped["width"] * shipped["height"] if "width" in shipped else shipped["size"] ** 2
+    assert max_area_for("embedded") == area
     assert max_area_for("embedded", 4096) == 4096
     assert max_area_for("Wan-AI/Wan2.1-T2V-1.3B-Diffusers") is None
     assert max_area_for("/models/wan", 399360) == 399360
+    (tmp_path / "TRAINING.json").write_text(json.dumps({"width": 80, "height": 48}))
+    assert max_area_for(str(tmp_path)) == 80 * 48, "a folder trained by flowmotion.toy.train works at its own area"
 
 
 def test_a_missing_embedded_model_says_how_to_get_it_back(tmp_path, monkeypatch):

@@ -117,3 +117,16 @@ def test_subject_following_beats_the_parked_blobs_only_when_the_take_follows():
     assert np.allclose(nothing.per_frame, np.hypot(width, height) / 2)
     with pytest.raises(ValueError, match="no subject"):
         metrics.subject_following(retake.frames, np.zeros_like(clip.mask), "yellow")
+
+
+def test_clips_draw_at_a_wide_working_area_with_the_same_shapes_and_paths():
+    wide = training_clips(12, 5, FRAMES, 80, 48)
+    assert all(c.frames.shape == (FRAMES, 48, 80, 3) and c.mask.shape == (FRAMES, 48, 80) for c in wide)
+    # lengths scale with the shorter side: a subject covers about the same share of the frame's height
+    square_height = np.mean([c.mask.sum(axis=(1, 2)).max() ** 0.5 / SIZE for c in training_clips(40, 6)])
+    wide_height = np.mean([c.mask.sum(axis=(1, 2)).max() ** 0.5 / 48 for c in training_clips(40, 6, FRAMES, 80, 48)])
+    assert abs(wide_height - square_height) < 0.02
+    xs = np.concatenate([c.track[:, 0] for c in wide])
+    assert xs.max() > 48, "subjects use the whole width, not a square corner of it"
+    square = training_clips(3, 5, FRAMES, SIZE, SIZE)
+    assert all(np.array_equal(a.frames, b.frames) for a, b in zip(square, training_clips(3, 5)))

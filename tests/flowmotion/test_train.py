@@ -1,0 +1,120 @@
+"""Training the embedded model on Blender shots: the data mix, its caption-keeping augmentation, the
+shots' size check, and a tiny end-to-end run whose folder loads and transfers."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from flowmotion.toy import train
+from flowmotion.toy.data import FRAMES, training_clips
+
+WIDTH, HEIGHT = 80, 48
+
+
+def write_shots_folder(folder, clips, width=WIDTH, height=HEIGHT):
+    """A folder in write_shots' format (one .npz per shot and shots.json), here from procedural clips."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shots = []
+    for i, clip in enumerate(clips):
+        np.savez(folder / f"shot_{i:08d}.npz", playblast=clip.frames, scene=clip.frames, mask=clip.mask,
+                 track=clip.track)
+        shots.append({"file": f"shot_{i:08d}.npz", "color": clip.color if clip.color != "grey" else "red",
+                      "shape": clip.shape, "background": "grass"})
+    (folder / "shots.json").write_text(json.dumps({"width": width, "height": height, "shots": shots}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def bank():
+    clips = training_clips(8, 1, FRAMES, WIDTH, HEIGHT)
+    return train.build_bank(clips[:4], 4, 0, WIDTH, HEIGHT, torch.device("cpu"))
+
+
+def centroid_x(mask: torch.Tensor) -> np.ndarray:
+    columns = torch.arange(mask.shape[-1]).float() + 0.5
+    return ((mask.float() * columns).sum(dim=(-2, -1)) / mask.float().sum(dim=(-2, -1))).numpy()
+
+
+def test_a_flip_carries_the_mask_and_track_with_the_frames(bank):
+    frames, masks, tracks = bank.frames[:4], bank.masks[:4], bank.tracks[:4]
+    yes, no = torch.ones(4, dtype=torch.bool), torch.zeros(4, dtype=torch.bool)
+    video, mask, track = train.augmented(frames, masks, tracks, yes, no)
+    assert torch.equal(video, frames.flip(3)) and torch.equal(mask, masks.flip(3))
+    np.testing.assert_allclose(track[..., 0].numpy(), WIDTH - tracks[..., 0].numpy())
+    np.testing.assert_allclose(track[..., 1].numpy(), tracks[..., 1].numpy())
+    # The flipped track still marks the flipped subject, where the subject is whole in view.
+    inside = ((tracks[..., 0] > 12) & (tracks[..., 0] < WIDTH - 12)).numpy()
+    assert inside.sum() > 20
+    np.testing.assert_allclose(centroid_x(mask)[inside], track[..., 0].numpy()[inside], atol=1.0)
+    assert not np.allclose(centroid_x(masks)[inside], centroid_x(mask)[inside], atol=1.0)
+
+
+def test_time_reversal_plays_clip_mask_and_track_backwards(bank):
+    frames, masks, tracks = bank.frames[:2], bank.masks[:2], bank.tracks[:2]
+    yes, no = torch.ones(2, dtype=torch.bool), torch.zeros(2, dtype=torch.bool)
+    video, mask, track = train.augmented(frames, masks, tracks, no, yes)
+    for t in range(FRAMES):
+        assert torch.equal(video[:, t], frames[:, FRAMES - 1 - t]) and torch.equal(mask[:, t], masks[:, FRAMES - 1 - t])
+        assert torch.equal(track[:, t], tracks[:, FRAMES - 1 - t])
+
+
+def test_a_seed_fixes_the_batches_and_the_mix_favours_the_shots(bank):
+    first = bank.sample(6, 9, torch.Generator().manual_seed(3))
+    again = bank.sample(6, 9, torch.Generator().manual_seed(3))
+    other = bank.sample(6, 9, torch.Generator().manual_seed(4))
+    assert first[0].shape == (6, 3, 9, HEIGHT, WIDTH) and first[1].shape == (6, 9, HEIGHT, WIDTH)
+    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert not torch.equal(first[0], other[0])
+    picks = bank.pick(4000, torch.Generator().manual_seed(0))
+    assert abs((picks < bank.shot_clips).float().mean().item() - train.SHOT_SHARE) < 0.03
+    assert set(picks.tolist()) == set(range(len(bank.captions)))
+
+
+def test_shots_of_another_size_are_refused_with_the_sizes_named(tmp_path):
+    folder = write_shots_folder(tmp_path / "shots", training_clips(2, 0, FRAMES, 64, 40), 64, 40)
+    with pytest.raises(SystemExit, match="64x40.*80x48"):
+        train.shot_clips(folder, WIDTH, HEIGHT)
+    with pytest.raises(SystemExit, match="no shots.json"):
+        train.shot_clips(tmp_path, WIDTH, HEIGHT)
+
+
+@pytest.mark.slow
+def test_a_tiny_run_on_blender_shots_saves_a_model_that_loads_and_transfers(tmp_path):
+    pytest.importorskip("bpy", reason="the shots are rendered by Blender")
+    import flowmotion
+    from flowmotion.loading import max_area_for
+    from flowmotion.toy.blender_world import clips_from_shots, write_shots
+
+    shots = tmp_path / "shots"
+    write_shots(shots, [0, 2], WIDTH, HEIGHT, FRAMES)  # an object shot and a camera shot
+    out = tmp_path / "embedded"
+    train.main(["--out", str(out), "--shots", str(shots), "--device", "cpu", "--procedural", "2",
+                "--vae-frame-steps", "1", "--vae-clip-steps", "1", "--decoder-steps", "1", "--steps", "2",
+                "--vae-frame-batch", "2", "--vae-clip-batch", "1", "--decoder-batch", "1", "--batch", "2"])
+
+    report = json.loads((out / "TRAINING.json").read_text())
+    assert (report["width"], report["height"]) == (WIDTH, HEIGHT)
+    assert report["mix"]["shot_clips"] == 4 and report["mix"]["procedural_clips"] == 2
+    assert report["transformer"]["steps_done"] == 2 and not report["cut_short"]
+    assert max_area_for(str(out)) == WIDTH * HEIGHT
+
+    pipe = flowmotion.load_pipeline(str(out), device="cpu")
+    clip = clips_from_shots(shots)[0]
+    config = flowmotion.FlowMotionConfig(num_inference_steps=2, guided_steps=1, optimization_steps=1)
+    take = flowmotion.transfer(pipe, clip.frames, clip.caption, config=config, max_area=max_area_for(str(out)))
+    assert take.frames.shape == (FRAMES, HEIGHT, WIDTH, 3)
+    assert np.isfinite(take.frames).all()
+
+
+def test_the_time_limit_stops_a_stage_early_and_says_so():
+    clock = train.Clock(max_minutes=1.0)
+    clock.started -= 60 * train.STAGE_SHARES["vae"] * 0.999  # the VAE's share is all but spent
+    assert clock.deadline("vae") < clock.deadline("decoder") < clock.deadline("transformer")
+    stage = train.Stage("vae", 10**9, "weighted L1", 10, clock.deadline("vae"))
+    for step in stage:
+        stage.add(step, torch.tensor(0.5))
+    summary = stage.summary()
+    assert 0 < summary["steps_done"] < 10**9 and summary["steps"] == 10**9 and summary["loss"] == 0.5
+    assert list(train.Stage("decoder", 5, "L1", 10, clock.deadline("decoder"))) == list(range(5))
