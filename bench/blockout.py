@@ -1,6 +1,12 @@
 """Blockout benchmark: does the take follow a Blender shot the embedded model never saw?
 
     python bench/blockout.py [--shots 24] [--width 320 --height 192 --frames 17] [--steps 50]
+    python bench/blockout.py --shots-dir DIR [--device cuda]
+
+Held-out shots are rendered here with Blender, or read from a folder that
+`python -m flowmotion.toy.blender_world --out DIR --seed 1000000 --count 24` wrote (`--shots-dir`),
+so that the benchmark runs on a GPU machine without Blender; such a folder may hold only seeds
+from `BENCHMARK_SEED_START` on, and the benchmark refuses it otherwise.
 
 Held-out shots rendered by Blender (`flowmotion.toy.blender_world`) from the seeds
 `BENCHMARK_SEED_START` on, which no training set may use (training draws its shots from seeds
@@ -21,7 +27,9 @@ Metrics:
 - text adherence as bench/quality.py measures it.
 
 A reference row scores the shot's own coloured render as if it were the take: what a take that
-follows perfectly would reach under these metrics. Not a test: the table is the output.
+follows perfectly would reach under these metrics. The last row repeats the best variant of the
+method (the lowest subject distance to the better baseline; the most camera frames followed where
+no shot has a subject) and names it. Not a test: the Markdown table is the output.
 """
 
 from __future__ import annotations
@@ -45,8 +53,14 @@ from flowmotion.toy.data import TRAIN_SHAPES  # noqa: E402
 from quality import SUBJECT_MODES, modes  # noqa: E402
 
 REFERENCE = "reference: the shot's own coloured render"
-ROWS = ("plain sampling (no guidance)", "FlowMotion", *SUBJECT_MODES)
+PLAIN = "plain sampling (no guidance)"
+ROWS = (PLAIN, "FlowMotion", *SUBJECT_MODES)
+BEST = "best variant: "
 OBJECT_KINDS = ("object", "object+camera")
+
+
+class BlockoutError(ValueError):
+    """The benchmark's shots cannot be used; the message says why and what to do."""
 
 
 @dataclass(frozen=True)
@@ -68,31 +82,58 @@ class BlockoutShot:
 
     @property
     def has_subject(self) -> bool:
-        return self.kind in OBJECT_KINDS and bool(self.mask.any())
+        return self.kind in OBJECT_KINDS and any(metrics.centroid(mask) is not None for mask in self.mask)
 
 
 def held_out_seeds(count: int, first: int = blender_world.BENCHMARK_SEED_START) -> range:
     if first < blender_world.BENCHMARK_SEED_START:
-        raise ValueError(f"benchmark seeds start at {blender_world.BENCHMARK_SEED_START}: lower ones are for training")
+        raise BlockoutError(f"benchmark seeds start at {blender_world.BENCHMARK_SEED_START}: "
+                            "lower ones are for training")
     return range(first, first + count)
 
 
+def _asked_shape(seed: int, shape: str) -> str:
+    """The prompt's shape: the shot's own, or a trained one standing in for a held-out one."""
+    return shape if shape in TRAIN_SHAPES else TRAIN_SHAPES[seed % len(TRAIN_SHAPES)]
+
+
 def held_out_shots(seeds, width: int, height: int, frames: int) -> list[BlockoutShot]:
+    """Render the shots of `seeds` with Blender."""
     shots = []
     for seed in seeds:
         shot = blender_world.render_shot(blender_world.shot_spec(seed, frames), width, height)
         spec = shot.spec
-        shape = spec.shape if spec.shape in TRAIN_SHAPES else TRAIN_SHAPES[seed % len(TRAIN_SHAPES)]
-        shots.append(BlockoutShot(seed, spec.kind, shot.playblast, shot.scene, shot.mask, spec.color, shape,
-                                  spec.background))
+        shots.append(BlockoutShot(seed, spec.kind, shot.playblast, shot.scene, shot.mask, spec.color,
+                                  _asked_shape(seed, spec.shape), spec.background))
     return shots
+
+
+def shots_from_folder(folder: Path) -> list[BlockoutShot]:
+    """The shots that `blender_world.write_shots` left in `folder`, all of them held out: a shot
+    drawn from a training seed would score the model on what it learnt, so none is taken."""
+    write = (f"write the shots with python -m flowmotion.toy.blender_world --out {folder} --seed "
+             f"{blender_world.BENCHMARK_SEED_START} --count 24")
+    if not (Path(folder) / "shots.json").is_file():
+        raise BlockoutError(f"{folder} holds no shots.json: {write}")
+    try:
+        rendered = blender_world.load_shots(folder)
+    except (OSError, KeyError, ValueError) as error:
+        raise BlockoutError(f"the shots in {folder} cannot be read ({error}): {write}") from None
+    training = sorted(entry["seed"] for entry, _ in rendered if entry["seed"] < blender_world.BENCHMARK_SEED_START)
+    if training:
+        raise BlockoutError(f"{folder} holds shots of training seeds ({', '.join(map(str, training[:5]))}"
+                            f"{' ...' if len(training) > 5 else ''}): the benchmark takes only seeds from "
+                            f"{blender_world.BENCHMARK_SEED_START} on, which no training set uses")
+    if not rendered:
+        raise BlockoutError(f"{folder} holds no shots")
+    return [BlockoutShot(entry["seed"], entry["kind"], arrays["playblast"], arrays["scene"], arrays["mask"],
+                         entry["color"], _asked_shape(entry["seed"], entry["shape"]), entry["background"])
+            for entry, arrays in rendered]
 
 
 def subject_track(shot: BlockoutShot) -> tuple[np.ndarray, np.ndarray]:
     """The frames where the playblast shows its subject, and the subject's centroid in each."""
-    found = [(index, metrics.centroid(mask)) for index, mask in enumerate(shot.mask)]
-    found = [(index, point) for index, point in found if point is not None]
-    return np.array([index for index, _ in found], int), np.array([point for _, point in found])
+    return metrics.subject_track(shot.mask)
 
 
 def baseline_distances(shot: BlockoutShot) -> dict[str, float]:
@@ -100,14 +141,11 @@ def baseline_distances(shot: BlockoutShot) -> dict[str, float]:
     and at the frame centre, over the frames where the subject shows."""
     _, track = subject_track(shot)
     height, width = shot.mask.shape[1:]
-    centre = np.array([width / 2, height / 2])
-    return {"mean position": float(np.linalg.norm(track - track.mean(axis=0), axis=1).mean()),
-            "frame centre": float(np.linalg.norm(track - centre, axis=1).mean())}
+    return metrics.parked_baselines(track, width, height)
 
 
 def subject_distance(take: np.ndarray, shot: BlockoutShot) -> float:
-    frames, track = subject_track(shot)
-    return float(metrics.track_errors(take[frames], shot.color, track).mean())
+    return metrics.subject_following(take, shot.mask, shot.color).take
 
 
 def score(take: np.ndarray, shot: BlockoutShot) -> dict:
@@ -162,6 +200,18 @@ def baseline_rows(shots: list[BlockoutShot]) -> dict[str, dict]:
     return rows
 
 
+def best_variant(rows: dict[str, dict]) -> str:
+    """The guided row that keeps the take's subject closest to the shot's (relative to the better
+    baseline); where no shot has a subject, the one that follows the camera in the most frames."""
+    guided = [name for name in ROWS if name != PLAIN and name in rows]
+
+    def rank(name):
+        ratio, camera = rows[name].get("ratio", float("nan")), rows[name].get("camera", float("nan"))
+        return (np.inf if np.isnan(ratio) else ratio, -(0.0 if np.isnan(camera) else camera))
+
+    return min(guided, key=rank)
+
+
 def table(rows: dict[str, dict]) -> str:
     head = ["mode", "subject distance px, static camera", "subject distance px, moving camera", "to better baseline",
             "camera followed, frames", "camera followed in most frames, shots", "text adherence", "s / video"]
@@ -175,7 +225,8 @@ def table(rows: dict[str, dict]) -> str:
 
 
 def run(pipe, shots: list[BlockoutShot], steps: int, guided: int, max_area: int, on_mode=None) -> dict[str, dict]:
-    """Every row of the table: the baselines, the reference, then each mode's takes."""
+    """Every row of the table: the baselines, the reference, then each mode's takes;
+    `on_mode(name, row)` hears of each mode's row as it is done."""
     rows = baseline_rows(shots)
     reference = [score(shot.scene, shot) for shot in shots]
     rows[REFERENCE] = {k: v for k, v in summarise(shots, [{**s, "seconds": 0.0} for s in reference]).items()
@@ -185,13 +236,19 @@ def run(pipe, shots: list[BlockoutShot], steps: int, guided: int, max_area: int,
         scores = evaluate(pipe, shots, configs[name], name in SUBJECT_MODES, max_area)
         rows[name] = summarise(shots, scores)
         if on_mode is not None:
-            on_mode(name)
+            on_mode(name, rows[name])
+    best = best_variant(rows)
+    rows[BEST + best] = rows[best]
     return rows
 
 
-def main() -> None:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=flowmotion.EMBEDDED_MODEL)
+    parser.add_argument("--device", default="cpu", help="where the model runs: cpu (default) or cuda")
+    parser.add_argument("--shots-dir", type=Path, default=None,
+                        help="read held-out shots that flowmotion.toy.blender_world wrote here instead of "
+                             "rendering them (no Blender needed)")
     parser.add_argument("--shots", type=int, default=24)
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=192)
@@ -200,23 +257,38 @@ def main() -> None:
     parser.add_argument("--guided-steps", type=int, default=10)
     parser.add_argument("--max-area", type=int, default=EMBEDDED_MAX_AREA,
                         help="pixels per frame the model works at (default: the embedded model's)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     started = time.monotonic()
-    shots = held_out_shots(held_out_seeds(args.shots), args.width, args.height, args.frames)
+    try:
+        shots = (shots_from_folder(args.shots_dir) if args.shots_dir is not None
+                 else held_out_shots(held_out_seeds(args.shots), args.width, args.height, args.frames))
+    except (BlockoutError, blender_world.BlenderWorldError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     rendered = time.monotonic() - started
-    print(f"  {len(shots)} shots rendered ({rendered:.0f} s)", file=sys.stderr)
-    pipe = flowmotion.load_pipeline(args.model, device="cpu")
+    print(f"  {len(shots)} shots {'read' if args.shots_dir else 'rendered'} ({rendered:.0f} s)", file=sys.stderr)
+    pipe = flowmotion.load_pipeline(args.model, device=args.device)
     rows = run(pipe, shots, args.steps, args.guided_steps, args.max_area,
-               on_mode=lambda name: print(f"  {name}: done ({time.monotonic() - started:.0f} s)", file=sys.stderr))
-    kinds = {kind: sum(shot.kind == kind for shot in shots) for kind in blender_world.KINDS}
-    print(f"{len(shots)} held-out Blender shots (seeds {shots[0].seed}-{shots[-1].seed}; "
-          + ", ".join(f"{count} {kind}" for kind, count in kinds.items())
-          + f"), {args.width}x{args.height}, {args.frames} frames, model {args.model} at max area {args.max_area}, "
-          f"{args.steps} steps ({args.guided_steps} guided), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; rendering {rendered / (len(shots) * args.frames):.3f} s a frame "
-          "(both looks and the mask)\n")
+               on_mode=lambda name, row: print(f"  done ({time.monotonic() - started:.0f} s): "
+                                               f"{table({name: row}).splitlines()[-1]}", file=sys.stderr))
+    print(describe_run(args, shots, rendered) + "\n")
     print(table(rows))
+    return 0
+
+
+def describe_run(args, shots: list[BlockoutShot], rendered: float) -> str:
+    """The run's shots, model, settings and machine, as the line above the table."""
+    kinds = {kind: sum(shot.kind == kind for shot in shots) for kind in blender_world.KINDS}
+    frames, height, width = shots[0].playblast.shape[:3]
+    where = (f"read from {args.shots_dir}" if args.shots_dir is not None
+             else f"rendering {rendered / (len(shots) * frames):.3f} s a frame (both looks and the mask)")
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{torch.get_num_threads()} threads"
+    return (f"{len(shots)} held-out Blender shots (seeds {shots[0].seed}-{shots[-1].seed}; "
+            + ", ".join(f"{count} {kind}" for kind, count in kinds.items())
+            + f"), {width}x{height}, {frames} frames, {where}; model {args.model} at max area {args.max_area}, "
+            f"{args.steps} steps ({args.guided_steps} guided), torch {torch.__version__} on {args.device} "
+            f"({device}), {time.strftime('%Y-%m-%d', time.gmtime())}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,11 +1,13 @@
 """The whole loop, headless: Blender shot -> playblast -> backend -> take in the Sequencer.
 
-    python examples/demo.py [--prompt "..."] [--out out/demo]
+    python examples/demo.py [--prompt "..."] [--seed 7] [--out out/demo]
 
 Builds the add-on zip, installs it into a Blender user folder of its own, starts
-`flowmotion-backend serve` on loopback with the embedded model, opens examples/shot.blend,
-presses Generate through the add-on's own operator, waits for the take to land as a strip, saves
-the .blend, and writes a side-by-side video and a contact sheet (playblast | take).
+`flowmotion-backend serve` on loopback with the embedded model, opens examples/shot.blend (a
+held-out shot of the embedded model's Blender world, see make_sample_shot.py), presses Generate
+through the add-on's own operator, waits for the take to land as a strip, saves the .blend, and
+writes a side-by-side video and a contact sheet (playblast | take). Last, it says how closely the
+take's subject follows the playblast's, with the blockout benchmark's figure.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ EXTENSION = "bl_ext.user_default.flowmotion_previs"
 
 def start_backend(jobs: Path) -> tuple[subprocess.Popen, str]:
     """flowmotion-backend on a free loopback port; returns the process and its address."""
-    # The backend works the embedded model at its 32x32 training area and scales the take back up.
+    # The backend works the embedded model at its training area and scales the take back up.
     command = [sys.executable, "-m", "backend.cli", "serve", "--bind", "tcp://127.0.0.1:*", "--jobs", str(jobs),
                "--device", "cpu"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
@@ -101,19 +103,36 @@ def write_comparisons(source: list[Path], result: list[Path], out: Path, fps: fl
     return video, sheet
 
 
-def following(result: Path, masks: Path) -> str:
-    """How closely the take's subject follows the playblast's subject silhouettes, in words."""
-    from flowmotion.toy.metrics import silhouette_following
+def prompt_color(prompt: str) -> str | None:
+    """The embedded model's colour word the prompt names, if any: how the take's subject is found."""
+    from flowmotion.toy.data import COLORS
+
+    named = [word for word in prompt.lower().replace(",", " ").split() if word in COLORS]
+    return named[0] if named else None
+
+
+def following(result: Path, masks: Path, prompt: str) -> list[str]:
+    """How closely the take's subject follows the playblast's subject, in words: the blockout
+    benchmark's figure (its distance against a subject that stands still at its average spot or
+    at the frame centre, whichever is nearer) and the frames it is on the subject in."""
+    from flowmotion.toy.metrics import subject_following
     from flowmotion.video import read_video
 
     if not masks.is_dir():
-        return "the shot had no moving subjects, so no subject masks went along"
-    frames = read_video(result)[0]
+        return ["the shot had no moving subjects, so no subject masks went along"]
+    frames, subject = read_video(result)[0], read_video(masks, alpha_is_mask=True)[0][..., 0]
+    color = prompt_color(prompt)
+    figure = subject_following(frames, subject, color)
+    parked = "the subject's average spot" if figure.parked <= figure.centre else "the frame centre"
     tolerance = max(frames.shape[1:3]) / 10
-    share, distance = silhouette_following(frames, read_video(masks, alpha_is_mask=True)[0][..., 0], tolerance)
-    hits = round(share * len(frames))
-    return (f"the take's subject is within {tolerance:.0f} px of the playblast's subject in {hits} of "
-            f"{len(frames)} frames (mean distance {distance:.1f} px)")
+    on_subject = int((figure.per_frame <= tolerance).sum())
+    return [f"the take's {color + ' ' if color else ''}subject is on average {figure.take:.0f} px from the "
+            f"playblast's subject; standing still at {parked} it would be "
+            f"{figure.better_baseline:.0f} px away",
+            f"that is {figure.ratio:.2f} times as far as standing still (under 1: the take follows the "
+            f"blocking; the benchmark's goal is 0.5)",
+            f"the take's subject is within {tolerance:.0f} px of the playblast's subject in "
+            f"{on_subject} of {len(figure.per_frame)} frames"]
 
 
 def main() -> int:
@@ -139,7 +158,8 @@ def main() -> int:
     result = sorted(take["folder"].glob("frame_*.png"))
     video, sheet = write_comparisons(source, result, out, fps=12)
     print(f"\ntake {take['strip']}: {take['frames']} frames on channel {take['channel']} at frame {take['start']}")
-    print(f"following:     {following(take['folder'], out / 'jobs' / take['job_id'] / 'subjects')}")
+    for number, line in enumerate(following(take["folder"], out / "jobs" / take["job_id"] / "subjects", args.prompt)):
+        print(f"{'following:' if number == 0 else '':15}{line}")
     print(f"blend file:    {out / 'shot010.blend'}")
     print(f"take frames:   {take['folder']}")
     print(f"side by side:  {video}")

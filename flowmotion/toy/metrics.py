@@ -10,11 +10,15 @@
 - Following a silhouette (for takes of any prompt, like the demo's): per frame, the centroid of
   the pixels that stand out from the frame's median colour, against the centroid of the subject
   mask the source came with.
+- Following a shot's subject (the blockout benchmark's figure, and the demo's): the mean distance
+  of the take's subject from the shot subject's mask centroid over the frames that show it, next to
+  two blobs that do not follow, one parked at the subject's mean position and one at the frame
+  centre; the take follows when it is nearer than the better of the two.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -195,3 +199,59 @@ def camera_agreement(take: np.ndarray, source: np.ndarray) -> float | None:
         cosine = float(seen @ expected) / (np.linalg.norm(seen) * np.linalg.norm(expected) + 1e-9)
         agreed.append(cosine >= AGREEMENT_COSINE)
     return float(np.mean(agreed)) if agreed else None
+
+
+def subject_track(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The frames whose mask shows the subject, and the subject's centroid (x, y) in each."""
+    found = [(index, centroid(np.asarray(mask) > 0)) for index, mask in enumerate(masks)]
+    found = [(index, point) for index, point in found if point is not None]
+    if not found:
+        raise ValueError("the masks show no subject in any frame")
+    return np.array([index for index, _ in found], int), np.array([point for _, point in found])
+
+
+def parked_baselines(track: np.ndarray, width: int, height: int) -> dict[str, float]:
+    """Mean distance from the subject's `track` of blobs that do not follow it: parked at its
+    mean position, and at the frame centre."""
+    centre = np.array([width / 2, height / 2])
+    return {"mean position": float(np.linalg.norm(track - track.mean(axis=0), axis=1).mean()),
+            "frame centre": float(np.linalg.norm(track - centre, axis=1).mean())}
+
+
+@dataclass(frozen=True)
+class SubjectFollowing:
+    """Mean distances (pixels) from the shot subject's centroid over the frames that show it: the
+    take's subject's, and the two parked blobs'; and the take's in each of those frames."""
+
+    take: float
+    parked: float
+    centre: float
+    per_frame: np.ndarray = field(repr=False)
+
+    @property
+    def better_baseline(self) -> float:
+        return min(self.parked, self.centre)
+
+    @property
+    def ratio(self) -> float:
+        """The take's distance over the better baseline's: below 1 the take follows the subject."""
+        return self.take / max(self.better_baseline, 1e-9)
+
+
+def subject_following(take: np.ndarray, masks: np.ndarray, color: str | None = None) -> SubjectFollowing:
+    """How far the take's subject stays from the shot's (`masks`: (frames, height, width), true or
+    non-zero where the subject is). The take's subject is its pixels near `color` (one of COLORS),
+    or without one, its pixels that stand out from the frame's median colour; a frame where none
+    is found counts as the frame's half-diagonal."""
+    take = as_uint8(take)
+    frames, track = subject_track(masks)
+    if color is not None:
+        distances = track_errors(take[frames], color, track)
+    else:
+        worst = np.hypot(*take.shape[1:3]) / 2
+        found = [standout_centroid(frame) for frame in take[frames]]
+        distances = np.array([worst if point is None else float(np.linalg.norm(point - expected))
+                              for point, expected in zip(found, track)])
+    baselines = parked_baselines(track, take.shape[2], take.shape[1])
+    return SubjectFollowing(float(distances.mean()), baselines["mean position"], baselines["frame centre"],
+                            distances)

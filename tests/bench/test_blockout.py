@@ -1,4 +1,5 @@
-"""The blockout benchmark's code path on two tiny held-out Blender shots and the embedded model."""
+"""The blockout benchmark's code path on two tiny held-out Blender shots and the embedded model,
+rendered here or read from a folder of pre-rendered shots."""
 
 import sys
 from pathlib import Path
@@ -49,5 +50,45 @@ def test_the_benchmark_scores_every_row_and_its_reference_follows(shots):
 
 def test_benchmark_seeds_stay_clear_of_training_seeds():
     assert blockout.held_out_seeds(3)[0] == blender_world.BENCHMARK_SEED_START
-    with pytest.raises(ValueError, match="for training"):
+    with pytest.raises(blockout.BlockoutError, match="for training"):
         blockout.held_out_seeds(3, first=blender_world.BENCHMARK_SEED_START - 1)
+
+
+def test_the_benchmark_reads_pre_rendered_shots_and_prints_a_markdown_table(tmp_path, capsys, shots):
+    blender_world.write_shots(tmp_path, [OBJECT_SEED, CAMERA_SEED], 64, 40, 5)
+    read = blockout.shots_from_folder(tmp_path)
+    assert [(s.seed, s.kind, s.prompt) for s in read] == [(s.seed, s.kind, s.prompt) for s in shots]
+    assert np.array_equal(read[0].playblast, shots[0].playblast) and np.array_equal(read[0].mask, shots[0].mask)
+
+    assert blockout.main(["--shots-dir", str(tmp_path), "--device", "cpu", "--steps", "2", "--guided-steps", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert f"seeds {OBJECT_SEED}-{CAMERA_SEED}" in printed and "64x40, 5 frames" in printed
+    lines = [line for line in printed.splitlines() if line.startswith("|")]
+    assert lines[1].startswith("|---|")
+    names = [line.split(" | ")[0].lstrip("| ") for line in lines[2:]]
+    assert names[:2] == ["baseline: blob parked at the mean position", "baseline: blob parked at the frame centre"]
+    assert set(blockout.ROWS) <= set(names)
+    best = [name for name in names if name.startswith(blockout.BEST)]
+    assert len(best) == 1 and best[0][len(blockout.BEST):] in blockout.ROWS[1:]
+    assert all(line.count("|") == lines[0].count("|") for line in lines)
+
+
+def test_a_folder_with_a_training_seed_is_refused_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    training_seed = 3
+    blender_world.write_shots(tmp_path, [training_seed], 32, 24, 2)
+    monkeypatch.setattr(flowmotion, "load_pipeline", lambda *a, **k: pytest.fail("the model should not load"))
+    with pytest.raises(blockout.BlockoutError, match="training seeds \\(3\\)"):
+        blockout.shots_from_folder(tmp_path)
+    assert blockout.main(["--shots-dir", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "training seeds (3)" in error and str(blender_world.BENCHMARK_SEED_START) in error
+
+
+def test_a_folder_without_shots_is_refused_with_the_command_that_writes_them(tmp_path, capsys):
+    assert blockout.main(["--shots-dir", str(tmp_path)]) == 2
+    assert "holds no shots.json" in capsys.readouterr().err
+    blender_world.write_shots(tmp_path, [OBJECT_SEED], 32, 24, 2)
+    (tmp_path / blender_world.clip_name(OBJECT_SEED)).unlink()  # the index outlived its shot
+    assert blockout.main(["--shots-dir", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert "cannot be read" in error and "python -m flowmotion.toy.blender_world" in error

@@ -98,6 +98,27 @@ def test_silhouette_following_reads_a_recoloured_object_on_its_track():
         metrics.silhouette_following(retake.frames, np.zeros_like(clip.mask), tolerance=2.0)
 
 
+def test_subject_following_beats_the_parked_blobs_only_when_the_take_follows():
+    rng = np.random.default_rng(3)
+    clip = make_clip(rng, background="playblast", shapes=("ball",), paths=("straight",))
+    retake = redraw(clip, "yellow", "cube", "sand")
+    for color in ("yellow", None):  # found by the prompt's colour, or by standing out
+        on_track = metrics.subject_following(retake.frames, clip.mask, color)
+        assert on_track.take < 1.5 and on_track.ratio < 0.2 and len(on_track.per_frame) == len(clip.frames)
+    _, track = metrics.subject_track(clip.mask)
+    height, width = clip.frames.shape[1:3]
+    expected = metrics.parked_baselines(track, width, height)
+    assert on_track.parked == expected["mean position"] and on_track.centre == expected["frame centre"]
+    assert on_track.better_baseline == min(expected.values()) > 0
+
+    still = np.repeat(retake.frames[len(clip.frames) // 2][None], len(clip.frames), axis=0)  # a take that stays put
+    assert metrics.subject_following(still, clip.mask, "yellow").ratio > 0.8
+    nothing = metrics.subject_following(retake.frames, clip.mask, "red")  # no red subject in any frame
+    assert np.allclose(nothing.per_frame, np.hypot(width, height) / 2)
+    with pytest.raises(ValueError, match="no subject"):
+        metrics.subject_following(retake.frames, np.zeros_like(clip.mask), "yellow")
+
+
 def test_clips_draw_at_a_wide_working_area_with_the_same_shapes_and_paths():
     wide = training_clips(12, 5, FRAMES, 80, 48)
     assert all(c.frames.shape == (FRAMES, 48, 80, 3) and c.mask.shape == (FRAMES, 48, 80) for c in wide)
