@@ -23,6 +23,7 @@ from protocol import (
 )
 from protocol import errors as codes
 from protocol.frames import check_frames
+from flowmotion import __version__
 from protocol.messages import MAX_LISTED, peek
 
 from .errors import BackendError
@@ -342,7 +343,7 @@ class Server:
         self.reply(client, self.welcome(version))
 
     def welcome(self, version: int = PROTOCOL_VERSION) -> Welcome:
-        return Welcome(server="flowmotion-backend", model=self.model_name, device=self.device,
+        return Welcome(server=f"flowmotion-backend {__version__}", model=self.model_name, device=self.device,
                        limits=self.limits.to_dict(), queue_length=self.store.active_count(), instance=self.instance,
                        secure=self.public_key is not None, version=version)
 
