@@ -20,8 +20,7 @@ import threading
 import uuid
 from pathlib import Path
 
-from flowmotion import durable
-from flowmotion import FlowMotionError
+from flowmotion import FlowMotionError, durable
 from flowmotion.loading import EMBEDDED_MAX_AREA
 from protocol import Accepted, JobList, JobState, JobStatus, Limits, Progress, ProtocolError, Result, Welcome
 from protocol.client import BackendClient

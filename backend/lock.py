@@ -35,7 +35,7 @@ class StoreLock:
         self.path = self.root / LOCK_NAME
         self.handle = None
 
-    def acquire(self) -> "StoreLock":
+    def acquire(self) -> StoreLock:
         """Take the lock, or BackendError naming the backend that holds it."""
         self.root.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+", encoding="utf-8")

@@ -16,14 +16,35 @@ from dataclasses import asdict, replace
 
 import zmq
 
+from flowmotion import __version__
 from protocol import (
-    CLIENT_MESSAGES, PROTOCOL_VERSION, SUPPORTED_VERSIONS, Accepted, Cancel, Error, Fetch, Heartbeat, Hello, JobList,
-    JobState, JobStatus, Limits, ListJobs, Ping, Progress, ProtocolError, Reply, Result, StatusRequest, Submit, Welcome,
-    decode_versioned, encode,
+    CLIENT_MESSAGES,
+    PROTOCOL_VERSION,
+    SUPPORTED_VERSIONS,
+    Accepted,
+    Cancel,
+    Error,
+    Fetch,
+    Heartbeat,
+    Hello,
+    JobList,
+    JobState,
+    JobStatus,
+    Limits,
+    ListJobs,
+    Ping,
+    Progress,
+    ProtocolError,
+    Reply,
+    Result,
+    StatusRequest,
+    Submit,
+    Welcome,
+    decode_versioned,
+    encode,
 )
 from protocol import errors as codes
 from protocol.frames import check_frames
-from flowmotion import __version__
 from protocol.messages import MAX_LISTED, peek
 
 from .errors import BackendError
@@ -106,7 +127,7 @@ class Server:
         self.address = socket.getsockopt_string(zmq.LAST_ENDPOINT)
         return self.address
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         """Open the socket if needed and run the loop and the worker in background threads."""
         if self.socket is None:
             self.open()

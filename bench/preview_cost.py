@@ -22,11 +22,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from speed import source_video  # noqa: E402
+
 import flowmotion  # noqa: E402
 from flowmotion import FlowMotionConfig, TransferRequest, run_transfer  # noqa: E402
 from flowmotion.cache import TransferCache  # noqa: E402
 from flowmotion.preview import latent_rgb_for, preview_hook  # noqa: E402
-from speed import source_video  # noqa: E402
 
 
 def rows(steps: int, guided: int):
@@ -53,10 +54,12 @@ def measure(args) -> list[tuple]:
         one_run(pipe, request)  # warms the caches and the allocator; not counted
         plain, previewed, in_hook, sent = [], [], [], []
 
-        def send(preview):
+        def send(preview, sent=sent):
             sent.append(preview.frames.shape)
 
-        def timed_hook(info, hook=preview_hook(factors, send, every=1)):
+        hook = preview_hook(factors, send, every=1)
+
+        def timed_hook(info, hook=hook, in_hook=in_hook):
             start = time.perf_counter()
             hook(info)
             in_hook[-1] += time.perf_counter() - start

@@ -20,7 +20,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import durable
-
 from .config import FlowMotionConfig
 
 
@@ -31,7 +30,7 @@ class SourceMotion:
     source_latent: torch.Tensor
     motions: list[torch.Tensor]
 
-    def to(self, device) -> "SourceMotion":
+    def to(self, device) -> SourceMotion:
         return SourceMotion(self.source_latent.to(device), [m.to(device) for m in self.motions])
 
 

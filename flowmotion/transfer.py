@@ -8,8 +8,8 @@ authors' release does, whatever scheduler the pipeline carries; it reaches the m
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -19,8 +19,8 @@ from . import guidance
 from .cache import PromptCache, SourceMotion, TransferCache, source_key
 from .config import FlowMotionConfig
 from .errors import FlowMotionError, TransferCancelled
-from .progress import PhaseClock, Progress, RunStats
 from .model import VideoModel, model_for
+from .progress import PhaseClock, Progress, RunStats
 from .request import OUTPUT_TYPES, StepHook, StepInfo, TransferRequest
 from .runtime import RuntimeOptions, free_memory_bytes, offload_text_encoder, plan_runtime, run_size
 from .video import ShapePlan, as_frames, plan_shape, resample, to_uint8, to_unit_float

@@ -14,18 +14,35 @@ from __future__ import annotations
 import itertools
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import Callable, Iterable
 
 import zmq
 
 from .errors import BAD_MESSAGE, JOB_CONFLICT, UNKNOWN_JOB, UNREACHABLE, UNREAD_LIMIT, VERSION_MISMATCH, ProtocolError
 from .limits import Limits
-from .states import JobState
 from .messages import (
-    PROTOCOL_VERSION, SERVER_MESSAGES, SUPPORTED_VERSIONS, Cancel, Error, Fetch, Heartbeat, Hello, JobStatus, ListJobs,
-    Message, Ping, Request, Result, StatusRequest, Submit, Welcome, decode, encode,
+    PROTOCOL_VERSION,
+    SERVER_MESSAGES,
+    SUPPORTED_VERSIONS,
+    Cancel,
+    Error,
+    Fetch,
+    Heartbeat,
+    Hello,
+    JobStatus,
+    ListJobs,
+    Message,
+    Ping,
+    Request,
+    Result,
+    StatusRequest,
+    Submit,
+    Welcome,
+    decode,
+    encode,
 )
+from .states import JobState
 
 HEARTBEAT_TIMEOUT = 4.0
 """Seconds without any message after which the backend counts as gone (it sends one a second)."""
@@ -81,7 +98,7 @@ class BackendClient:
         self.refetch: dict[str, tuple[float, int]] = {}
         """Jobs whose fetch was refused with `unread_limit`: when to ask again, and how often it was."""
 
-    def connect(self) -> "BackendClient":
+    def connect(self) -> BackendClient:
         """Open the socket and say hello; returns at once (ZeroMQ connects in the background)."""
         self.close()
         socket = self.context.socket(zmq.DEALER)

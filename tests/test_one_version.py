@@ -45,5 +45,5 @@ def test_the_build_writes_the_library_version_over_the_template():
     assert written["version"] == "9.8.7" and written["schema_version"] == tomllib.loads(template)["schema_version"]
 
 
-def test_the_backend_welcome_reports_the_library_version(backend):
+def test_the_backend_welcome_reports_the_library_version(backend):  # noqa: F811  (the fixture)
     assert welcomed(backend.client()).server == f"flowmotion-backend {flowmotion.__version__}"

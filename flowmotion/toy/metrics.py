@@ -58,7 +58,7 @@ def track_errors(frames: np.ndarray, color: str, track: np.ndarray) -> np.ndarra
     frames = as_uint8(frames)
     worst = np.hypot(*frames.shape[1:3]) / 2
     errors = []
-    for frame, expected in zip(frames, track):
+    for frame, expected in zip(frames, track, strict=False):
         found = centroid(color_mask(frame, color))
         errors.append(worst if found is None else float(np.linalg.norm(found - expected)))
     return np.array(errors)
@@ -126,7 +126,7 @@ def silhouette_following(frames: np.ndarray, masks: np.ndarray, tolerance: float
     the frame's half-diagonal."""
     worst = np.hypot(*frames.shape[1:3]) / 2
     distances = []
-    for frame, mask in zip(frames, masks):
+    for frame, mask in zip(frames, masks, strict=False):
         expected = centroid(np.asarray(mask) > 0)
         if expected is None:
             continue
@@ -175,7 +175,7 @@ def global_motion(frames: np.ndarray) -> np.ndarray:
     rows, columns = MOTION_TILES
     height, width = grey.shape[1] // rows, grey.shape[2] // columns
     fields = []
-    for before, after in zip(grey[:-1], grey[1:]):
+    for before, after in zip(grey[:-1], grey[1:], strict=True):
         fields.append([phase_shift(before[r * height:(r + 1) * height, c * width:(c + 1) * width],
                                    after[r * height:(r + 1) * height, c * width:(c + 1) * width])
                        for r in range(rows) for c in range(columns)])
@@ -188,7 +188,7 @@ def camera_agreement(take: np.ndarray, source: np.ndarray) -> float | None:
     take_fields = global_motion(take).reshape(len(take) - 1, -1)
     source_fields = global_motion(source).reshape(len(source) - 1, -1)
     agreed = []
-    for seen, expected in zip(take_fields, source_fields):
+    for seen, expected in zip(take_fields, source_fields, strict=False):
         size = np.sqrt(np.mean(expected**2) * 2)
         if size < MIN_CAMERA_SHIFT:
             continue

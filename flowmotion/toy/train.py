@@ -16,9 +16,9 @@ floating-point order of its kernels); the defaults finish within about an hour o
 from __future__ import annotations
 
 import argparse
-from collections import deque
 import json
 import time
+from collections import deque
 from pathlib import Path
 
 import numpy as np

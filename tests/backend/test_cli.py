@@ -69,10 +69,15 @@ def test_unreachable_backend_fails_within_the_timeout(tmp_path, capsys):
     assert "did not answer within 0.5 s: is `flowmotion-backend serve` running" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("text, parsed", [
-    ("guided_steps=5", ("guided_steps", 5)), ("guidance_scale=5.5", ("guidance_scale", 5.5)),
-    ("difference_alignment=False", ("difference_alignment", False)), ("source_motion=noisy", ("source_motion", "noisy")),
-])
+@pytest.mark.parametrize(
+    "text, parsed",
+    [
+        ("guided_steps=5", ("guided_steps", 5)),
+        ("guidance_scale=5.5", ("guidance_scale", 5.5)),
+        ("difference_alignment=False", ("difference_alignment", False)),
+        ("source_motion=noisy", ("source_motion", "noisy")),
+    ],
+)
 def test_settings_on_the_command_line_keep_their_kind(text, parsed):
     assert setting(text) == parsed
 

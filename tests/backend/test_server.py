@@ -9,12 +9,21 @@ import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from flowmotion.video import frames_to_png_bytes
 from protocol import (
-    CLIENT_MESSAGES, Accepted, Error, JobList, JobStatus, Limits, Progress, ProtocolError, Result, Welcome, decode,
+    CLIENT_MESSAGES,
+    Accepted,
+    Error,
+    JobList,
+    JobStatus,
+    Limits,
+    Progress,
+    ProtocolError,
+    Result,
+    Welcome,
+    decode,
 )
 from protocol import errors as codes
-from protocol.client import BackendClient
-from flowmotion.video import frames_to_png_bytes
 from protocol.messages import PROTOCOL_VERSION
 from protocol.states import ENDED, JobState
 
@@ -287,7 +296,9 @@ def test_garbage_gets_an_error_reply_and_the_backend_still_works(backend, parts,
 def test_an_oversized_message_disconnects_the_sender_only(pipe, tmp_path):
     live = Backend(pipe, tmp_path / "jobs", limits=Limits(max_message_bytes=4096)).start()
     try:
-        header = msgpack.packb({"type": "submit", "v": PROTOCOL_VERSION, "job_id": "big", "prompt": "p", "frame_count": 1})
+        header = msgpack.packb(
+            {"type": "submit", "v": PROTOCOL_VERSION, "job_id": "big", "prompt": "p", "frame_count": 1}
+        )
         assert send_raw(live.address, [header, b"\x89PNG" + b"\0" * 10_000]) is None
         client = live.client()
         client.submit("small", playblast(frames=1, height=16, width=16), "a ball", settings=FAST)
@@ -400,10 +411,16 @@ def test_fuzzed_messages_to_a_live_backend_get_the_reply_the_protocol_predicts(b
         raise AssertionError("the backend did not answer")
 
     @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(kind=st.sampled_from(sorted(CLIENT_MESSAGES)), fields=st.dictionaries(HEADER_NAMES, HEADER_VALUES, max_size=5),
-           frames=st.integers(0, 2))
+    @given(
+        kind=st.sampled_from(sorted(CLIENT_MESSAGES)),
+        fields=st.dictionaries(HEADER_NAMES, HEADER_VALUES, max_size=5),
+        frames=st.integers(0, 2),
+    )
     def one_message(kind, fields, frames):
-        parts = [msgpack.packb({"type": kind, "v": PROTOCOL_VERSION, **fields}, use_bin_type=True), *[b"\x89PNG"] * frames]
+        parts = [
+            msgpack.packb({"type": kind, "v": PROTOCOL_VERSION, **fields}, use_bin_type=True),
+            *[b"\x89PNG"] * frames,
+        ]
         dealer.send_multipart(parts)
         try:
             decode(parts, CLIENT_MESSAGES, backend.limits)

@@ -340,7 +340,6 @@ def version_mismatch(options: dict) -> dict:
     speaking.PROTOCOL_VERSION, speaking.SUPPORTED_VERSIONS = 999, (999,)
     report["generate"] = sorted(bpy.ops.flowmotion.generate())
     take = scene.flowmotion.takes[-1]
-    session = addon().session
     report["seconds"] = drive(lambda: bool(take.message), options["timeout"] + 10)
     drive(lambda: False, options["timeout"] + 0.5)  # past the connect timeout: the reason must stay
     report.update(take_report(scene))
@@ -469,9 +468,14 @@ def subjects(options: dict) -> dict:
     ticks = []
     moving = module.render(scene, 832, subjects="MOVING", on_frame=lambda done, total: ticks.append([done, total]))
     report["ticks"] = ticks
-    report["moving"] = {"subjects": moving.subjects, "frames": len(moving.frames), "masks": [p.name for p in moving.masks],
-                        "centres": alpha_centres(moving.masks), "ground_hidden": ground.hide_render,
-                        "settings_kept": full_render_settings(scene) == before}
+    report["moving"] = {
+        "subjects": moving.subjects,
+        "frames": len(moving.frames),
+        "masks": [p.name for p in moving.masks],
+        "centres": alpha_centres(moving.masks),
+        "ground_hidden": ground.hide_render,
+        "settings_kept": full_render_settings(scene) == before,
+    }
     scene.frame_set(4)
     ground.select_set(True)
     report["select"] = {"result": sorted(bpy.ops.flowmotion.select_subjects()), "frame": scene.frame_current,
@@ -787,12 +791,29 @@ def take_states(options: dict) -> dict:
             "items": [item.identifier for item in takes[0].bl_rna.properties["state"].enum_items]}
 
 
-SCENARIOS = {"take_states": take_states, "install": install_both, "subjects": subjects, "generate": generate, "reattach": reattach,
-             "problems": problems, "playblast": playblast, "takes": takes, "secured": secured,
-             "version_mismatch": version_mismatch, "panels": panels, "regenerate": regenerate,
-             "two_files": two_files, "frame_ranges": frame_ranges, "preflight": preflight, "rendering": rendering,
-             "variations": variations, "ten_in_a_row": ten_in_a_row, "take_actions": take_actions,
-             "online_access": online_access, "previs": previs}
+SCENARIOS = {
+    "take_states": take_states,
+    "install": install_both,
+    "subjects": subjects,
+    "generate": generate,
+    "reattach": reattach,
+    "problems": problems,
+    "playblast": playblast,
+    "takes": takes,
+    "secured": secured,
+    "version_mismatch": version_mismatch,
+    "panels": panels,
+    "regenerate": regenerate,
+    "two_files": two_files,
+    "frame_ranges": frame_ranges,
+    "preflight": preflight,
+    "rendering": rendering,
+    "variations": variations,
+    "ten_in_a_row": ten_in_a_row,
+    "take_actions": take_actions,
+    "online_access": online_access,
+    "previs": previs,
+}
 
 if __name__ == "__main__":
     scenario, options = sys.argv[1], json.loads(sys.argv[2])

@@ -42,7 +42,7 @@ def test_the_subject_mask_follows_the_recorded_track(object_shot):
     assert shot.spec.kind == "object" and shot.mask.any(axis=(1, 2)).all()
     travelled = np.linalg.norm(shot.track[-1] - shot.track[0])
     assert travelled > WIDTH / 4, "the subject should cross a good part of the frame"
-    for mask, expected in zip(shot.mask, shot.track):
+    for mask, expected in zip(shot.mask, shot.track, strict=True):
         found = metrics.centroid(mask)
         assert found is not None and np.linalg.norm(found - expected) < WIDTH * 0.06
 

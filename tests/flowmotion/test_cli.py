@@ -131,5 +131,7 @@ def test_optimized_keeps_its_own_defaults_unless_a_flag_says_otherwise():
     parse = build_parser().parse_args
     base = ["transfer", "src", "--prompt", "p", "--out", "o", "--optimized"]
     assert config_from_arguments(parse(base)) == FlowMotionConfig.optimized()
-    assert not config_from_arguments(parse(base + ["--no-reuse-velocity-across-iterations"])).reuse_velocity_across_iterations
+    assert not config_from_arguments(
+        parse(base + ["--no-reuse-velocity-across-iterations"])
+    ).reuse_velocity_across_iterations
     assert config_from_arguments(parse(base + ["--batch-guidance"])).batch_guidance is True

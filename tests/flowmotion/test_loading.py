@@ -42,7 +42,7 @@ def test_the_embedded_model_ships_in_the_package_and_loads_like_a_real_one():
     assert {type(pipe.transformer).__name__, type(pipe.vae).__name__, type(pipe.text_encoder).__name__} == {
         "WanTransformer3DModel", "AutoencoderKLWan", "UMT5EncoderModel"}
     again = load_pipeline("embedded", device="cpu")
-    for a, b in zip(pipe.transformer.parameters(), again.transformer.parameters()):
+    for a, b in zip(pipe.transformer.parameters(), again.transformer.parameters(), strict=True):
         assert torch.equal(a, b)
 
 

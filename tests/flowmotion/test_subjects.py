@@ -77,7 +77,9 @@ def test_a_guided_step_moves_the_latent_towards_the_subjects(tiny_pipe):
 
     def loss_of(latent):
         velocity = model.guided_velocity(latent, sampler.timesteps[0], *embeddings, 1.0)
-        return guidance.subject_alignment_loss(coverage, guidance.latent_prediction(latent, sampler.sigmas[0], velocity))
+        return guidance.subject_alignment_loss(
+            coverage, guidance.latent_prediction(latent, sampler.sigmas[0], velocity)
+        )
 
     optimised, _ = sampler.optimise(start, start, torch.zeros_like(start), 0, embeddings, coverage)
     assert loss_of(optimised) < 0.8 * loss_of(start)

@@ -6,7 +6,16 @@ import pytest
 import zmq
 
 from protocol import (
-    CLIENT_MESSAGES, Heartbeat, Hello, Ping, ProtocolError, Result, StatusRequest, Welcome, decode, encode,
+    CLIENT_MESSAGES,
+    Heartbeat,
+    Hello,
+    Ping,
+    ProtocolError,
+    Result,
+    StatusRequest,
+    Welcome,
+    decode,
+    encode,
 )
 from protocol import errors as codes
 from protocol.client import BackendClient
@@ -174,7 +183,8 @@ def test_a_newer_client_falls_back_to_an_older_backends_version():
 
 
 def test_a_fetch_refused_for_unread_replies_is_asked_again_then_passed_on(monkeypatch):
-    from protocol import Error, Fetch, client as client_module
+    from protocol import Error, Fetch
+    from protocol import client as client_module
 
     monkeypatch.setattr(client_module, "FETCH_TRIES", 2)
     monkeypatch.setattr(client_module, "FETCH_AGAIN_AFTER", 0.05)
@@ -208,7 +218,8 @@ def test_a_fetch_refused_for_unread_replies_is_asked_again_then_passed_on(monkey
 
 
 def test_with_no_version_in_common_the_waiting_requests_fail_with_the_reason(monkeypatch):
-    from protocol import Error, client as client_module
+    from protocol import Error
+    from protocol import client as client_module
 
     monkeypatch.setattr(client_module, "SUPPORTED_VERSIONS", (2,))
     monkeypatch.setattr(client_module, "PROTOCOL_VERSION", 2)
