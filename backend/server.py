@@ -12,7 +12,9 @@ import queue
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, replace
+from typing import cast
 
 import zmq
 
@@ -163,7 +165,7 @@ class Server:
         next_beat = time.monotonic()
         while not self.stopping.is_set():
             # Wake for the next heartbeat even while messages keep coming, so beats stay on time.
-            if poller.poll(max(0.0, min(0.05, next_beat - time.monotonic())) * 1000):
+            if poller.poll(int(max(0.0, min(0.05, next_beat - time.monotonic())) * 1000)):
                 self.receive_some(next_beat)
             self.drain_events()
             now = time.monotonic()
@@ -201,11 +203,12 @@ class Server:
 
     def receive_one(self) -> list[bytes]:
         """The next message's parts; behind an allow-list, also notes the sender's public key."""
+        assert self.socket is not None  # the loop runs only while the socket is open
         if self.allow_list is None:
             return self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=True)
         frames = self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=False)
         if len(frames) >= 2:
-            self.keys[frames[0].bytes] = frames[1].get("User-Id")
+            self.keys[frames[0].bytes] = cast(str, frames[1].get("User-Id"))  # ZeroMQ's text property
         return [frame.bytes for frame in frames]
 
     def answer(self, client: bytes, parts: list[bytes]) -> None:
@@ -236,7 +239,7 @@ class Server:
         finally:
             self.request = handling
 
-    def reply(self, client: bytes, message, frames: list[bytes] = ()) -> None:
+    def reply(self, client: bytes, message, frames: Sequence[bytes] = ()) -> None:
         """Send `message` to `client` in its protocol version; an answer to the message being
         handled names that message's request id."""
         version = self.versions.get(client, PROTOCOL_VERSION)
@@ -246,6 +249,7 @@ class Server:
             if isinstance(message, Reply):
                 message = replace(message, request_id=request_id)
         parts = encode(message, list(frames), version)
+        assert self.outbox is not None  # replies go out only from the loop, which runs with the socket open
         if not self.outbox.has_room(client, sum(len(part) for part in parts)):
             unread = self.outbox.unread(client)
             log.warning("client %s: refused a %s of %d bytes, it has %d unread", client.hex(), message.TYPE,
@@ -278,10 +282,12 @@ class Server:
         job = self.store.get(message.job_id)
         if job is None or self.may_manage(client, job):
             return message
-        hidden = {"prompt": ""} if isinstance(message, JobStatus) else {"prompt": "", "negative_prompt": ""}
-        return replace(message, **hidden)
+        if isinstance(message, JobStatus):
+            return replace(message, prompt="")
+        return replace(message, prompt="", negative_prompt="")
 
     def heartbeat(self, now: float) -> None:
+        assert self.outbox is not None  # beats come only from the loop
         self.outbox.forget_done()
         self.rate.forget_idle()
         running = self.store.running()
@@ -350,6 +356,7 @@ class Server:
 
     def hello(self, client: bytes, message: Hello) -> None:
         """Answer in the newest version both sides speak; the client speaks it from now on."""
+        assert self.request is not None  # a hello is answered while it is being handled
         spoken = message.versions or [self.request[2]]
         common = set(spoken) & set(SUPPORTED_VERSIONS)
         if not common:

@@ -155,6 +155,8 @@ def field_docs(cls: type = FlowMotionConfig) -> dict[str, str]:
     except (OSError, TypeError):
         return {}
     docs: dict[str, str] = {}
+    if not isinstance(tree.body[0], ast.ClassDef):
+        return {}
     body = tree.body[0].body
     for node, following in zip(body, body[1:], strict=False):
         if (

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ class FlowMotionOutput:
     PIL images; for 'latent' the final normalised latent (1, channels, frames, height, width).
     """
 
-    frames: object
+    frames: Any
     stats: RunStats
     plan: ShapePlan
 
@@ -144,7 +145,7 @@ class Sampler:
             motions.append(guidance.latent_prediction(noised, sigma, velocity))
         return motions
 
-    def velocity(self, latent, timestep, embeddings):
+    def velocity(self, latent, timestep, embeddings: tuple[torch.Tensor, torch.Tensor]):
         return self.model.guided_velocity(latent, timestep, *embeddings, self.config.guidance_scale,
                                           batched=self.batched)
 
@@ -171,6 +172,7 @@ class Sampler:
                 if reference is not None:
                     velocity = guidance.regularize_velocity(raw_velocity, reference,
                                                             config.velocity_regularization_gamma)
+            assert velocity is not None  # evaluated on the first iteration
             target_motion = guidance.latent_prediction(variable, sigma, velocity)
             loss = guidance.motion_loss(source_motion, target_motion, config.latent_alignment_weight,
                                         difference_weight)

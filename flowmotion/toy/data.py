@@ -139,11 +139,11 @@ def make_clip(rng: np.random.Generator, *, shapes=TRAIN_SHAPES, paths=TRAIN_PATH
     color = "grey" if background == "playblast" else (color or str(rng.choice(list(COLORS))))
     track = path(str(rng.choice(paths)), rng, frames)
     pan = float(rng.choice([0.0, 0.0, rng.uniform(-10, 10)]))
-    frames = background_frames(background, rng, pan, frames)
+    video = background_frames(background, rng, pan, frames)
     radius = rng.uniform(4.0, 6.5)
     fill = np.array(PLAYBLAST_GREY if background == "playblast" else COLORS[color], np.float32)
-    masks = draw_object(frames, track, shape, radius, fill, shaded=background == "playblast")
-    return Clip(np.clip(frames, 0, 255).astype(np.uint8), caption_for(color, shape, background), track, color,
+    masks = draw_object(video, track, shape, radius, fill, shaded=background == "playblast")
+    return Clip(np.clip(video, 0, 255).astype(np.uint8), caption_for(color, shape, background), track, color,
                 shape, background, masks)
 
 

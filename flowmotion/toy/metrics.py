@@ -56,7 +56,7 @@ def centroid(mask: np.ndarray) -> np.ndarray | None:
 def track_errors(frames: np.ndarray, color: str, track: np.ndarray) -> np.ndarray:
     """Per-frame distance (pixels) between the object of `color` and the source track."""
     frames = as_uint8(frames)
-    worst = np.hypot(*frames.shape[1:3]) / 2
+    worst = float(np.hypot(frames.shape[1], frames.shape[2])) / 2
     errors = []
     for frame, expected in zip(frames, track, strict=False):
         found = centroid(color_mask(frame, color))
@@ -74,9 +74,8 @@ def read_take(frames: np.ndarray) -> Reading:
     """What the take shows: its object's colour and shape, and its background."""
     frames = as_uint8(frames)
     counts = {color: sum(int(color_mask(f, color).sum()) for f in frames) for color in COLORS}
-    color = max(counts, key=counts.get)
-    if counts[color] < MIN_OBJECT_PIXELS * len(frames) // 2:
-        color = None
+    most_seen = max(counts, key=lambda name: counts[name])
+    color = most_seen if counts[most_seen] >= MIN_OBJECT_PIXELS * len(frames) // 2 else None
     object_pixels = np.zeros(frames.shape[:3], bool) if color is None else np.stack(
         [color_mask(f, color) for f in frames])
     rest = frames[~object_pixels].astype(np.float32)
@@ -124,8 +123,8 @@ def silhouette_following(frames: np.ndarray, masks: np.ndarray, tolerance: float
     centre, mean distance in pixels). `masks`: (frames, height, width), true or non-zero where the
     subjects are; frames without a subject are left out, a take frame without a standout counts as
     the frame's half-diagonal."""
-    worst = np.hypot(*frames.shape[1:3]) / 2
-    distances = []
+    worst = float(np.hypot(frames.shape[1], frames.shape[2])) / 2
+    distances: list[float] = []
     for frame, mask in zip(frames, masks, strict=False):
         expected = centroid(np.asarray(mask) > 0)
         if expected is None:
@@ -134,8 +133,8 @@ def silhouette_following(frames: np.ndarray, masks: np.ndarray, tolerance: float
         distances.append(worst if found is None else float(np.linalg.norm(found - expected)))
     if not distances:
         raise ValueError("the masks show no subject in any frame")
-    distances = np.array(distances)
-    return float((distances <= tolerance).mean()), float(distances.mean())
+    found_distances = np.array(distances)
+    return float((found_distances <= tolerance).mean()), float(found_distances.mean())
 
 
 MOTION_TILES = (2, 2)

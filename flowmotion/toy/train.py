@@ -94,7 +94,7 @@ class StageLosses:
 
     def __init__(self, stage: str, steps: int, measure: str, every: int):
         self.stage, self.steps, self.measure, self.every = stage, steps, measure, every
-        self.recent = deque(maxlen=every)
+        self.recent: deque[float] = deque(maxlen=every)
 
     def add(self, step: int, loss: torch.Tensor, detail: str = "") -> None:
         check_finite(loss, self.stage, step)
