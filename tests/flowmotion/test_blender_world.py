@@ -12,6 +12,7 @@ from flowmotion import durable
 from flowmotion.toy import blender_world, metrics
 
 pytest.importorskip("bpy", reason="the Blender world renders with the bpy package")
+pytestmark = pytest.mark.blender
 
 WIDTH, HEIGHT, FRAMES = 64, 40, 5
 OBJECT_SEED, CAMERA_SEED = 0, 2  # seeds whose kinds are "object" and "camera"
