@@ -91,6 +91,7 @@ def test_unknown_job_is_a_clear_error(backend, capsys):
     assert "no job 'nope'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a backend process of its own, loading the embedded model
 def test_serve_runs_until_terminated(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(

@@ -154,6 +154,7 @@ def test_disconnect_then_fetch_from_a_new_client(backend):
     assert fetched(later, "walk")[0].frame_count == 5
 
 
+@pytest.mark.slow  # several jobs, a restart, and the jobs again
 def test_results_and_queued_jobs_survive_a_restart(pipe, tmp_path):
     live = Backend(pipe, tmp_path / "jobs").start()
     client = live.client()
