@@ -120,6 +120,7 @@ def test_subject_learning_rate_must_be_positive():
         FlowMotionConfig(subject_learning_rate=0.0)
 
 
+@pytest.mark.slow
 def test_on_the_embedded_model_playblast_subjects_keep_their_track_in_the_new_scene():
     """Grey playblasts of held-out shapes and paths, re-prompted into coloured scenes: with the
     playblast's subject masks the take's object follows the source track clearly more often."""
