@@ -25,6 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 ADDON = ROOT / "blender_addon"
 PROTOCOL = ROOT / "protocol"
+VERSION = ROOT / "flowmotion" / "_version.py"
+"""The project's one version, which each zip's manifest carries."""
 DURABLE = ROOT / "flowmotion" / "durable.py"
 """The library's crash-safe writes: the add-on writes its take frames through its own copy."""
 PACKAGES = {"pyzmq": "27.3.0", "msgpack": "1.2.4"}
@@ -80,6 +82,7 @@ def manifest_text(generation: Generation, wheels: list[str]) -> str:
     if generation.blender_max:
         fence += f'blender_version_max = "{generation.blender_max}"\n'
     listed = "".join(f'  "./{wheel}",\n' for wheel in wheels)
+    source = set_version(source, project_version())
     # Top-level keys must come before the first [table].
     head, table, rest = source.partition("\n[")
     manifest = f"{head}\nwheels = [\n{listed}]\n{table}{rest}".replace('blender_version_min = "4.2.0"\n', fence)
@@ -87,6 +90,24 @@ def manifest_text(generation: Generation, wheels: list[str]) -> str:
     if parsed.get("wheels") != [f"./{wheel}" for wheel in wheels]:
         raise SystemExit("the manifest template puts wheels in the wrong place")
     return manifest
+
+
+def project_version() -> str:
+    """The library's __version__, read without importing the package (and with it torch)."""
+    spec = importlib.util.spec_from_file_location("flowmotion_version", VERSION)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.__version__
+
+
+def set_version(manifest: str, version: str) -> str:
+    """The manifest with its top-level `version` set to the project's."""
+    lines = manifest.splitlines(keepends=True)
+    found = [i for i, line in enumerate(lines) if line.startswith("version = ")]
+    if len(found) != 1:
+        raise SystemExit("the manifest template must have one top-level `version = ` line")
+    lines[found[0]] = f'version = "{version}"\n'
+    return "".join(lines)
 
 
 def addon_files() -> list[Path]:
@@ -107,7 +128,7 @@ durable = _load_durable()
 
 
 def build_zip(generation: Generation, out: Path, cache: Path) -> Path:
-    version = tomllib.loads((ADDON / "blender_manifest.toml").read_text())["version"]
+    version = project_version()
     wheels: dict[str, Path] = {}
     for package, package_version in PACKAGES.items():
         for platform in PLATFORM_TAGS:

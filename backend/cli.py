@@ -20,8 +20,7 @@ import threading
 import uuid
 from pathlib import Path
 
-from flowmotion import durable
-from flowmotion import FlowMotionError
+from flowmotion import FlowMotionError, durable
 from flowmotion.loading import EMBEDDED_MAX_AREA
 from protocol import Accepted, JobList, JobState, JobStatus, Limits, Progress, ProtocolError, Result, Welcome
 from protocol.client import BackendClient
@@ -164,7 +163,7 @@ def run_backend(args) -> int:
     address = server.open()
     print(f"serving {args.model} on {device} at {address}; jobs in {args.jobs}"
           f" ({len(store.queue)} queued from before)", flush=True)
-    if server.public_key:
+    if server.public_key and server.allow_list is not None:
         print(f"server public key (for the add-on's preferences): {server.public_key}", flush=True)
         print(f"allowed client keys: {server.allow_list.allowed()} in {args.keys / 'allowed_clients'} "
               "(copy an artist's .key file there to let them in)", flush=True)
@@ -218,6 +217,7 @@ def talk(args) -> int:
         if args.command == "list":
             client.list_jobs()
             jobs, _ = client.wait(lambda m: isinstance(m, JobList), args.timeout)
+            assert isinstance(jobs, JobList)
             for job in jobs.jobs:
                 print(describe(JobStatus(**job)), "-", job["prompt"])
             return 0
@@ -228,10 +228,12 @@ def talk(args) -> int:
         else:
             client.fetch(args.job_id)
             result, frames = client.wait(lambda m: isinstance(m, Result), args.timeout)
+            assert isinstance(result, Result)
             save_frames(args.out, frames)
             print(f"wrote {len(frames)} frames ({result.width}x{result.height}) to {args.out}")
             return 0
         reply, _ = client.wait(lambda m: isinstance(m, (JobStatus, Accepted)), args.timeout)
+        assert isinstance(reply, (JobStatus, Accepted))
         print(describe(reply) if isinstance(reply, JobStatus) else f"{reply.job_id}: {reply.state}")
         return 0
     finally:
@@ -266,13 +268,14 @@ def submit(client: BackendClient, args) -> int:
     client.submit(job_id, frames, args.prompt, masks=masks, negative_prompt=args.negative_prompt, seed=args.seed,
                   shot=args.shot, fps=args.fps, settings=dict(args.settings))
     accepted, _ = client.wait(lambda m: isinstance(m, Accepted), args.timeout)
+    assert isinstance(accepted, Accepted)
     print(f"{job_id}: {accepted.state}, position {accepted.position}", flush=True)
     while args.wait:
         message, _ = client.wait(lambda m: isinstance(m, (Progress, JobStatus)), 3600)
         if isinstance(message, Progress):
             eta = f", about {message.eta:.0f} s left" if message.eta is not None else ""
             print(f"\r{message.phase} step {message.step}/{message.total}{eta}    ", end="", flush=True)
-        elif message.state.ended:
+        elif isinstance(message, JobStatus) and message.state.ended:
             print("\n" + describe(message))
             return 0 if message.state == JobState.DONE else 1
     return 0

@@ -20,6 +20,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -110,7 +111,7 @@ def _write_json(path: Path, data: dict) -> None:
     durable.write_text(path, _json(data), mode=PRIVATE_FILE)
 
 
-def _write_frames(folder: Path, frames: list[bytes]) -> None:
+def _write_frames(folder: Path, frames: Sequence[bytes]) -> None:
     """Frames into a folder inside a staged folder, which syncs them when it is committed."""
     folder.mkdir(PRIVATE_FOLDER, exist_ok=True)
     for number, frame in enumerate(frames, start=1):
@@ -152,7 +153,8 @@ def _ending_of(result: Path) -> dict | None:
         ending = read_manifest(result / "ending.json")
     except DamagedManifest:
         return None
-    kinds = {"state": str, "message": str, "finished": (int, float), "stats": dict, "result_files": list}
+    kinds: dict[str, type | tuple[type, ...]] = {"state": str, "message": str, "finished": (int, float), "stats": dict,
+                                                 "result_files": list}
     if set(ending) != set(kinds) or not all(isinstance(ending[k], kind) for k, kind in kinds.items()):
         return None
     return ending if ending["state"] == JobState.DONE and _are_records(ending["result_files"]) else None
@@ -278,7 +280,7 @@ class JobStore:
         with self.lock:
             return self.jobs.get(job_id)
 
-    def add(self, job: Job, frames: list[bytes], masks: list[bytes] = ()) -> None:
+    def add(self, job: Job, frames: Sequence[bytes], masks: Sequence[bytes] = ()) -> None:
         """Store a new job, its source frames and subject masks, then queue it."""
         with self.lock:
             with durable.staged_folder(self._folder(job.job_id), mode=PRIVATE_FOLDER) as staging:

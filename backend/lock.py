@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import time
 from pathlib import Path
+from typing import TextIO
 
 from .errors import BackendError
 
@@ -20,11 +22,10 @@ LOCK_NAME = ".lock"
 _WINDOWS_LOCK_OFFSET = 2**20
 """Windows locks bytes, and a locked byte cannot be read: lock one far past the holder's note."""
 
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None
+if sys.platform == "win32":
     import msvcrt
+else:
+    import fcntl
 
 
 class StoreLock:
@@ -33,9 +34,9 @@ class StoreLock:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
         self.path = self.root / LOCK_NAME
-        self.handle = None
+        self.handle: TextIO | None = None
 
-    def acquire(self) -> "StoreLock":
+    def acquire(self) -> StoreLock:
         """Take the lock, or BackendError naming the backend that holds it."""
         self.root.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+", encoding="utf-8")
@@ -68,8 +69,8 @@ class StoreLock:
 
 
 def _lock(handle) -> None:
-    if fcntl is not None:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    else:
+    if sys.platform == "win32":
         handle.seek(_WINDOWS_LOCK_OFFSET)
         msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+    else:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -72,7 +72,7 @@ def _is_kind(value, kind) -> bool:
         return any(_is_kind(value, option) for option in typing.get_args(kind))
     if kind is type(None):
         return value is None
-    if isinstance(kind, enum.EnumMeta):
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
         return any(value == member.value and type(value) is type(member.value) for member in kind)
     if kind is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
@@ -82,7 +82,7 @@ def _is_kind(value, kind) -> bool:
 
 
 def _kind_name(kind) -> str:
-    if isinstance(kind, enum.EnumMeta):
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
         return "one of " + ", ".join(str(member.value) for member in kind)
     if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
         return " or ".join(_kind_name(option) for option in typing.get_args(kind))

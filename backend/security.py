@@ -123,7 +123,7 @@ class AllowList:
         self.folder = folder
         self.authenticator = ThreadAuthenticator(context)
         self.authenticator.start()
-        self.seen = None
+        self.seen: tuple | None = None
         self.admins: frozenset[str] = frozenset()
         """Public keys (Z85 text, as ZeroMQ names a client) whose key file says `role = admin`."""
         self.refresh()

@@ -12,14 +12,39 @@ import queue
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, replace
+from typing import cast
 
 import zmq
 
+from flowmotion import __version__
 from protocol import (
-    CLIENT_MESSAGES, PROTOCOL_VERSION, SUPPORTED_VERSIONS, Accepted, Cancel, Error, Fetch, Heartbeat, Hello, JobList,
-    JobState, JobStatus, Limits, ListJobs, Ping, Preview, Progress, ProtocolError, Reply, Result, StatusRequest, Submit,
-    Welcome, decode_versioned, encode,
+    CLIENT_MESSAGES,
+    PROTOCOL_VERSION,
+    SUPPORTED_VERSIONS,
+    Accepted,
+    Cancel,
+    Error,
+    Fetch,
+    Heartbeat,
+    Hello,
+    JobList,
+    JobState,
+    JobStatus,
+    Limits,
+    ListJobs,
+    Ping,
+    Preview,
+    Progress,
+    ProtocolError,
+    Reply,
+    Result,
+    StatusRequest,
+    Submit,
+    Welcome,
+    decode_versioned,
+    encode,
 )
 from protocol import errors as codes
 from protocol.frames import check_frames
@@ -107,7 +132,7 @@ class Server:
         self.address = socket.getsockopt_string(zmq.LAST_ENDPOINT)
         return self.address
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         """Open the socket if needed and run the loop and the worker in background threads."""
         if self.socket is None:
             self.open()
@@ -143,7 +168,7 @@ class Server:
         next_beat = time.monotonic()
         while not self.stopping.is_set():
             # Wake for the next heartbeat even while messages keep coming, so beats stay on time.
-            if poller.poll(max(0.0, min(0.05, next_beat - time.monotonic())) * 1000):
+            if poller.poll(int(max(0.0, min(0.05, next_beat - time.monotonic())) * 1000)):
                 self.receive_some(next_beat)
             # The preview first: one the worker made before a job's ending goes out before that ending.
             self.send_preview()
@@ -183,11 +208,12 @@ class Server:
 
     def receive_one(self) -> list[bytes]:
         """The next message's parts; behind an allow-list, also notes the sender's public key."""
+        assert self.socket is not None  # the loop runs only while the socket is open
         if self.allow_list is None:
             return self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=True)
         frames = self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=False)
         if len(frames) >= 2:
-            self.keys[frames[0].bytes] = frames[1].get("User-Id")
+            self.keys[frames[0].bytes] = cast(str, frames[1].get("User-Id"))  # ZeroMQ's text property
         return [frame.bytes for frame in frames]
 
     def answer(self, client: bytes, parts: list[bytes]) -> None:
@@ -218,7 +244,7 @@ class Server:
         finally:
             self.request = handling
 
-    def reply(self, client: bytes, message, frames: list[bytes] = ()) -> None:
+    def reply(self, client: bytes, message, frames: Sequence[bytes] = ()) -> None:
         """Send `message` to `client` in its protocol version; an answer to the message being
         handled names that message's request id."""
         version = self.versions.get(client, PROTOCOL_VERSION)
@@ -228,6 +254,7 @@ class Server:
             if isinstance(message, Reply):
                 message = replace(message, request_id=request_id)
         parts = encode(message, list(frames), version)
+        assert self.outbox is not None  # replies go out only from the loop, which runs with the socket open
         if not self.outbox.has_room(client, sum(len(part) for part in parts)):
             unread = self.outbox.unread(client)
             log.warning("client %s: refused a %s of %d bytes, it has %d unread", client.hex(), message.TYPE,
@@ -260,10 +287,12 @@ class Server:
         job = self.store.get(message.job_id)
         if job is None or self.may_manage(client, job):
             return message
-        hidden = {"prompt": ""} if isinstance(message, JobStatus) else {"prompt": "", "negative_prompt": ""}
-        return replace(message, **hidden)
+        if isinstance(message, JobStatus):
+            return replace(message, prompt="")
+        return replace(message, prompt="", negative_prompt="")
 
     def heartbeat(self, now: float) -> None:
+        assert self.outbox is not None  # beats come only from the loop
         self.outbox.forget_done()
         self.rate.forget_idle()
         running = self.store.running()
@@ -307,6 +336,7 @@ class Server:
         preview = self.worker.previews.take()
         if preview is None:
             return
+        assert self.outbox is not None  # previews go out only from the loop, which runs with the socket open
         job = self.store.get(preview.message.job_id)
         if job is None or job.state != JobState.RUNNING:
             return
@@ -359,6 +389,7 @@ class Server:
 
     def hello(self, client: bytes, message: Hello) -> None:
         """Answer in the newest version both sides speak; the client speaks it from now on."""
+        assert self.request is not None  # a hello is answered while it is being handled
         spoken = message.versions or [self.request[2]]
         common = set(spoken) & set(SUPPORTED_VERSIONS)
         if not common:
@@ -377,7 +408,7 @@ class Server:
         self.reply(client, self.welcome(version))
 
     def welcome(self, version: int = PROTOCOL_VERSION) -> Welcome:
-        return Welcome(server="flowmotion-backend", model=self.model_name, device=self.device,
+        return Welcome(server=f"flowmotion-backend {__version__}", model=self.model_name, device=self.device,
                        limits=self.limits.to_dict(), queue_length=self.store.active_count(), instance=self.instance,
                        secure=self.public_key is not None, version=version)
 

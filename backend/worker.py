@@ -11,7 +11,7 @@ import torch
 import flowmotion
 from flowmotion import FlowMotionError, TransferCancelled
 from flowmotion.cache import TransferCache
-from flowmotion.preview import latent_rgb_for
+from flowmotion.preview import LatentRGB, latent_rgb_for
 from flowmotion.video import frames_from_png_bytes, frames_to_png_bytes
 from protocol import JobState, ProtocolError
 
@@ -38,7 +38,7 @@ class Worker(threading.Thread):
         self.preview_every_steps = preview_every_steps
         self.previews = PreviewSlot()
         """The newest preview of the running job, for the server to take."""
-        self.preview_map = None
+        self.preview_map: LatentRGB | None = None
         self.store = store
         self.events = events
         self.cache = cache

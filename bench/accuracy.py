@@ -22,11 +22,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from speed import source_video  # noqa: E402
+
 import flowmotion  # noqa: E402
 from flowmotion import FlowMotionConfig  # noqa: E402
 from flowmotion.runtime import RuntimeOptions, apply_runtime_options  # noqa: E402
 from flowmotion.wan import WanModel  # noqa: E402
-from speed import source_video  # noqa: E402
 
 OPTIONS = {
     "bf16": RuntimeOptions(),
@@ -88,7 +89,13 @@ def measure(args):
             reference = (velocity, final)
             yield name, 0.0, seconds, 0.0, ""
         else:
-            yield name, relative_difference(velocity, reference[0]), seconds, relative_difference(final, reference[1]), ""
+            yield (
+                name,
+                relative_difference(velocity, reference[0]),
+                seconds,
+                relative_difference(final, reference[1]),
+                "",
+            )
         del pipe
         if args.device.startswith("cuda"):
             torch.cuda.empty_cache()

@@ -46,11 +46,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from quality import SUBJECT_MODES, modes  # noqa: E402
+
 import flowmotion  # noqa: E402
 from flowmotion.loading import EMBEDDED_MAX_AREA  # noqa: E402
 from flowmotion.toy import blender_world, metrics  # noqa: E402
 from flowmotion.toy.data import TRAIN_SHAPES  # noqa: E402
-from quality import SUBJECT_MODES, modes  # noqa: E402
 
 REFERENCE = "reference: the shot's own coloured render"
 PLAIN = "plain sampling (no guidance)"
@@ -172,12 +173,16 @@ def evaluate(pipe, shots: list[BlockoutShot], config, subject_masks: bool, max_a
 def summarise(shots: list[BlockoutShot], scores: list[dict]) -> dict:
     """Means over the shots of each kind."""
     def mean(key, kinds):
-        values = [s[key] for shot, s in zip(shots, scores) if shot.kind in kinds and s.get(key) is not None]
+        values = [
+            s[key] for shot, s in zip(shots, scores, strict=True) if shot.kind in kinds and s.get(key) is not None
+        ]
         return float(np.mean(values)) if values else float("nan")
 
     better = [min(baseline_distances(shot).values()) for shot in shots if shot.has_subject]
-    distances = [s["distance"] for shot, s in zip(shots, scores) if shot.has_subject]
-    cameras = [s["camera"] for shot, s in zip(shots, scores) if shot.kind == "camera" and s["camera"] is not None]
+    distances = [s["distance"] for shot, s in zip(shots, scores, strict=True) if shot.has_subject]
+    cameras = [
+        s["camera"] for shot, s in zip(shots, scores, strict=True) if shot.kind == "camera" and s["camera"] is not None
+    ]
     return {"static": mean("distance", ("object",)), "moving": mean("distance", ("object+camera",)),
             "ratio": float(np.mean(distances) / np.mean(better)) if distances else float("nan"),
             "camera": float(np.mean(cameras)) if cameras else float("nan"),

@@ -111,7 +111,7 @@ def clients(address: str, count: int, seconds: float) -> None:
                         latencies.append(now - st["sent"])
                     refused += kind == "error"
                     st["sent"] = None
-    gaps = [b - a for st in state.values() for a, b in zip(st["beats"], st["beats"][1:]) if a >= warm]
+    gaps = [b - a for st in state.values() for a, b in zip(st["beats"], st["beats"][1:], strict=False) if a >= warm]
     print(json.dumps({"latencies": latencies, "gaps": gaps, "refused": refused}), flush=True)
     context.destroy(0)
 

@@ -26,14 +26,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from speed import source_video  # noqa: E402
+
 import flowmotion  # noqa: E402
+from backend.previews import PreviewSlot  # noqa: E402
+from backend.previews import preview_hook as backend_hook  # noqa: E402
 from flowmotion import FlowMotionConfig, TransferRequest, run_transfer  # noqa: E402
 from flowmotion.cache import TransferCache  # noqa: E402
 from flowmotion.preview import latent_rgb_for, preview_hook  # noqa: E402
-from speed import source_video  # noqa: E402
-
-from backend.previews import PreviewSlot  # noqa: E402
-from backend.previews import preview_hook as backend_hook  # noqa: E402
 
 
 def rows(steps: int, guided: int):

@@ -40,8 +40,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import flowmotion  # noqa: E402
 from flowmotion import FlowMotionConfig  # noqa: E402
 from flowmotion.toy import metrics  # noqa: E402
-from flowmotion.toy.data import (BACKGROUNDS, COLORS, HELD_OUT_PATHS, HELD_OUT_SHAPES, TRAIN_SHAPES,  # noqa: E402
-                                 Clip, make_clip, redraw)
+from flowmotion.toy.data import (  # noqa: E402
+    BACKGROUNDS,
+    COLORS,
+    HELD_OUT_PATHS,
+    HELD_OUT_SHAPES,
+    TRAIN_SHAPES,
+    Clip,
+    make_clip,
+    redraw,
+)
 
 HELD_OUT_SEED = 20261124
 SUBJECT_MODES = ("FlowMotion + subject masks", "subject masks only (no LA, no DA)",

@@ -129,7 +129,11 @@ def table(rows: list[dict]) -> str:
         s = row["stats"]
         cells = [row["mode"], str(s.forward_passes), str(s.transformer_calls), plan_cell(s)]
         cells += [f"{s.phase_seconds.get(phase, 0.0):.2f}" for phase, _ in PHASE_COLUMNS]
-        cells += [f"{s.seconds:.2f}", f"{s.peak_memory_bytes / 2**30:.2f}", f"{s.seconds / plain:.2f}" if plain else "-"]
+        cells += [
+            f"{s.seconds:.2f}",
+            f"{s.peak_memory_bytes / 2**30:.2f}",
+            f"{s.seconds / plain:.2f}" if plain else "-",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -141,13 +145,19 @@ def describe(args) -> str:
     else:
         device = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
         memory = "peak GiB: the process's peak resident memory so far (not per mode)"
-    model = ("Wan2.1-T2V-1.3B architecture, random weights" if args.size == "full"
-             else "embedded model (flowmotion/embedded)")
+    model = (
+        "Wan2.1-T2V-1.3B architecture, random weights"
+        if args.size == "full"
+        else "embedded model (flowmotion/embedded)"
+    )
     import diffusers
 
-    return (f"{datetime.date.today().isoformat()}, {device}, torch {torch.__version__}, diffusers {diffusers.__version__}; {model}; "
-            f"{args.width}x{args.height}, {args.frames} frames, {args.steps} steps ({args.guided_steps} guided); "
-            f"{memory}" + (f"; each row the fastest of {args.repeat} rounds" if args.repeat > 1 else ""))
+    return (
+        f"{datetime.date.today().isoformat()}, {device}, torch {torch.__version__}, "
+        f"diffusers {diffusers.__version__}; {model}; "
+        f"{args.width}x{args.height}, {args.frames} frames, {args.steps} steps ({args.guided_steps} guided); "
+        f"{memory}" + (f"; each row the fastest of {args.repeat} rounds" if args.repeat > 1 else "")
+    )
 
 
 def main() -> None:
@@ -184,7 +194,8 @@ def main() -> None:
     if args.dry_run:
         print(header)
         for name, config, cached, *_ in modes(args.steps, args.guided_steps, args.step_cache, args.modes):
-            again = f", {flowmotion.forward_pass_count(config, source_cached=True)} with the shot cached" if cached else ""
+            cached_passes = flowmotion.forward_pass_count(config, source_cached=True)
+            again = f", {cached_passes} with the shot cached" if cached else ""
             print(f"  {name}: {flowmotion.forward_pass_count(config)} passes{again}")
         return
     rows, notes = measure(args)

@@ -22,9 +22,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from speed import source_video  # noqa: E402
+
 import flowmotion  # noqa: E402
 from flowmotion import FlowMotionConfig  # noqa: E402
-from speed import source_video  # noqa: E402
 
 FAITHFUL_RESULT = dict(skip_identical_source_cfg=True)  # same result as the authors' 180 passes, bit for bit
 
@@ -68,7 +69,7 @@ def measure(args) -> list[tuple[str, str, int, float]]:
         differences: dict[str, list[float]] = {}
         passes: dict[str, int] = {}
         for seed in range(args.seeds):
-            def run(config):
+            def run(config, pipe=pipe, video=video, max_area=max_area, seed=seed):
                 return flowmotion.transfer(pipe, video, "a red ball on grass", config=config, max_area=max_area,
                                            generator=torch.Generator().manual_seed(seed), output_type="latent")
 

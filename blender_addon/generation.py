@@ -17,7 +17,7 @@ from . import playblast
 from .protocol import ProtocolError
 from .protocol.states import JobState
 
-_running: list["Generation"] = []
+_running: list[Generation] = []
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ class Generation:
         masks = [path.read_bytes() for path in blast.masks]
         request = self.request
         fps = scene.render.fps / scene.render.fps_base
-        for job_id, seed in zip(request.job_ids, request.seeds):
+        for job_id, seed in zip(request.job_ids, request.seeds, strict=True):
             self.link.submit(job_id, frames, request.prompt, masks=masks, negative_prompt=request.negative_prompt,
                              seed=seed, shot=scene.name, fps=fps, settings=request.settings)
         self._set(state="sending", subjects=", ".join(blast.subjects), step=0, total=0, message="")

@@ -89,7 +89,7 @@ class FLOWMOTION_OT_generate(bpy.types.Operator):
         names, seeds = new_take_names(shot, count), new_seeds(shot, count)
         job_ids = [f"{sequencer.safe_name(scene.name)[:24]}-{name}-{uuid.uuid4().hex[:8]}" for name in names]
         settings = shot.settings.to_dict()
-        for name, job_id, seed in zip(names, job_ids, seeds):
+        for name, job_id, seed in zip(names, job_ids, seeds, strict=True):
             take = shot.takes.add()
             take.name, take.job_id, take.prompt, take.negative_prompt = name, job_id, shot.prompt, shot.negative_prompt
             take.seed, take.state, take.address = seed, "waiting", link.address

@@ -190,8 +190,11 @@ class Survey:
         if self.first is None:
             self.first = poses
             return
-        self.moved.update(index for index, (start, now) in enumerate(zip(self.first, poses)) if index not in self.moved
-                          and any(abs(a - b) > MOVE_TOLERANCE for a, b in zip(start, now)))
+        self.moved.update(
+            index
+            for index, (start, now) in enumerate(zip(self.first, poses, strict=True))
+            if index not in self.moved and any(abs(a - b) > MOVE_TOLERANCE for a, b in zip(start, now, strict=True))
+        )
 
     def subjects(self, mode: str) -> list:
         wanted = self.seen if mode == "COLLECTION" else self.moved & self.seen
@@ -247,8 +250,8 @@ def render(scene, max_side: int, folder: str | Path | None = None, subjects: str
 
 class PlayblastRender:
     """A playblast rendered one image per `step()`: the first steps find the subjects (a few
-    frames each), every later one renders one frame or mask. Without `folder` the files go to a new temporary folder, which
-    `discard()` removes again."""
+    frames each), every later one renders one frame or mask. Without `folder` the files go to a new
+    temporary folder, which `discard()` removes again."""
 
     def __init__(self, scene, shot: PlayblastPlan, subjects: str = "NONE", collection=None,
                  folder: str | Path | None = None):

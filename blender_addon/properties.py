@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import bpy
 from bpy.app.translations import pgettext_iface
-from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
-                       StringProperty)
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
 
 from .protocol.states import JobState, enum_items
 

@@ -60,7 +60,7 @@ def write_frames(folder: Path, frames: list[bytes], job_id: str) -> tuple[Path, 
         target = folder.with_name(f"{folder.name}-{number}")
     names = [f"frame_{number:04d}.png" for number in range(1, len(frames) + 1)]
     with durable.staged_folder(target) as staging:
-        for name, frame in zip(names, frames):
+        for name, frame in zip(names, frames, strict=True):
             (staging / name).write_bytes(frame)
         (staging / OWNER_FILE).write_text(job_id + "\n")
         # The earlier frames of this job go only once the new ones are whole on disk.

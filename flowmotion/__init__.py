@@ -6,6 +6,7 @@
     out.frames                                             # float32 (frames, height, width, 3) in [0, 1]
 """
 
+from ._version import __version__
 from .config import FlowMotionConfig
 from .errors import FlowMotionError, TransferCancelled
 from .loading import EMBEDDED_MODEL, WAN_MODEL_ID, load_pipeline
@@ -24,6 +25,7 @@ __all__ = [
     "TransferCancelled",
     "TransferRequest",
     "WAN_MODEL_ID",
+    "__version__",
     "forward_pass_count",
     "load_pipeline",
     "run_transfer",

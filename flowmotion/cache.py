@@ -20,7 +20,6 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import durable
-
 from .config import FlowMotionConfig
 
 
@@ -31,7 +30,7 @@ class SourceMotion:
     source_latent: torch.Tensor
     motions: list[torch.Tensor]
 
-    def to(self, device) -> "SourceMotion":
+    def to(self, device) -> SourceMotion:
         return SourceMotion(self.source_latent.to(device), [m.to(device) for m in self.motions])
 
 
@@ -105,11 +104,12 @@ class SourceMotionCache:
     def put(self, key: str, entry: SourceMotion) -> None:
         entry = entry.to("cpu")
         self._remember(key, entry)
-        if self.folder is None:
+        path = self._path(key)
+        if path is None:
             return
         tensors = {"source_latent": entry.source_latent.contiguous()}
         tensors.update({f"motion_{i:03d}": motion.contiguous() for i, motion in enumerate(entry.motions)})
-        with durable.replacing(self._path(key)) as staged:
+        with durable.replacing(path) as staged:
             save_file(tensors, staged)
         self._prune_disk()
 
@@ -123,6 +123,7 @@ class SourceMotionCache:
             self.entries.popitem(last=False)
 
     def _prune_disk(self) -> None:
+        assert self.folder is not None  # only a cache with a folder writes to disk
         files = sorted(self.folder.glob("*.safetensors"), key=lambda p: p.stat().st_mtime)
         for stale in files[: max(0, len(files) - self.on_disk)]:
             stale.unlink(missing_ok=True)

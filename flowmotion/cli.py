@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from typing import Any
 
 from .config import SOURCE_MOTIONS, FlowMotionConfig, field_docs
 from .errors import FlowMotionError
@@ -25,7 +26,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     for field in dataclasses.fields(FlowMotionConfig):
         help_text = f"{docs.get(field.name, '')} (default: {field.default!r})"
         kind = field.type if isinstance(field.type, str) else field.type.__name__
-        common = dict(dest=field.name, default=argparse.SUPPRESS, help=help_text)
+        common: dict[str, Any] = dict(dest=field.name, default=argparse.SUPPRESS, help=help_text)
         if kind.startswith("bool"):
             group.add_argument(_flag(field.name), action=argparse.BooleanOptionalAction, **common)
         elif field.name == "source_motion":

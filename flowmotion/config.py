@@ -6,7 +6,7 @@ import ast
 import dataclasses
 import inspect
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 from .errors import FlowMotionError
 
@@ -126,7 +126,7 @@ class FlowMotionConfig:
             raise FlowMotionError(f"max_sequence_length must be at least 1, got {self.max_sequence_length}")
 
     @classmethod
-    def optimized(cls, **changes) -> "FlowMotionConfig":
+    def optimized(cls, **changes) -> FlowMotionConfig:
         """The paper's method with the speed-ups that keep its result or its measured quality: one source
         pass per guided step (same result), CFG batched where the machine gains from it (equal up to
         rounding; see flowmotion.runtime.plan_runtime), and a guided step's velocity evaluated once for its
@@ -140,14 +140,14 @@ class FlowMotionConfig:
         """Steps that actually run the motion optimisation under this config."""
         return self.guided_steps if self.motion_guidance else 0
 
-    def replace(self, **changes) -> "FlowMotionConfig":
+    def replace(self, **changes) -> FlowMotionConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-@lru_cache(maxsize=None)
+@cache
 def field_docs(cls: type = FlowMotionConfig) -> dict[str, str]:
     """The docstring written under each field of a dataclass, read from its source."""
     try:
@@ -155,8 +155,10 @@ def field_docs(cls: type = FlowMotionConfig) -> dict[str, str]:
     except (OSError, TypeError):
         return {}
     docs: dict[str, str] = {}
+    if not isinstance(tree.body[0], ast.ClassDef):
+        return {}
     body = tree.body[0].body
-    for node, following in zip(body, body[1:]):
+    for node, following in zip(body, body[1:], strict=False):
         if (
             isinstance(node, ast.AnnAssign)
             and isinstance(node.target, ast.Name)

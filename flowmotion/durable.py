@@ -52,7 +52,7 @@ def sync_file(path: str | os.PathLike) -> None:
 
 def sync_tree(folder: str | os.PathLike) -> None:
     """fsync every file and folder under `folder`, the folder itself last."""
-    for parent, folders, files in os.walk(folder, topdown=False):
+    for parent, folders, files in os.walk(os.fspath(folder), topdown=False):
         for name in files:
             sync_file(os.path.join(parent, name))
         for name in folders:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -42,7 +42,7 @@ class LatentRGB:
         return {"name": self.name, "bias": [round(float(x), 6) for x in self.bias], "weights": self.weights.tolist()}
 
     @classmethod
-    def from_json(cls, data: dict) -> "LatentRGB":
+    def from_json(cls, data: dict) -> LatentRGB:
         weights = np.asarray(data["weights"], np.float32)
         bias = np.asarray(data["bias"], np.float32)
         if weights.ndim != 2 or weights.shape[1] != 3 or bias.shape != (3,):

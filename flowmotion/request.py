@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 import torch
 
@@ -43,7 +43,7 @@ class TransferRequest:
     runtime: RuntimeOptions | None = None
     """Overrides the run's plan (text-encoder offload, VAE tiling), which otherwise follows free memory."""
 
-    def replace(self, **changes) -> "TransferRequest":
+    def replace(self, **changes) -> TransferRequest:
         return replace(self, **changes)
 
 

@@ -12,6 +12,8 @@ import torch
 
 MARK = "flowmotion_sage8"
 """The attention backend name the marked processors carry; only the wrapper below understands it."""
+_ROUTING: set = set()
+"""The wrappers this module made: diffusers' dispatch is wrapped once, however many transformers run."""
 
 
 def unavailable(device: torch.device) -> str | None:
@@ -31,7 +33,7 @@ def install(transformer) -> None:
     """Route the self-attention of every block through SageAttention."""
     from diffusers.models.transformers import transformer_wan
 
-    if not getattr(transformer_wan.dispatch_attention_fn, "routes_sage8", False):
+    if transformer_wan.dispatch_attention_fn not in _ROUTING:
         transformer_wan.dispatch_attention_fn = _routing(transformer_wan.dispatch_attention_fn)
     for block in transformer.blocks:
         block.attn1.processor._attention_backend = MARK
@@ -50,5 +52,5 @@ def _routing(dispatch):
         return dispatch(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
                         scale=scale, enable_gqa=enable_gqa, backend=backend, **kwargs)
 
-    dispatch_attention_fn.routes_sage8 = True
+    _ROUTING.add(dispatch_attention_fn)
     return dispatch_attention_fn

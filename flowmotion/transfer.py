@@ -8,8 +8,9 @@ authors' release does, whatever scheduler the pipeline carries; it reaches the m
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,8 +20,8 @@ from . import guidance
 from .cache import PromptCache, SourceMotion, TransferCache, source_key
 from .config import FlowMotionConfig
 from .errors import FlowMotionError, TransferCancelled
-from .progress import PhaseClock, Progress, RunStats
 from .model import VideoModel, model_for
+from .progress import PhaseClock, Progress, RunStats
 from .request import OUTPUT_TYPES, StepHook, StepInfo, TransferRequest
 from .runtime import RuntimeOptions, free_memory_bytes, offload_text_encoder, plan_runtime, run_size
 from .video import ShapePlan, as_frames, plan_shape, resample, to_uint8, to_unit_float
@@ -34,7 +35,7 @@ class FlowMotionOutput:
     PIL images; for 'latent' the final normalised latent (1, channels, frames, height, width).
     """
 
-    frames: object
+    frames: Any
     stats: RunStats
     plan: ShapePlan
 
@@ -144,7 +145,7 @@ class Sampler:
             motions.append(guidance.latent_prediction(noised, sigma, velocity))
         return motions
 
-    def velocity(self, latent, timestep, embeddings):
+    def velocity(self, latent, timestep, embeddings: tuple[torch.Tensor, torch.Tensor]):
         return self.model.guided_velocity(latent, timestep, *embeddings, self.config.guidance_scale,
                                           batched=self.batched)
 
@@ -171,6 +172,7 @@ class Sampler:
                 if reference is not None:
                     velocity = guidance.regularize_velocity(raw_velocity, reference,
                                                             config.velocity_regularization_gamma)
+            assert velocity is not None  # evaluated on the first iteration
             target_motion = guidance.latent_prediction(variable, sigma, velocity)
             loss = guidance.motion_loss(source_motion, target_motion, config.latent_alignment_weight,
                                         difference_weight)

@@ -8,16 +8,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import durable
-
 from .errors import FlowMotionError
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
@@ -140,7 +139,7 @@ def _stack_frames(images: Sequence[np.ndarray], labels: Sequence[str]) -> np.nda
     if not images:
         raise FlowMotionError("the source video has no frames")
     first = images[0]
-    for image, label in zip(images, labels):
+    for image, label in zip(images, labels, strict=True):
         if image.shape != first.shape:
             raise FlowMotionError(
                 f"{label} is {image.shape[1]}x{image.shape[0]} but {labels[0]} is {first.shape[1]}x{first.shape[0]}; "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -40,7 +40,9 @@ class WanModel:
     def __init__(self, pipe, max_sequence_length: int = 512, before_forward: Callable[[], None] | None = None):
         for part in ("transformer", "vae", "text_encoder", "tokenizer", "scheduler"):
             if getattr(pipe, part, None) is None:
-                raise FlowMotionError(f"the pipeline has no {part}; FlowMotion needs a complete Wan text-to-video pipeline")
+                raise FlowMotionError(
+                    f"the pipeline has no {part}; FlowMotion needs a complete Wan text-to-video pipeline"
+                )
         self.pipe = pipe
         self.transformer = pipe.transformer
         self.vae = pipe.vae

@@ -6,12 +6,35 @@ add-on's zip carries a copy made by build_addon.py. docs/protocol.md describes e
 
 from .errors import CODES, ProtocolError
 from .limits import Limits
-from .states import ACTIVE, ENDED, JobState, enum_items
 from .messages import (
-    CLIENT_MESSAGES, PROTOCOL_VERSION, SERVER_MESSAGES, SUPPORTED_VERSIONS, Accepted, Cancel, Error, Fetch,
-    Heartbeat, Hello, JobList, JobStatus, ListJobs, Message, Ping, Preview, Progress, Reply, Request, Result,
-    StatusRequest, Submit, Welcome, decode, decode_versioned, encode,
+    CLIENT_MESSAGES,
+    PROTOCOL_VERSION,
+    SERVER_MESSAGES,
+    SUPPORTED_VERSIONS,
+    Accepted,
+    Cancel,
+    Error,
+    Fetch,
+    Heartbeat,
+    Hello,
+    JobList,
+    JobStatus,
+    ListJobs,
+    Message,
+    Ping,
+    Preview,
+    Progress,
+    Reply,
+    Request,
+    Result,
+    StatusRequest,
+    Submit,
+    Welcome,
+    decode,
+    decode_versioned,
+    encode,
 )
+from .states import ACTIVE, ENDED, JobState, enum_items
 
 __all__ = [
     "ACTIVE", "CLIENT_MESSAGES", "ENDED", "JobState", "enum_items",

@@ -14,18 +14,35 @@ from __future__ import annotations
 import itertools
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from typing import Callable, Iterable
 
 import zmq
 
 from .errors import BAD_MESSAGE, JOB_CONFLICT, UNKNOWN_JOB, UNREACHABLE, UNREAD_LIMIT, VERSION_MISMATCH, ProtocolError
 from .limits import Limits
-from .states import JobState
 from .messages import (
-    PROTOCOL_VERSION, SERVER_MESSAGES, SUPPORTED_VERSIONS, Cancel, Error, Fetch, Heartbeat, Hello, JobStatus, ListJobs,
-    Message, Ping, Request, Result, StatusRequest, Submit, Welcome, decode, encode,
+    PROTOCOL_VERSION,
+    SERVER_MESSAGES,
+    SUPPORTED_VERSIONS,
+    Cancel,
+    Error,
+    Fetch,
+    Heartbeat,
+    Hello,
+    JobStatus,
+    ListJobs,
+    Message,
+    Ping,
+    Request,
+    Result,
+    StatusRequest,
+    Submit,
+    Welcome,
+    decode,
+    encode,
 )
+from .states import JobState
 
 HEARTBEAT_TIMEOUT = 4.0
 """Seconds without any message after which the backend counts as gone (it sends one a second)."""
@@ -84,7 +101,7 @@ class BackendClient:
         self.refetch: dict[str, tuple[float, int]] = {}
         """Jobs whose fetch was refused with `unread_limit`: when to ask again, and how often it was."""
 
-    def connect(self) -> "BackendClient":
+    def connect(self) -> BackendClient:
         """Open the socket and say hello; returns at once (ZeroMQ connects in the background)."""
         self.close()
         socket = self.context.socket(zmq.DEALER)
@@ -117,7 +134,7 @@ class BackendClient:
         speaks; returns the request id."""
         self.last_hello = time.monotonic()
         self.version, self.hello_version = None, version or PROTOCOL_VERSION
-        return self.send(Hello(client=self.name, versions=list(SUPPORTED_VERSIONS), previews=self.previews))
+        return self._ask(Hello(client=self.name, versions=list(SUPPORTED_VERSIONS), previews=self.previews))
 
     def close(self) -> None:
         if self.socket is not None:
@@ -160,30 +177,37 @@ class BackendClient:
             self._send_now(message, list(frames), self.version or self.hello_version)
         return getattr(message, "request_id", None)
 
+    def _ask(self, request: Request, frames: Iterable[bytes] = ()) -> str:
+        """Send a request; its id, which every request gets."""
+        request_id = self.send(request, frames)
+        assert request_id is not None
+        return request_id
+
     def _send_now(self, message: Message, frames: list[bytes], version: int) -> None:
+        assert self.socket is not None  # send() checks, and a welcome only comes to a connected client
         try:
             self.socket.send_multipart(encode(message, frames, version), flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
             raise ProtocolError(UNREACHABLE, f"the backend at {self.address} is not accepting messages") from None
         self.last_sent = time.monotonic()
 
-    def submit(self, job_id: str, frames: list[bytes], prompt: str, masks: list[bytes] = (), **fields) -> str:
+    def submit(self, job_id: str, frames: list[bytes], prompt: str, masks: Sequence[bytes] = (), **fields) -> str:
         """Send a job: PNG bytes per frame, the prompt, optionally a subject mask PNG per frame, and
         Submit's other fields by name. Returns the request id."""
-        return self.send(Submit(job_id=job_id, prompt=prompt, frame_count=len(frames), mask_count=len(masks),
+        return self._ask(Submit(job_id=job_id, prompt=prompt, frame_count=len(frames), mask_count=len(masks),
                                 **fields), [*frames, *masks])
 
     def cancel(self, job_id: str) -> str:
-        return self.send(Cancel(job_id=job_id))
+        return self._ask(Cancel(job_id=job_id))
 
     def status(self, job_id: str) -> str:
-        return self.send(StatusRequest(job_id=job_id))
+        return self._ask(StatusRequest(job_id=job_id))
 
     def fetch(self, job_id: str) -> str:
-        return self.send(Fetch(job_id=job_id))
+        return self._ask(Fetch(job_id=job_id))
 
     def list_jobs(self) -> str:
-        return self.send(ListJobs())
+        return self._ask(ListJobs())
 
     def poll(self) -> list[tuple[Message, list[bytes]]]:
         """Every message that has arrived, decoded; never blocks. A message that cannot be decoded
@@ -259,8 +283,9 @@ class BackendClient:
         ended = (isinstance(message, Result)
                  or (isinstance(message, JobStatus) and message.state in (JobState.FAILED, JobState.CANCELLED))
                  or (isinstance(message, Error) and message.code in (UNKNOWN_JOB, JOB_CONFLICT)))
-        if ended and message.job_id:
-            self.following.discard(message.job_id)
+        job_id = getattr(message, "job_id", None)
+        if ended and job_id:
+            self.following.discard(job_id)
 
     def _heartbeat(self, beat: Heartbeat) -> None:
         self.queue_length = beat.queue_length
@@ -305,7 +330,7 @@ class BackendClient:
                     raise self._never_answered(timeout)
                 raise ProtocolError(UNREACHABLE, f"no answer from the backend at {self.address} within {timeout:g} s")
             self.check_reachable()
-            poller.poll(min(remaining, 0.2) * 1000)
+            poller.poll(int(min(remaining, 0.2) * 1000))
 
 
 def _key(value: str | bytes) -> bytes:

@@ -30,7 +30,7 @@ def check_frames(frames: list[bytes]) -> tuple[int, int]:
     is not a PNG or differs in size from frame 1."""
     if not frames:
         raise ProtocolError(BAD_FRAMES, "a job needs at least one frame", "frames")
-    first = None
+    first: tuple[int, int] | None = None
     for number, frame in enumerate(frames, start=1):
         size = png_size(frame)
         if size is None:
@@ -40,4 +40,5 @@ def check_frames(frames: list[bytes]) -> tuple[int, int]:
         elif size != first:
             raise ProtocolError(BAD_FRAMES, f"frame {number} is {size[0]}x{size[1]} but frame 1 is "
                                             f"{first[0]}x{first[1]}: every frame must have the same size", "frames")
+    assert first is not None  # there is at least one frame
     return first

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -158,7 +159,7 @@ class Message:
     @property
     def part_count(self) -> int:
         """Parts that follow the header."""
-        return self.frame_count if self.CARRIES_FRAMES else 0
+        return getattr(self, "frame_count", 0) if self.CARRIES_FRAMES else 0
 
     def check_parts(self, parts: list[bytes]) -> None:
         """Refuse parts that do not match what the header announces."""
@@ -167,12 +168,12 @@ class Message:
                 raise ProtocolError(BAD_MESSAGE, f"a {self.TYPE} message carries no frames but {len(parts)} parts "
                                                  "follow")
             return
-        masks = getattr(self, "mask_count", 0)
-        if masks not in (0, self.frame_count):
+        count, masks = getattr(self, "frame_count", 0), getattr(self, "mask_count", 0)
+        if masks not in (0, count):
             raise ProtocolError(BAD_FIELD, f"field 'mask_count' is {masks}; a job has no subject masks or one per "
-                                           f"frame ({self.frame_count})", "mask_count")
+                                           f"frame ({count})", "mask_count")
         if len(parts) != self.part_count:
-            announced = f"{self.frame_count} frames" + (f" and {masks} masks" if masks else "")
+            announced = f"{count} frames" + (f" and {masks} masks" if masks else "")
             raise ProtocolError(BAD_MESSAGE, f"the header announces {announced} but {len(parts)} follow",
                                 "frame_count")
 
@@ -466,7 +467,8 @@ def _check_kind(name: str, value, annotation: str) -> None:
         raise ProtocolError(BAD_FIELD, f"field '{name}' must be {_KIND_NAMES[kind]}", name)
 
 
-def decode(parts: list[bytes], table: dict[str, type], limits: Limits | None = None) -> tuple[Message, list[bytes]]:
+def decode(parts: list[bytes], table: Mapping[str, type[Message]],
+           limits: Limits | None = None) -> tuple[Message, list[bytes]]:
     """Parse and validate a multipart message against `table` (CLIENT_MESSAGES or SERVER_MESSAGES).
 
     Returns the message and its frames. Anything wrong raises ProtocolError naming the field.
@@ -490,7 +492,7 @@ def _version_of(header: dict, kind: str) -> tuple[int, bool]:
     )
 
 
-def decode_versioned(parts: list[bytes], table: dict[str, type],
+def decode_versioned(parts: list[bytes], table: Mapping[str, type[Message]],
                      limits: Limits | None = None) -> tuple[Message, list[bytes], int]:
     """`decode`, also returning the protocol version the message was read by (answer it in that one)."""
     limits = limits or Limits()
@@ -518,7 +520,7 @@ def decode_versioned(parts: list[bytes], table: dict[str, type],
             if spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING:
                 raise ProtocolError(BAD_FIELD, f"field '{name}' is missing from a {kind} message", name)
             continue
-        _check_kind(name, header[name], spec.type)
+        _check_kind(name, header[name], str(spec.type))  # text: this module postpones its annotations
         validate = spec.metadata.get("check")
         if validate is not None and header[name] is not None:
             try:

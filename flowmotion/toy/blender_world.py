@@ -188,7 +188,7 @@ def camera_path(move: str | None, rng: np.random.Generator, frames: int, distanc
 def _set_pieces(rng: np.random.Generator, avoid: np.ndarray, camera_distance: float) -> list[Piece]:
     """A few static primitives and compounds around the set, none standing on the hero's ground
     positions (`avoid`, (n, 2))."""
-    pieces = []
+    pieces: list[Piece] = []
     while len(pieces) < rng.integers(3, 6):
         x, y = rng.uniform(-6.0, 6.0), rng.uniform(-1.0, 10.0)
         if np.min(np.hypot(avoid[:, 0] - x, avoid[:, 1] - y)) < 2.0:
@@ -201,7 +201,7 @@ def _set_pieces(rng: np.random.Generator, avoid: np.ndarray, camera_distance: fl
 def _rocks(rng: np.random.Generator, avoid: np.ndarray, camera_distance: float) -> list[Piece]:
     """Small stones strewn over the ground the camera sees, near and far: a blockout's ground
     plane has no texture, and without them a camera move would show nothing moving below the set."""
-    rocks = []
+    rocks: list[Piece] = []
     while len(rocks) < rng.integers(14, 23):
         y = rng.uniform(4.0 - camera_distance, 10.0)
         x = rng.uniform(-1.4, 1.4) * _ground_half_width(camera_distance + y)
@@ -432,8 +432,8 @@ def render_shot(spec: ShotSpec, width: int, height: int) -> Shot:
     if width < 8 or height < 8:
         raise BlenderWorldError(f"frames of {width}x{height} are too small; use at least 8x8")
     scene, hero, pieces, ground = build_scene(spec, width, height)
-    with tempfile.TemporaryDirectory(prefix="flowmotion-world-") as folder:
-        folder = Path(folder)
+    with tempfile.TemporaryDirectory(prefix="flowmotion-world-") as temporary:
+        folder = Path(temporary)
         looks = {}
         for look in LOOKS:
             set_look(scene, look, spec, hero, pieces, ground)

@@ -151,11 +151,11 @@ def make_clip(rng: np.random.Generator, *, shapes=TRAIN_SHAPES, paths=TRAIN_PATH
     scale = min(width, height) / SIZE
     track = path(str(rng.choice(paths)), rng, frames, width, height)
     pan = float(rng.choice([0.0, 0.0, rng.uniform(-10, 10)])) * scale
-    frames = background_frames(background, rng, pan, frames, width, height)
+    video = background_frames(background, rng, pan, frames, width, height)
     radius = rng.uniform(4.0, 6.5) * scale
     fill = np.array(PLAYBLAST_GREY if background == "playblast" else COLORS[color], np.float32)
-    masks = draw_object(frames, track, shape, radius, fill, shaded=background == "playblast")
-    return Clip(np.clip(frames, 0, 255).astype(np.uint8), caption_for(color, shape, background), track, color,
+    masks = draw_object(video, track, shape, radius, fill, shaded=background == "playblast")
+    return Clip(np.clip(video, 0, 255).astype(np.uint8), caption_for(color, shape, background), track, color,
                 shape, background, masks)
 
 

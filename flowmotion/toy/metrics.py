@@ -60,9 +60,9 @@ def centroid(mask: np.ndarray) -> np.ndarray | None:
 def track_errors(frames: np.ndarray, color: str, track: np.ndarray) -> np.ndarray:
     """Per-frame distance (pixels) between the object of `color` and the source track."""
     frames = as_uint8(frames)
-    worst = np.hypot(*frames.shape[1:3]) / 2
+    worst = float(np.hypot(frames.shape[1], frames.shape[2])) / 2
     errors = []
-    for frame, expected in zip(frames, track):
+    for frame, expected in zip(frames, track, strict=False):
         found = centroid(color_mask(frame, color))
         errors.append(worst if found is None else float(np.linalg.norm(found - expected)))
     return np.array(errors)
@@ -78,9 +78,8 @@ def read_take(frames: np.ndarray) -> Reading:
     """What the take shows: its object's colour and shape, and its background."""
     frames = as_uint8(frames)
     counts = {color: sum(int(color_mask(f, color).sum()) for f in frames) for color in COLORS}
-    color = max(counts, key=counts.get)
-    if counts[color] < MIN_OBJECT_PIXELS * len(frames) // 2:
-        color = None
+    most_seen = max(counts, key=lambda name: counts[name])
+    color = most_seen if counts[most_seen] >= MIN_OBJECT_PIXELS * len(frames) // 2 else None
     object_pixels = np.zeros(frames.shape[:3], bool) if color is None else np.stack(
         [color_mask(f, color) for f in frames])
     rest = frames[~object_pixels].astype(np.float32)
@@ -128,9 +127,9 @@ def silhouette_following(frames: np.ndarray, masks: np.ndarray, tolerance: float
     centre, mean distance in pixels). `masks`: (frames, height, width), true or non-zero where the
     subjects are; frames without a subject are left out, a take frame without a standout counts as
     the frame's half-diagonal."""
-    worst = np.hypot(*frames.shape[1:3]) / 2
-    distances = []
-    for frame, mask in zip(frames, masks):
+    worst = float(np.hypot(frames.shape[1], frames.shape[2])) / 2
+    distances: list[float] = []
+    for frame, mask in zip(frames, masks, strict=False):
         expected = centroid(np.asarray(mask) > 0)
         if expected is None:
             continue
@@ -138,8 +137,8 @@ def silhouette_following(frames: np.ndarray, masks: np.ndarray, tolerance: float
         distances.append(worst if found is None else float(np.linalg.norm(found - expected)))
     if not distances:
         raise ValueError("the masks show no subject in any frame")
-    distances = np.array(distances)
-    return float((distances <= tolerance).mean()), float(distances.mean())
+    found_distances = np.array(distances)
+    return float((found_distances <= tolerance).mean()), float(found_distances.mean())
 
 
 MOTION_TILES = (2, 2)
@@ -179,7 +178,7 @@ def global_motion(frames: np.ndarray) -> np.ndarray:
     rows, columns = MOTION_TILES
     height, width = grey.shape[1] // rows, grey.shape[2] // columns
     fields = []
-    for before, after in zip(grey[:-1], grey[1:]):
+    for before, after in zip(grey[:-1], grey[1:], strict=True):
         fields.append([phase_shift(before[r * height:(r + 1) * height, c * width:(c + 1) * width],
                                    after[r * height:(r + 1) * height, c * width:(c + 1) * width])
                        for r in range(rows) for c in range(columns)])
@@ -192,7 +191,7 @@ def camera_agreement(take: np.ndarray, source: np.ndarray) -> float | None:
     take_fields = global_motion(take).reshape(len(take) - 1, -1)
     source_fields = global_motion(source).reshape(len(source) - 1, -1)
     agreed = []
-    for seen, expected in zip(take_fields, source_fields):
+    for seen, expected in zip(take_fields, source_fields, strict=False):
         size = np.sqrt(np.mean(expected**2) * 2)
         if size < MIN_CAMERA_SHIFT:
             continue
@@ -248,10 +247,10 @@ def subject_following(take: np.ndarray, masks: np.ndarray, color: str | None = N
     if color is not None:
         distances = track_errors(take[frames], color, track)
     else:
-        worst = np.hypot(*take.shape[1:3]) / 2
+        worst = float(np.hypot(take.shape[1], take.shape[2])) / 2
         found = [standout_centroid(frame) for frame in take[frames]]
         distances = np.array([worst if point is None else float(np.linalg.norm(point - expected))
-                              for point, expected in zip(found, track)])
+                              for point, expected in zip(found, track, strict=True)])
     baselines = parked_baselines(track, take.shape[2], take.shape[1])
     return SubjectFollowing(float(distances.mean()), baselines["mean position"], baselines["frame centre"],
                             distances)

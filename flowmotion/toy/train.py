@@ -350,7 +350,8 @@ def encode_bank(vae, bank: ClipBank, batch: int = 32) -> torch.Tensor:
     looks = torch.tensor([[False, False], [True, False], [False, True], [True, True]], device=bank.frames.device)
     for first in range(0, len(bank.captions), batch):
         clips = slice(first, first + batch)
-        video, mask, track = (held[clips].repeat_interleave(4, dim=0) for held in (bank.frames, bank.masks, bank.tracks))
+        held = (bank.frames, bank.masks, bank.tracks)
+        video, mask, track = (tensor[clips].repeat_interleave(4, dim=0) for tensor in held)
         flip, reverse = looks.repeat(len(video) // 4, 1).unbind(1)
         video, _, _ = augmented(video, mask, track, flip, reverse)
         latents.append(vae.encode(to_video(video)).latent_dist.mean)

@@ -1,32 +1,34 @@
 """Staying connected: heartbeats for every polling client, and a backend restart under a live client."""
 
-import time
 
 from backend import server as server_module
 from protocol import Heartbeat, JobStatus, Welcome
 from protocol.states import JobState
+from tests.waiting import wait_until
 
 from .conftest import FAST, LONG, TIMEOUT, Backend, playblast, welcomed
 
 
-def poll_for(client, seconds: float) -> list:
-    received, deadline = [], time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        received += [message for message, _ in client.poll()]
-        time.sleep(0.05)
-    return received
+def counting_heartbeats(client) -> list[Heartbeat]:
+    """The heartbeats `client` takes in from now on (the client keeps them to itself)."""
+    beats: list[Heartbeat] = []
+    original = client._heartbeat
+    client._heartbeat = lambda beat: (beats.append(beat), original(beat))
+    return beats
 
 
 def test_a_polling_client_is_never_forgotten_and_a_silent_one_is(backend, monkeypatch):
     monkeypatch.setattr(server_module, "CLIENT_FORGOTTEN_AFTER", 1.5)
     polling, silent = backend.client(), backend.client()
     welcomed(polling), welcomed(silent)
-    deadline = time.monotonic() + 4
-    while time.monotonic() < deadline:
-        polling.poll()
-        time.sleep(0.05)
-    assert polling.alive and time.monotonic() - polling.last_seen < 1.5
-    assert len(backend.server.clients) == 1
+    beats = counting_heartbeats(polling)
+    wait_until(lambda: polling.poll() == [] and len(backend.server.clients) == 1, TIMEOUT,
+               "the silent client to be forgotten")
+    # Beats come every second: three more span a whole forgetting period, and the polling client
+    # is still on the list.
+    after = len(beats)
+    wait_until(lambda: polling.poll() == [] and len(beats) >= after + 3, TIMEOUT, "three more heartbeats")
+    assert polling.alive and len(backend.server.clients) == 1
 
 
 def test_a_restart_under_a_live_client_is_noticed_and_its_jobs_followed_again(pipe, tmp_path):
@@ -51,18 +53,11 @@ def test_a_restart_under_a_live_client_is_noticed_and_its_jobs_followed_again(pi
         live.stop()
 
 
-def eventually(condition, timeout: float = 2.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return condition()
-
-
 def test_news_of_an_ended_job_is_not_kept_for_its_watchers(backend):
     client = backend.client()
     client.submit("quick", playblast(), "a ball", settings=FAST)
     client.wait(lambda m: isinstance(m, JobStatus) and m.state == JobState.DONE, TIMEOUT)
-    assert eventually(lambda: "quick" not in backend.server.watchers)
+    wait_until(lambda: "quick" not in backend.server.watchers, TIMEOUT, "the ended job's watchers to be dropped")
     client.status("quick")
     client.wait(lambda m: isinstance(m, JobStatus), TIMEOUT)
     assert "quick" not in backend.server.watchers
@@ -73,10 +68,8 @@ def test_heartbeats_name_the_running_job_and_the_queue(backend):
     welcomed(client)
     client.submit("long", playblast(), "slow", settings=LONG)
     client.wait(lambda m: isinstance(m, JobStatus) and m.state == JobState.RUNNING, TIMEOUT)
-    beats = []
-    original = client._heartbeat
-    client._heartbeat = lambda beat: (beats.append(beat), original(beat))
-    poll_for(client, 1.5)
-    assert beats and all(isinstance(b, Heartbeat) for b in beats)
+    beats = counting_heartbeats(client)
+    wait_until(lambda: client.poll() is not None and beats, TIMEOUT, "a heartbeat")
+    assert all(isinstance(b, Heartbeat) for b in beats)
     assert beats[-1].running == "long" and beats[-1].queue_length == 1 and client.queue_length == 1
     client.cancel("long")

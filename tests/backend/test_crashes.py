@@ -89,7 +89,8 @@ def test_a_kill_at_any_point_of_a_done_ending_leaves_the_job_queued_or_done(tmp_
 
     store = JobStore(tmp_path)
     job = store.get("j")
-    if point in ENDING_POINTS[ENDING_POINTS.index("result in place"):]:  # the result was in place: the restart finishes the job from it
+    # The result was in place: the restart finishes the job from it.
+    if point in ENDING_POINTS[ENDING_POINTS.index("result in place"):]:
         assert job.state == JobState.DONE and on_disk(tmp_path, "j")["state"] == JobState.DONE
         assert job.stats == {"seconds": 1.0} and job.attempts == 1
     else:  # nothing was committed: the job runs again, as its second attempt

@@ -3,7 +3,7 @@
 import msgpack
 import zmq
 
-from protocol import Accepted, Error, JobStatus, Progress, Welcome
+from protocol import Accepted, Error, JobStatus, Progress
 from protocol import errors as codes
 from protocol.messages import PROTOCOL_VERSION
 

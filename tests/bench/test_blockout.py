@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("bpy", reason="the benchmark's shots are rendered with the bpy package")
+pytestmark = pytest.mark.blender
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 import blockout  # noqa: E402

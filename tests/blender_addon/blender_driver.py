@@ -322,7 +322,8 @@ def secured(options: dict) -> dict:
     report["refused_error"] = session.last_error()
     public = secret.with_name(secret.name.replace(".key_secret", ".key"))
     (Path(options["allowed"]) / "blender-artist.key").write_bytes(public.read_bytes())
-    time.sleep(options["allow_list_every"] + 0.5)  # the backend re-reads its allow-list this often
+    # The backend re-reads its allow list every few seconds: go on once it lets the key in.
+    report["admitted"] = admitted(options["address"], options["server_key"], secret, 30)
     # No Connect pressed: Generate itself tries again on the connection that was refused.
     report["generate"] = sorted(bpy.ops.flowmotion.generate())
     take = scene.flowmotion.takes[-1]
@@ -333,6 +334,35 @@ def secured(options: dict) -> dict:
     return report
 
 
+def admitted(address: str, server_key: str, secret_file: Path, timeout: float) -> bool:
+    """Whether the backend lets this key pair in within `timeout` seconds, asked by a probe
+    connection of its own: a fresh one each try, since ZeroMQ does not try a refused one again."""
+    import zmq
+    import zmq.auth
+    from zmq.utils.monitor import recv_monitor_message
+
+    public, secret = zmq.auth.load_certificate(secret_file)
+    ended = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+             | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        probe = zmq.Context.instance().socket(zmq.DEALER)
+        probe.setsockopt(zmq.LINGER, 0)
+        probe.curve_serverkey, probe.curve_publickey, probe.curve_secretkey = server_key.encode(), public, secret
+        monitor = probe.get_monitor_socket(ended)  # watched from before it connects
+        probe.connect(address)
+        try:
+            if monitor.poll(int(max(0.0, deadline - time.monotonic()) * 1000) + 1):
+                if recv_monitor_message(monitor)["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                    return True
+        finally:
+            probe.disable_monitor()
+            monitor.close(0)
+            probe.close(0)
+        time.sleep(0.05)  # the poll interval between two tries, not a wait for anything
+    return False
+
+
 def version_mismatch(options: dict) -> dict:
     """An add-on that speaks another protocol version is told so, and says so in the panel."""
     report, scene = shot_ready(options)
@@ -340,9 +370,11 @@ def version_mismatch(options: dict) -> dict:
     speaking.PROTOCOL_VERSION, speaking.SUPPORTED_VERSIONS = 999, (999,)
     report["generate"] = sorted(bpy.ops.flowmotion.generate())
     take = scene.flowmotion.takes[-1]
-    session = addon().session
     report["seconds"] = drive(lambda: bool(take.message), options["timeout"] + 10)
-    drive(lambda: False, options["timeout"] + 0.5)  # past the connect timeout: the reason must stay
+    client = addon().session.current()
+    if client is not None:  # past the connect timeout by the client's own clock, the reason must stay
+        drive(lambda: time.monotonic() - client.connected_at > client.connect_timeout, options["timeout"] + 10)
+        drive(lambda: True, 1.0)  # one more tick, the first past the timeout
     report.update(take_report(scene))
     return report
 
@@ -473,9 +505,14 @@ def subjects(options: dict) -> dict:
     ticks = []
     moving = module.render(scene, 832, subjects="MOVING", on_frame=lambda done, total: ticks.append([done, total]))
     report["ticks"] = ticks
-    report["moving"] = {"subjects": moving.subjects, "frames": len(moving.frames), "masks": [p.name for p in moving.masks],
-                        "centres": alpha_centres(moving.masks), "ground_hidden": ground.hide_render,
-                        "settings_kept": full_render_settings(scene) == before}
+    report["moving"] = {
+        "subjects": moving.subjects,
+        "frames": len(moving.frames),
+        "masks": [p.name for p in moving.masks],
+        "centres": alpha_centres(moving.masks),
+        "ground_hidden": ground.hide_render,
+        "settings_kept": full_render_settings(scene) == before,
+    }
     scene.frame_set(4)
     ground.select_set(True)
     report["select"] = {"result": sorted(bpy.ops.flowmotion.select_subjects()), "frame": scene.frame_current,
@@ -628,8 +665,12 @@ def rendering(options: dict) -> dict:
     report["steps"] = steps
     report["between_images"] = full_render_settings(scene) == before
     report["cancel"] = sorted(bpy.ops.flowmotion.cancel())
-    drive(lambda: False, 1.0)
-    report["playblast_folders"] = [str(p) for p in Path(os.environ["TMPDIR"]).glob("flowmotion-playblast-*")]
+
+    def playblast_folders() -> list[str]:
+        return [str(p) for p in Path(os.environ["TMPDIR"]).glob("flowmotion-playblast-*")]
+
+    drive(lambda: take.state == "cancelled" and not playblast_folders(), 10)
+    report["playblast_folders"] = playblast_folders()
     report.update(take_report(scene))
     return report
 
@@ -851,7 +892,8 @@ def take_states(options: dict) -> dict:
             "items": [item.identifier for item in takes[0].bl_rna.properties["state"].enum_items]}
 
 
-SCENARIOS = {"take_states": take_states, "install": install_both, "subjects": subjects, "generate": generate, "reattach": reattach,
+SCENARIOS = {"take_states": take_states, "install": install_both, "subjects": subjects, "generate": generate,
+             "reattach": reattach,
              "problems": problems, "playblast": playblast, "takes": takes, "secured": secured,
              "version_mismatch": version_mismatch, "panels": panels, "regenerate": regenerate,
              "two_files": two_files, "frame_ranges": frame_ranges, "preflight": preflight, "rendering": rendering,

@@ -56,7 +56,7 @@ def test_a_take_covers_its_shot_frame_for_frame(addon_zips, live_backend, tmp_pa
     report = run_blender("frame_ranges", {"zip": str(addon_zips["py311"]), "address": live_backend.address,
                                           "ranges": ranges}, tmp_path, timeout=400)
     strips = {s["name"]: s for s in report["strips"]}
-    for (first, last), take in zip(ranges, report["takes"]):
+    for (first, last), take in zip(ranges, report["takes"], strict=True):
         count = last - first + 1
         assert take["state"] == "imported" and take["frame_count"] == count, take
         strip = strips[take["name"]]
@@ -119,7 +119,7 @@ def test_one_generate_gives_variations_on_free_channels(addon_zips, live_backend
     assert sorted((s["start"], s["channel"], s["elements"]) for s in report["strips"]) == [(1, 1, 9), (1, 2, 9),
                                                                                            (1, 3, 9)]
     jobs = [live_backend.server.store.get(t["job_id"]) for t in takes]
-    assert len({bytes().join(live_backend.server.store.source_frames(job.job_id)) for job in jobs}) == 1
+    assert len({b"".join(live_backend.server.store.source_frames(job.job_id)) for job in jobs}) == 1
 
 
 def test_ten_generates_in_a_row_give_ten_distinct_takes(addon_zips, live_backend, tmp_path):

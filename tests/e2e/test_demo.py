@@ -8,6 +8,10 @@ import sys
 from pathlib import Path
 
 import imageio.v3 as iio
+import pytest
+
+# The demo runs real Blender and the embedded model end to end: minutes, not seconds.
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 WIDTH, HEIGHT = 320, 192

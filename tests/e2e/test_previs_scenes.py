@@ -9,6 +9,9 @@ import pytest
 
 from .conftest import BackendProcess, run_blender
 
+# Real Blender and a backend process: minutes, not seconds.
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+
 
 @pytest.fixture(scope="module")
 def backend(tiny_model, tmp_path_factory):

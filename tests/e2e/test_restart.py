@@ -5,6 +5,9 @@ import pytest
 
 from .conftest import BackendProcess, run_blender
 
+# Real Blender and a backend process: minutes, not seconds.
+pytestmark = [pytest.mark.blender, pytest.mark.slow]
+
 
 @pytest.fixture
 def backend(tiny_model, tmp_path):

@@ -12,6 +12,7 @@ from flowmotion import durable
 from flowmotion.toy import blender_world, metrics
 
 pytest.importorskip("bpy", reason="the Blender world renders with the bpy package")
+pytestmark = pytest.mark.blender
 
 WIDTH, HEIGHT, FRAMES = 64, 40, 5
 OBJECT_SEED, CAMERA_SEED = 0, 2  # seeds whose kinds are "object" and "camera"
@@ -42,7 +43,7 @@ def test_the_subject_mask_follows_the_recorded_track(object_shot):
     assert shot.spec.kind == "object" and shot.mask.any(axis=(1, 2)).all()
     travelled = np.linalg.norm(shot.track[-1] - shot.track[0])
     assert travelled > WIDTH / 4, "the subject should cross a good part of the frame"
-    for mask, expected in zip(shot.mask, shot.track):
+    for mask, expected in zip(shot.mask, shot.track, strict=True):
         found = metrics.centroid(mask)
         assert found is not None and np.linalg.norm(found - expected) < WIDTH * 0.06
 

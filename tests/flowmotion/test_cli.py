@@ -98,6 +98,7 @@ def test_mismatched_frames_fail_cleanly(tmp_path, capsys):
     assert "frame 4 (frame_0004.png) is 32x16 but frame 1 (frame_0001.png) is 32x32" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_subject_mask_folder_steers_the_take_and_a_mismatched_one_is_refused(source_folder, tmp_path, capsys):
     mask = np.zeros((10, 30, 40, 3), np.uint8)
     mask[:, 10:22, 4:16] = 255
@@ -131,5 +132,7 @@ def test_optimized_keeps_its_own_defaults_unless_a_flag_says_otherwise():
     parse = build_parser().parse_args
     base = ["transfer", "src", "--prompt", "p", "--out", "o", "--optimized"]
     assert config_from_arguments(parse(base)) == FlowMotionConfig.optimized()
-    assert not config_from_arguments(parse(base + ["--no-reuse-velocity-across-iterations"])).reuse_velocity_across_iterations
+    assert not config_from_arguments(
+        parse(base + ["--no-reuse-velocity-across-iterations"])
+    ).reuse_velocity_across_iterations
     assert config_from_arguments(parse(base + ["--batch-guidance"])).batch_guidance is True

@@ -10,6 +10,7 @@ from .helpers import moving_square, seeded
 FAST = FlowMotionConfig(num_inference_steps=4, guided_steps=2, optimization_steps=1)
 
 
+@pytest.mark.slow
 def test_local_folder_loads_through_from_pretrained(tiny_pipe, tmp_path):
     tiny_pipe.save_pretrained(tmp_path / "wan-tiny")
     loaded = load_pipeline(str(tmp_path / "wan-tiny"), device="cpu")
@@ -42,7 +43,7 @@ def test_the_embedded_model_ships_in_the_package_and_loads_like_a_real_one():
     assert {type(pipe.transformer).__name__, type(pipe.vae).__name__, type(pipe.text_encoder).__name__} == {
         "WanTransformer3DModel", "AutoencoderKLWan", "UMT5EncoderModel"}
     again = load_pipeline("embedded", device="cpu")
-    for a, b in zip(pipe.transformer.parameters(), again.transformer.parameters()):
+    for a, b in zip(pipe.transformer.parameters(), again.transformer.parameters(), strict=True):
         assert torch.equal(a, b)
 
 
@@ -104,6 +105,7 @@ def test_a_missing_embedded_model_says_how_to_get_it_back(tmp_path, monkeypatch)
         load_pipeline("embedded", device="cpu")
 
 
+@pytest.mark.slow
 def test_the_embedded_model_plans_whole_vae_chunks_for_its_halved_time():
     from flowmotion.wan import WanModel
 
@@ -117,6 +119,7 @@ def test_the_embedded_model_plans_whole_vae_chunks_for_its_halved_time():
         assert out.frames.shape == (frames, 32, 32, 3) and out.plan.model_frames in (9, 13, 17)
 
 
+@pytest.mark.slow
 def test_the_embedded_vae_keeps_moving_objects_moving():
     from flowmotion.toy.data import make_clip
     from flowmotion.toy.metrics import track_errors

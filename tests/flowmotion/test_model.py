@@ -108,7 +108,7 @@ def test_a_unipc_run_is_euler_on_those_sigmas(tiny_pipe):
         sigmas = [t / 1000 for t in timesteps.tolist()] + [0.0]
         latent = noise.clone()
         for i, t in enumerate(timesteps):
-            def velocity(embedding):
+            def velocity(embedding, latent=latent, t=t):
                 return tiny_pipe.transformer(hidden_states=latent, timestep=t.expand(1),
                                              encoder_hidden_states=embedding, return_dict=False)[0]
             v_cond, v_uncond = velocity(cond), velocity(uncond)

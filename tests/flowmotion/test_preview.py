@@ -39,6 +39,7 @@ def test_preview_frames_are_small_uint8_frames_per_latent_frame():
         preview_frames(torch.randn(1, 48, 3, 4, 6), factors)
 
 
+@pytest.mark.slow
 def test_a_flat_colour_previews_near_its_decoded_colour(embedded):
     factors = latent_rgb_for(embedded)
     model = model_for(embedded)
@@ -53,6 +54,7 @@ def test_a_flat_colour_previews_near_its_decoded_colour(embedded):
         assert int(np.argmin(distances)) == index, "a preview is nearer another background's colour"
 
 
+@pytest.mark.slow
 def test_the_shipped_fit_holds_on_held_out_clips(embedded):
     assert preview_error(embedded, latent_rgb_for(embedded), fit_clips(8, 99)) < HELD_OUT_ERROR_BOUND
 
@@ -82,6 +84,7 @@ def test_the_fit_takes_any_pipeline_and_beats_a_constant(tiny_pipe):
         assert preview_error(pipe, factors, clips) < preview_error(pipe, constant, clips)
 
 
+@pytest.mark.slow
 def test_the_preview_hook_sends_every_few_steps_and_the_last(embedded):
     sent = []
     hook = preview_hook(latent_rgb_for(embedded), sent.append, every=2)

@@ -10,6 +10,7 @@ from .helpers import moving_square, seeded
 FAST = FlowMotionConfig(num_inference_steps=3, guided_steps=1, optimization_steps=1)
 
 
+@pytest.mark.slow
 def test_native_attention_and_tiling_keep_the_result():
     pipe = build_tiny_pipeline()
     before = transfer(pipe, moving_square(), "a ball", config=FAST, generator=seeded(0)).frames
@@ -71,6 +72,7 @@ def test_the_cpu_batches_small_passes_only_and_never_offloads():
     assert not plan_runtime(torch.device("cpu"), large, 8 * GiB, RuntimeOptions(), None).batch_guidance
 
 
+@pytest.mark.slow
 def test_a_run_records_its_plan_and_leaves_the_pipeline_as_it_was(fresh_pipe):
     out = transfer(fresh_pipe, moving_square(), "a ball", config=FAST, generator=seeded(0),
                    runtime=RuntimeOptions(vae_tiling=True))
@@ -83,6 +85,7 @@ def test_a_run_records_its_plan_and_leaves_the_pipeline_as_it_was(fresh_pipe):
     assert optimised.stats.transformer_calls * 2 - 1 == optimised.stats.forward_passes  # one unbatched source pass
 
 
+@pytest.mark.slow
 def test_what_this_machine_cannot_do_falls_back_with_a_note(fresh_pipe, capsys):
     before = transfer(fresh_pipe, moving_square(), "a ball", config=FAST, generator=seeded(0)).frames
     notes = apply_runtime_options(fresh_pipe, RuntimeOptions(attention_backend="sage8", fp8_linear=True,

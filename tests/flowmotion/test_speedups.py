@@ -21,6 +21,7 @@ def run(pipe, config, prompt="a ball", seed=0, source=SMALL, cache=None):
     return out, len(calls)
 
 
+@pytest.mark.slow
 def test_skipping_the_identical_source_cfg_saves_ten_passes_and_changes_nothing(tiny_pipe):
     faithful, faithful_calls = run(tiny_pipe, FlowMotionConfig())
     skipped, skipped_calls = run(tiny_pipe, FlowMotionConfig(skip_identical_source_cfg=True))
@@ -37,6 +38,7 @@ def test_batched_guidance_halves_the_calls_and_matches(tiny_pipe):
     assert torch.allclose(batched.frames, unbatched.frames, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_a_reprompt_of_a_cached_shot_skips_the_source_and_matches_an_uncached_run(tiny_pipe):
     config = FlowMotionConfig(skip_identical_source_cfg=True)
     cache = TransferCache()
@@ -50,6 +52,7 @@ def test_a_reprompt_of_a_cached_shot_skips_the_source_and_matches_an_uncached_ru
     assert new_seed_calls == 160 and not torch.equal(new_seed.frames, reprompt.frames)
 
 
+@pytest.mark.slow
 def test_the_cache_misses_when_the_shot_or_source_settings_change(tiny_pipe):
     config = FlowMotionConfig(skip_identical_source_cfg=True)
     cache = TransferCache()
@@ -189,6 +192,7 @@ def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
 REUSE = dict(skip_identical_source_cfg=True, reuse_velocity_across_iterations=True)
 
 
+@pytest.mark.slow
 def test_reusing_the_velocity_across_iterations_runs_130_passes_and_120_on_a_reprompt(tiny_pipe):
     cache = TransferCache()
     new_shot, new_shot_calls = run(tiny_pipe, FlowMotionConfig(**REUSE), prompt="a red ball", cache=cache)
@@ -200,6 +204,7 @@ def test_reusing_the_velocity_across_iterations_runs_130_passes_and_120_on_a_rep
     assert 0 < relative_difference(new_shot.frames, faithful.frames) < 0.05
 
 
+@pytest.mark.slow
 def test_reusing_the_velocity_for_the_euler_step_too_runs_110_passes_and_100_on_a_reprompt(tiny_pipe):
     config = FlowMotionConfig(reuse_velocity_for_euler_step=True, **REUSE)
     cache = TransferCache()
@@ -209,6 +214,7 @@ def test_reusing_the_velocity_for_the_euler_step_too_runs_110_passes_and_100_on_
     assert run(tiny_pipe, alone)[1] == 10 * (2 + 3 * 2) + 40 * 2 == 160
 
 
+@pytest.mark.slow
 def test_reuse_is_exact_with_one_adam_iteration_and_counts_passes_without_any(tiny_pipe):
     one = FlowMotionConfig(optimization_steps=1, skip_identical_source_cfg=True)
     assert torch.equal(run(tiny_pipe, one)[0].frames,

@@ -42,7 +42,7 @@ def test_the_prediction_is_the_latent_minus_sigma_times_the_velocity(tiny_pipe, 
     seen = []
     request = TransferRequest(source_video, "a ball", config=FAST, generator=seeded(0), output_type="latent")
     run_transfer(tiny_pipe, request, on_step=seen.append)
-    for before, step in zip(seen[3:-1], seen[4:]):
+    for before, step in zip(seen[3:-1], seen[4:], strict=True):
         sigma_next = seen[step.step + 1].sigma if step.step + 1 < len(seen) else 0.0
         velocity = (before.latent - step.latent_prediction) / step.sigma
         assert torch.allclose(step.latent, before.latent + (sigma_next - step.sigma) * velocity, atol=1e-4)

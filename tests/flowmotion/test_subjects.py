@@ -77,7 +77,9 @@ def test_a_guided_step_moves_the_latent_towards_the_subjects(tiny_pipe):
 
     def loss_of(latent):
         velocity = model.guided_velocity(latent, sampler.timesteps[0], *embeddings, 1.0)
-        return guidance.subject_alignment_loss(coverage, guidance.latent_prediction(latent, sampler.sigmas[0], velocity))
+        return guidance.subject_alignment_loss(
+            coverage, guidance.latent_prediction(latent, sampler.sigmas[0], velocity)
+        )
 
     optimised, _ = sampler.optimise(start, start, torch.zeros_like(start), 0, embeddings, coverage)
     assert loss_of(optimised) < 0.8 * loss_of(start)
@@ -118,6 +120,7 @@ def test_subject_learning_rate_must_be_positive():
         FlowMotionConfig(subject_learning_rate=0.0)
 
 
+@pytest.mark.slow
 def test_on_the_embedded_model_playblast_subjects_keep_their_track_in_the_new_scene():
     """Grey playblasts of held-out shapes and paths, re-prompted into coloured scenes: with the
     playblast's subject masks the take's object follows the source track clearly more often."""

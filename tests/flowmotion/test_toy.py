@@ -4,13 +4,23 @@ import numpy as np
 import pytest
 
 from flowmotion.toy import metrics
-from flowmotion.toy.data import (BACKGROUNDS, COLORS, FRAMES, HELD_OUT_PATHS, HELD_OUT_SHAPES, SIZE, TRAIN_SHAPES,
-                                 make_clip, redraw, training_clips, vocabulary)
+from flowmotion.toy.data import (
+    COLORS,
+    FRAMES,
+    HELD_OUT_PATHS,
+    HELD_OUT_SHAPES,
+    SIZE,
+    TRAIN_SHAPES,
+    make_clip,
+    redraw,
+    training_clips,
+    vocabulary,
+)
 
 
 def test_clips_are_reproducible_and_captioned():
     first, again = training_clips(6, seed=3), training_clips(6, seed=3)
-    assert all(np.array_equal(a.frames, b.frames) and a.caption == b.caption for a, b in zip(first, again))
+    assert all(np.array_equal(a.frames, b.frames) and a.caption == b.caption for a, b in zip(first, again, strict=True))
     assert first[0].frames.shape == (FRAMES, SIZE, SIZE, 3) and first[0].track.shape == (FRAMES, 2)
     words = set(vocabulary())
     assert all(set(c.caption.split()) <= words for c in training_clips(40, seed=1))
@@ -129,4 +139,4 @@ def test_clips_draw_at_a_wide_working_area_with_the_same_shapes_and_paths():
     xs = np.concatenate([c.track[:, 0] for c in wide])
     assert xs.max() > 48, "subjects use the whole width, not a square corner of it"
     square = training_clips(3, 5, FRAMES, SIZE, SIZE)
-    assert all(np.array_equal(a.frames, b.frames) for a, b in zip(square, training_clips(3, 5)))
+    assert all(np.array_equal(a.frames, b.frames) for a, b in zip(square, training_clips(3, 5), strict=True))

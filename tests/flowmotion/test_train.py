@@ -65,7 +65,7 @@ def test_a_seed_fixes_the_batches_and_the_mix_favours_the_shots(bank):
     again = bank.sample(6, 9, torch.Generator().manual_seed(3))
     other = bank.sample(6, 9, torch.Generator().manual_seed(4))
     assert first[0].shape == (6, 3, 9, HEIGHT, WIDTH) and first[1].shape == (6, 9, HEIGHT, WIDTH)
-    assert all(torch.equal(a, b) for a, b in zip(first, again))
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
     assert not torch.equal(first[0], other[0])
     picks = bank.pick(4000, torch.Generator().manual_seed(0))
     assert abs((picks < bank.shot_clips).float().mean().item() - train.SHOT_SHARE) < 0.03

@@ -4,8 +4,16 @@ import torch
 
 from flowmotion import FlowMotionError
 from flowmotion.video import (
-    as_frames, frames_from_png_bytes, frames_to_png_bytes, legal_frame_count, legal_side, plan_shape,
-    read_video, resample, retime_indices, write_video,
+    as_frames,
+    frames_from_png_bytes,
+    frames_to_png_bytes,
+    legal_frame_count,
+    legal_side,
+    plan_shape,
+    read_video,
+    resample,
+    retime_indices,
+    write_video,
 )
 
 from .helpers import moving_square

@@ -25,7 +25,8 @@ EXAMPLES = [
     (p.Submit(job_id="shot010.take-1", prompt="a red ball", frame_count=2, negative_prompt="blur", seed=7,
               shot="shot010", fps=25.0, settings={"guided_steps": 5, "difference_alignment": False}), (b"1", b"2")),
     (p.Submit(job_id="masked", prompt="a cube", frame_count=2, mask_count=2), (b"f1", b"f2", b"m1", b"m2")),
-    (p.Ping(), ()), (p.Cancel(job_id="a"), ()), (p.StatusRequest(job_id="a"), ()), (p.Fetch(job_id="a"), ()), (p.ListJobs(), ()),
+    (p.Ping(), ()), (p.Cancel(job_id="a"), ()), (p.StatusRequest(job_id="a"), ()), (p.Fetch(job_id="a"), ()),
+    (p.ListJobs(), ()),
 ]
 SERVER_EXAMPLES = [
     (p.Welcome(server="s", model="m", device="cpu", limits={"max_frames": 3}, queue_length=0,
@@ -86,6 +87,10 @@ def test_request_ids_travel_in_version_3():
     assert refused(raw({"type": "fetch", "v": 3, "job_id": "a", "request_id": "has space"})).field == "request_id"
 
 
+SUBMIT = {"type": "submit", "v": PROTOCOL_VERSION, "job_id": "a"}
+"""The start of a submit header, which each case completes."""
+
+
 @pytest.mark.parametrize(
     "header, code, field",
     [
@@ -95,19 +100,19 @@ def test_request_ids_travel_in_version_3():
         ({"type": "cancel", "v": PROTOCOL_VERSION, "job_id": 5}, codes.BAD_FIELD, "job_id"),
         ({"type": "cancel", "v": PROTOCOL_VERSION, "job_id": "../../etc"}, codes.BAD_FIELD, "job_id"),
         ({"type": "cancel", "v": PROTOCOL_VERSION, "job_id": "a", "extra": 1}, codes.BAD_FIELD, "extra"),
-        ({"type": "submit", "v": PROTOCOL_VERSION, "job_id": "a", "prompt": "p", "frame_count": True}, codes.BAD_FIELD,
+        ({**SUBMIT, "prompt": "p", "frame_count": True}, codes.BAD_FIELD,
          "frame_count"),
-        ({"type": "submit", "v": PROTOCOL_VERSION, "job_id": "a", "prompt": "p", "frame_count": 11}, codes.LIMIT_EXCEEDED,
+        ({**SUBMIT, "prompt": "p", "frame_count": 11}, codes.LIMIT_EXCEEDED,
          "frame_count"),
-        ({"type": "submit", "v": PROTOCOL_VERSION, "job_id": "a", "prompt": "p" * 51, "frame_count": 1}, codes.LIMIT_EXCEEDED,
+        ({**SUBMIT, "prompt": "p" * 51, "frame_count": 1}, codes.LIMIT_EXCEEDED,
          "prompt"),
-        ({"type": "submit", "v": PROTOCOL_VERSION, "job_id": "a", "prompt": "p", "frame_count": 1, "seed": -1}, codes.BAD_FIELD,
+        ({**SUBMIT, "prompt": "p", "frame_count": 1, "seed": -1}, codes.BAD_FIELD,
          "seed"),
-        ({"type": "submit", "v": PROTOCOL_VERSION, "job_id": "a", "prompt": "p", "frame_count": 1, "fps": float("nan")},
+        ({**SUBMIT, "prompt": "p", "frame_count": 1, "fps": float("nan")},
          codes.BAD_FIELD, "fps"),
-        ({"type": "submit", "v": PROTOCOL_VERSION, "job_id": "a", "prompt": "p", "frame_count": 1, "settings": {"x": [1]}},
+        ({**SUBMIT, "prompt": "p", "frame_count": 1, "settings": {"x": [1]}},
          codes.BAD_FIELD, "settings"),
-        ({"type": "submit", "v": PROTOCOL_VERSION, "job_id": "a", "prompt": "p", "frame_count": 1, "settings": {"Bad-Name": 1}},
+        ({**SUBMIT, "prompt": "p", "frame_count": 1, "settings": {"Bad-Name": 1}},
          codes.BAD_FIELD, "settings"),
     ],
 )
@@ -173,8 +178,8 @@ def test_peek_job_id_only_trusts_a_valid_id():
 
 FIELD_VALUES = st.one_of(st.none(), st.booleans(), st.integers(min_value=-2**63, max_value=2**64 - 1),
                          st.floats(allow_nan=True), st.text(max_size=80), st.binary(max_size=20),
-                         st.lists(st.integers(-9, 9), max_size=3), st.dictionaries(st.text(max_size=8), st.integers(-9, 9),
-                                                                              max_size=3))
+                         st.lists(st.integers(-9, 9), max_size=3),
+                         st.dictionaries(st.text(max_size=8), st.integers(-9, 9), max_size=3))
 FIELD_NAMES = st.sampled_from(["type", "v", "job_id", "prompt", "frame_count", "seed", "fps", "settings", "shot",
                                "negative_prompt", "client", "zzz"])
 
