@@ -33,12 +33,16 @@ PACKAGES = {"pyzmq": "27.3.0", "msgpack": "1.2.4"}
 
 # pip tags per Blender platform, best first; pip picks the first one a release has a wheel for.
 PLATFORM_TAGS = {
-    "linux-x64": ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_26_x86_64",
-                  "manylinux_2_17_x86_64", "manylinux2014_x86_64"],
+    "linux-x64": [
+        "manylinux_2_28_x86_64",
+        "manylinux_2_27_x86_64",
+        "manylinux_2_26_x86_64",
+        "manylinux_2_17_x86_64",
+        "manylinux2014_x86_64",
+    ],
     "windows-x64": ["win_amd64"],
     "macos-arm64": ["macosx_11_0_arm64", "macosx_10_15_universal2", "macosx_10_9_universal2"],
-    "macos-x64": ["macosx_10_15_x86_64", "macosx_10_9_x86_64", "macosx_10_15_universal2",
-                  "macosx_10_9_universal2"],
+    "macos-x64": ["macosx_10_15_x86_64", "macosx_10_9_x86_64", "macosx_10_15_universal2", "macosx_10_9_universal2"],
 }
 
 
@@ -62,16 +66,31 @@ def fetch_wheel(package: str, version: str, python: str, platform: str, cache: P
     found = sorted(folder.glob("*.whl"))
     if not found:
         folder.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-                   "--python-version", python, "--implementation", "cp", "--dest", str(folder),
-                   f"{package}=={version}"]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            python,
+            "--implementation",
+            "cp",
+            "--dest",
+            str(folder),
+            f"{package}=={version}",
+        ]
         for tag in PLATFORM_TAGS[platform]:
             command += ["--platform", tag]
         result = subprocess.run(command, capture_output=True, text=True)
         found = sorted(folder.glob("*.whl"))
         if result.returncode != 0 or len(found) != 1:
-            raise SystemExit(f"could not get one {package} {version} wheel for Python {python} on {platform}:\n"
-                             f"{result.stderr.strip()}")
+            raise SystemExit(
+                f"could not get one {package} {version} wheel for Python {python} on {platform}:\n"
+                f"{result.stderr.strip()}"
+            )
     return found[0]
 
 
@@ -111,8 +130,11 @@ def set_version(manifest: str, version: str) -> str:
 
 
 def addon_files() -> list[Path]:
-    return sorted(p for p in ADDON.rglob("*") if p.is_file() and "__pycache__" not in p.parts
-                  and p.name != "blender_manifest.toml")
+    return sorted(
+        p
+        for p in ADDON.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.name != "blender_manifest.toml"
+    )
 
 
 def _load_durable():
@@ -174,10 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     for generation in GENERATIONS:
         archive = build_zip(generation, args.out, args.wheels_cache)
         verdict = validate(archive)
-        fence = f"Blender {generation.blender_min}" + (f" up to {generation.blender_max}" if generation.blender_max
-                                                       else " and later")
-        print(f"built {archive} ({fence}, Python {generation.python})"
-              + (f"; {verdict}" if verdict else "; not validated: install bpy to run Blender's validator"))
+        fence = f"Blender {generation.blender_min}" + (
+            f" up to {generation.blender_max}" if generation.blender_max else " and later"
+        )
+        print(
+            f"built {archive} ({fence}, Python {generation.python})"
+            + (f"; {verdict}" if verdict else "; not validated: install bpy to run Blender's validator")
+        )
     return 0
 
 

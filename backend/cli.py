@@ -1,9 +1,9 @@
 """`flowmotion-backend`: serve FlowMotion jobs over ZeroMQ, make keys, and talk to a running backend.
 
-    flowmotion-backend serve [--bind tcp://127.0.0.1:5599] [--model embedded|FOLDER|HUB_ID] [--device cuda]
-    flowmotion-backend keys --dir KEYS [--client NAME]
-    flowmotion-backend submit FRAMES_FOLDER --prompt "..." [--job-id ID] [--wait]
-    flowmotion-backend status|cancel|fetch JOB_ID ;  flowmotion-backend list
+flowmotion-backend serve [--bind tcp://127.0.0.1:5599] [--model embedded|FOLDER|HUB_ID] [--device cuda]
+flowmotion-backend keys --dir KEYS [--client NAME]
+flowmotion-backend submit FRAMES_FOLDER --prompt "..." [--job-id ID] [--wait]
+flowmotion-backend status|cancel|fetch JOB_ID ;  flowmotion-backend list
 """
 
 from __future__ import annotations
@@ -35,8 +35,12 @@ DEFAULT_STORE = Path(os.environ.get("FLOWMOTION_JOBS", Path.home() / ".cache" / 
 def add_limit_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = Limits()
     for name in defaults.to_dict():
-        parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name),
-                            help=f"(default: {getattr(defaults, name)})")
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=int,
+            default=getattr(defaults, name),
+            help=f"(default: {getattr(defaults, name)})",
+        )
 
 
 def seconds(text: str) -> float:
@@ -75,17 +79,33 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--device", default=None, help="cuda, cuda:1 or cpu (default: cuda when present)")
     serve.add_argument("--jobs", type=Path, default=DEFAULT_STORE, help=f"job store folder (default: {DEFAULT_STORE})")
     serve.add_argument("--expire-days", type=float, default=7.0, help="days a finished job stays fetchable")
-    serve.add_argument("--keys", type=Path, default=None, help="CurveZMQ keys folder (from `keys`); required "
-                                                               "off loopback unless --insecure")
+    serve.add_argument(
+        "--keys",
+        type=Path,
+        default=None,
+        help="CurveZMQ keys folder (from `keys`); required off loopback unless --insecure",
+    )
     serve.add_argument("--insecure", action="store_true", help="serve off loopback without keys")
-    serve.add_argument("--share-prompts", action="store_true",
-                       help="with --keys: show every artist the prompts of others' jobs (default: only their own)")
-    serve.add_argument("--max-area", type=int, default=None,
-                       help="most pixels per frame the model works at (default: no cap, or the embedded model's "
-                            f"training area, {EMBEDDED_MAX_AREA})")
-    serve.add_argument("--preview-every", type=seconds, default=PREVIEW_EVERY, metavar="SECONDS",
-                       help="least seconds between two live previews of a job, sent to artists who follow it "
-                            f"(default: {PREVIEW_EVERY:g}; 0: every denoising step)")
+    serve.add_argument(
+        "--share-prompts",
+        action="store_true",
+        help="with --keys: show every artist the prompts of others' jobs (default: only their own)",
+    )
+    serve.add_argument(
+        "--max-area",
+        type=int,
+        default=None,
+        help="most pixels per frame the model works at (default: no cap, or the embedded model's "
+        f"training area, {EMBEDDED_MAX_AREA})",
+    )
+    serve.add_argument(
+        "--preview-every",
+        type=seconds,
+        default=PREVIEW_EVERY,
+        metavar="SECONDS",
+        help="least seconds between two live previews of a job, sent to artists who follow it "
+        f"(default: {PREVIEW_EVERY:g}; 0: every denoising step)",
+    )
     serve.add_argument("--no-previews", action="store_true", help="send no live previews")
     add_limit_arguments(serve)
 
@@ -102,14 +122,26 @@ def build_parser() -> argparse.ArgumentParser:
     submit = commands.add_parser("submit", help="send a folder of PNG frames as a job")
     submit.add_argument("frames", type=Path)
     submit.add_argument("--prompt", required=True)
-    submit.add_argument("--subject-masks", type=Path, default=None, metavar="FOLDER",
-                        help="a PNG per frame, white where the shot's subjects are: adds Subject Alignment")
+    submit.add_argument(
+        "--subject-masks",
+        type=Path,
+        default=None,
+        metavar="FOLDER",
+        help="a PNG per frame, white where the shot's subjects are: adds Subject Alignment",
+    )
     submit.add_argument("--negative-prompt", default="")
     submit.add_argument("--seed", type=int, default=0)
     submit.add_argument("--shot", default="", help="the shot's name, kept with the job")
     submit.add_argument("--fps", type=float, default=24.0)
-    submit.add_argument("--set", dest="settings", metavar="NAME=VALUE", action="append", type=setting, default=[],
-                        help="a FlowMotion setting for this job, e.g. --set guided_steps=5 (repeatable)")
+    submit.add_argument(
+        "--set",
+        dest="settings",
+        metavar="NAME=VALUE",
+        action="append",
+        type=setting,
+        default=[],
+        help="a FlowMotion setting for this job, e.g. --set guided_steps=5 (repeatable)",
+    )
     submit.add_argument("--job-id", default=None, help="default: a new random id")
     submit.add_argument("--wait", action="store_true", help="show progress until the job ends")
     commands.add_parser("list", help="every job the backend holds")
@@ -150,23 +182,45 @@ def run_backend(args) -> int:
     limits = Limits(**{name: getattr(args, name) for name in Limits().to_dict()})
     store = JobStore(args.jobs, expire_after=args.expire_days * 86400)
     device = args.device or flowmotion.loading.default_device()
-    model_note = " (the embedded model; --model Wan-AI/Wan2.1-T2V-1.3B-Diffusers for the real one)" \
-        if args.model == flowmotion.EMBEDDED_MODEL else ""
+    model_note = (
+        " (the embedded model; --model Wan-AI/Wan2.1-T2V-1.3B-Diffusers for the real one)"
+        if args.model == flowmotion.EMBEDDED_MODEL
+        else ""
+    )
     print(f"loading {args.model}{model_note} on {device}...", flush=True)
     pipe = flowmotion.load_pipeline(args.model, device=device)
     # The job store's lock, held since before the store was opened, makes this backend its cache's sole writer.
-    worker = Worker(pipe, store, queue.Queue(), cache=TransferCache(args.jobs / ".source-cache", sole_writer=True),
-                    max_area=flowmotion.loading.max_area_for(args.model, args.max_area),
-                    preview_every=None if args.no_previews else args.preview_every)
-    server = Server(args.bind, store, worker, limits=limits, model_name=args.model, device=device,
-                    keys_folder=args.keys, insecure=args.insecure, share_prompts=args.share_prompts)
+    worker = Worker(
+        pipe,
+        store,
+        queue.Queue(),
+        cache=TransferCache(args.jobs / ".source-cache", sole_writer=True),
+        max_area=flowmotion.loading.max_area_for(args.model, args.max_area),
+        preview_every=None if args.no_previews else args.preview_every,
+    )
+    server = Server(
+        args.bind,
+        store,
+        worker,
+        limits=limits,
+        model_name=args.model,
+        device=device,
+        keys_folder=args.keys,
+        insecure=args.insecure,
+        share_prompts=args.share_prompts,
+    )
     address = server.open()
-    print(f"serving {args.model} on {device} at {address}; jobs in {args.jobs}"
-          f" ({len(store.queue)} queued from before)", flush=True)
+    print(
+        f"serving {args.model} on {device} at {address}; jobs in {args.jobs} ({len(store.queue)} queued from before)",
+        flush=True,
+    )
     if server.public_key and server.allow_list is not None:
         print(f"server public key (for the add-on's preferences): {server.public_key}", flush=True)
-        print(f"allowed client keys: {server.allow_list.allowed()} in {args.keys / 'allowed_clients'} "
-              "(copy an artist's .key file there to let them in)", flush=True)
+        print(
+            f"allowed client keys: {server.allow_list.allowed()} in {args.keys / 'allowed_clients'} "
+            "(copy an artist's .key file there to let them in)",
+            flush=True,
+        )
     elif args.insecure:
         print("WARNING: serving without encryption or authentication", flush=True)
     server.start()
@@ -196,8 +250,14 @@ def connect(args) -> BackendClient:
     public = secret = None
     if args.client_keys:
         public, secret = zmq.auth.load_certificate(args.client_keys)
-    client = BackendClient(args.address, server_public_key=args.server_key, client_public_key=public,
-                           client_secret_key=secret, connect_timeout=args.timeout, name="flowmotion-backend-cli")
+    client = BackendClient(
+        args.address,
+        server_public_key=args.server_key,
+        client_public_key=public,
+        client_secret_key=secret,
+        connect_timeout=args.timeout,
+        name="flowmotion-backend-cli",
+    )
     client.connect()
     client.wait(lambda m: isinstance(m, Welcome), args.timeout)
     return client
@@ -246,8 +306,9 @@ def save_frames(out: Path, frames: list[bytes]) -> None:
     if out.is_dir():
         foreign = sorted(p.name for p in out.iterdir() if not re.fullmatch(r"frame_\d+\.png", p.name))
         if foreign:
-            raise BackendError(f"{out} already holds other files ({', '.join(foreign[:3])}); fetch into an empty "
-                               "or new folder")
+            raise BackendError(
+                f"{out} already holds other files ({', '.join(foreign[:3])}); fetch into an empty or new folder"
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
     with durable.staged_folder(out) as staging:
         for number, frame in enumerate(frames, start=1):
@@ -262,11 +323,22 @@ def submit(client: BackendClient, args) -> int:
         raise BackendError(f"{args.frames} holds no PNG frames")
     masks = [p.read_bytes() for p in sorted(args.subject_masks.glob("*.png"))] if args.subject_masks else []
     if args.subject_masks and len(masks) != len(frames):
-        raise BackendError(f"{args.subject_masks} holds {len(masks)} PNG masks but {args.frames} holds {len(frames)} "
-                           "frames: send one mask per frame")
+        raise BackendError(
+            f"{args.subject_masks} holds {len(masks)} PNG masks but {args.frames} holds {len(frames)} "
+            "frames: send one mask per frame"
+        )
     job_id = args.job_id or uuid.uuid4().hex[:12]
-    client.submit(job_id, frames, args.prompt, masks=masks, negative_prompt=args.negative_prompt, seed=args.seed,
-                  shot=args.shot, fps=args.fps, settings=dict(args.settings))
+    client.submit(
+        job_id,
+        frames,
+        args.prompt,
+        masks=masks,
+        negative_prompt=args.negative_prompt,
+        seed=args.seed,
+        shot=args.shot,
+        fps=args.fps,
+        settings=dict(args.settings),
+    )
     accepted, _ = client.wait(lambda m: isinstance(m, Accepted), args.timeout)
     assert isinstance(accepted, Accepted)
     print(f"{job_id}: {accepted.state}, position {accepted.position}", flush=True)

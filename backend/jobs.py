@@ -143,8 +143,13 @@ def _check_job(job: Job, folder: Path) -> None:
 
 
 def _are_records(records: list) -> bool:
-    return all(isinstance(r, dict) and set(r) == {"size", "sha256"} and isinstance(r["size"], int)
-               and isinstance(r["sha256"], str) for r in records)
+    return all(
+        isinstance(r, dict)
+        and set(r) == {"size", "sha256"}
+        and isinstance(r["size"], int)
+        and isinstance(r["sha256"], str)
+        for r in records
+    )
 
 
 def _ending_of(result: Path) -> dict | None:
@@ -153,8 +158,13 @@ def _ending_of(result: Path) -> dict | None:
         ending = read_manifest(result / "ending.json")
     except DamagedManifest:
         return None
-    kinds: dict[str, type | tuple[type, ...]] = {"state": str, "message": str, "finished": (int, float), "stats": dict,
-                                                 "result_files": list}
+    kinds: dict[str, type | tuple[type, ...]] = {
+        "state": str,
+        "message": str,
+        "finished": (int, float),
+        "stats": dict,
+        "result_files": list,
+    }
     if set(ending) != set(kinds) or not all(isinstance(ending[k], kind) for k, kind in kinds.items()):
         return None
     return ending if ending["state"] == JobState.DONE and _are_records(ending["result_files"]) else None
@@ -215,8 +225,9 @@ class JobStore:
             os.replace(folder, target)
             (target / "QUARANTINED.txt").write_text(f"{reason}\n", encoding="utf-8")
         except OSError as error:
-            log.error("job folder %s is damaged (%s) and cannot be moved aside (%s); it is skipped",
-                      folder, reason, error)
+            log.error(
+                "job folder %s is damaged (%s) and cannot be moved aside (%s); it is skipped", folder, reason, error
+            )
             return
         log.warning("job folder %s is damaged (%s); moved to %s", folder.name, reason, target)
 
@@ -236,9 +247,15 @@ class JobStore:
             self._end(job, self._ending(JobState.CANCELLED, CANCELLED_RUNNING))
         elif job.state == JobState.RUNNING and job.attempts >= MAX_ATTEMPTS:
             log.warning("job %s: the backend stopped while running it, %d times; it fails", job.job_id, job.attempts)
-            self._end(job, self._ending(JobState.FAILED, f"{STOPPED_WHILE_RUNNING} ({job.attempts} times, the most it "
-                                                  "is tried): check the backend's log, then submit it again, "
-                                                  "perhaps with fewer frames or steps"))
+            self._end(
+                job,
+                self._ending(
+                    JobState.FAILED,
+                    f"{STOPPED_WHILE_RUNNING} ({job.attempts} times, the most it "
+                    "is tried): check the backend's log, then submit it again, "
+                    "perhaps with fewer frames or steps",
+                ),
+            )
         else:
             job.state, job.started = JobState.QUEUED, 0.0
 
@@ -311,8 +328,9 @@ class JobStore:
         expected = len(records) if records is not None else job.frame_count
         damaged = f"the result of job {job_id!r} is damaged on the backend's disk"
         if len(paths) != expected:
-            raise DamagedResult(f"{damaged}: {len(paths)} of its {expected} frames are there; submit the job again "
-                                "under a new id")
+            raise DamagedResult(
+                f"{damaged}: {len(paths)} of its {expected} frames are there; submit the job again under a new id"
+            )
         frames = []
         for number, path in enumerate(paths, start=1):
             try:
@@ -378,18 +396,25 @@ class JobStore:
             return job.state
 
     @staticmethod
-    def _ending(state: JobState, message: str = "", stats: dict | None = None,
-                frames: list[bytes] | None = None) -> dict:
-        return {"state": state, "message": message, "finished": time.time(), "stats": stats or {},
-                "result_files": [frame_record(f) for f in frames] if frames is not None else None}
+    def _ending(
+        state: JobState, message: str = "", stats: dict | None = None, frames: list[bytes] | None = None
+    ) -> dict:
+        return {
+            "state": state,
+            "message": message,
+            "finished": time.time(),
+            "stats": stats or {},
+            "result_files": [frame_record(f) for f in frames] if frames is not None else None,
+        }
 
     @staticmethod
     def _apply(job: Job, ending: dict) -> None:
         job.state, job.message, job.finished = JobState(ending["state"]), ending["message"], ending["finished"]
         job.stats, job.result_files = ending["stats"], ending["result_files"]
 
-    def finish(self, job: Job, state: JobState, message: str = "", frames: list[bytes] | None = None,
-               stats: dict | None = None) -> None:
+    def finish(
+        self, job: Job, state: JobState, message: str = "", frames: list[bytes] | None = None, stats: dict | None = None
+    ) -> None:
         """End a job. With a result, the rename of `.result/` to `result/` is the commit: before
         it nothing has changed, after it the job is done even if the manifest cannot be saved."""
         with self.lock:

@@ -44,8 +44,10 @@ class StoreLock:
             _lock(handle)
         except OSError:
             handle.close()
-            raise BackendError(f"the job store {self.root} is in use by another backend ({self.holder()}); stop "
-                               "that one first, or give this one a job store of its own with --jobs") from None
+            raise BackendError(
+                f"the job store {self.root} is in use by another backend ({self.holder()}); stop "
+                "that one first, or give this one a job store of its own with --jobs"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}))

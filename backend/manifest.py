@@ -86,8 +86,15 @@ def _kind_name(kind) -> str:
         return "one of " + ", ".join(str(member.value) for member in kind)
     if isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
         return " or ".join(_kind_name(option) for option in typing.get_args(kind))
-    names = {float: "a finite number", int: "an integer", bool: "true or false", str: "text", dict: "a map",
-             list: "a list", type(None): "null"}
+    names = {
+        float: "a finite number",
+        int: "an integer",
+        bool: "true or false",
+        str: "text",
+        dict: "a map",
+        list: "a list",
+        type(None): "null",
+    }
     return names.get(kind, getattr(kind, "__name__", str(kind)))
 
 

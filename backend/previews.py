@@ -75,8 +75,14 @@ def job_preview(job_id: str, info: StepInfo, factors: LatentRGB) -> JobPreview:
     return JobPreview(message, frames.tobytes())
 
 
-def preview_hook(job_id: str, factors: LatentRGB, slot: PreviewSlot, every: float = PREVIEW_EVERY,
-                 every_steps: int = PREVIEW_EVERY_STEPS, clock=time.monotonic) -> StepHook:
+def preview_hook(
+    job_id: str,
+    factors: LatentRGB,
+    slot: PreviewSlot,
+    every: float = PREVIEW_EVERY,
+    every_steps: int = PREVIEW_EVERY_STEPS,
+    clock=time.monotonic,
+) -> StepHook:
     """The worker's step hook for one job: a preview into `slot` every `every_steps` steps, and
     no sooner than `every` seconds after the last. A preview that fails is logged and the job
     goes on without previews: they are never worth a take."""

@@ -96,7 +96,7 @@ def key_role(key_file: str | os.PathLike) -> str:
         if text and not text[0].isspace():
             section = text.strip()
         elif section == "metadata" and "=" in text:
-            name, value = (part.strip().strip('"\'') for part in text.split("=", 1))
+            name, value = (part.strip().strip("\"'") for part in text.split("=", 1))
             if name == "role":
                 return value
     return ""

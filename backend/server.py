@@ -73,9 +73,20 @@ MESSAGES_PER_TURN = 64
 class Server:
     """One backend: a ROUTER socket, a job store and a worker on one loaded model."""
 
-    def __init__(self, bind: str, store: JobStore, worker: Worker, *, limits: Limits | None = None,
-                 model_name: str = "", device: str = "", keys_folder=None, insecure: bool = False,
-                 share_prompts: bool = False, context: zmq.Context | None = None):
+    def __init__(
+        self,
+        bind: str,
+        store: JobStore,
+        worker: Worker,
+        *,
+        limits: Limits | None = None,
+        model_name: str = "",
+        device: str = "",
+        keys_folder=None,
+        insecure: bool = False,
+        share_prompts: bool = False,
+        context: zmq.Context | None = None,
+    ):
         self.bind_address = bind
         self.store = store
         self.worker = worker
@@ -199,9 +210,15 @@ class Server:
             if admitted == "yes":
                 self.answer(client, message_parts)
             elif admitted == "refuse":
-                self.refuse(client, message_parts, codes.RATE_LIMITED, (
-                    f"this connection sent more than {self.limits.max_messages_per_second} messages a second (the "
-                    "limit max_messages_per_second); the backend ignores its messages until it slows down"))
+                self.refuse(
+                    client,
+                    message_parts,
+                    codes.RATE_LIMITED,
+                    (
+                        f"this connection sent more than {self.limits.max_messages_per_second} messages a second (the "
+                        "limit max_messages_per_second); the backend ignores its messages until it slows down"
+                    ),
+                )
             self.answered += 1
             if time.monotonic() >= next_beat:
                 return
@@ -227,12 +244,20 @@ class Server:
             self.refuse(client, parts, error.code, error.message, error.field)
         except OSError as error:
             log.error("cannot store or read a job: %s", error)
-            self.refuse(client, parts, codes.BACKEND_ERROR, f"the backend cannot use its job store ({error}); "
-                                                            "its operator must free disk space or fix the folder")
+            self.refuse(
+                client,
+                parts,
+                codes.BACKEND_ERROR,
+                f"the backend cannot use its job store ({error}); its operator must free disk space or fix the folder",
+            )
         except Exception as error:  # one message must never take down the loop that serves everyone
             log.exception("failed on a message")
-            self.refuse(client, parts, codes.BACKEND_ERROR, f"the backend failed on this message: "
-                                                            f"{type(error).__name__}: {error}")
+            self.refuse(
+                client,
+                parts,
+                codes.BACKEND_ERROR,
+                f"the backend failed on this message: {type(error).__name__}: {error}",
+            )
         finally:
             self.request = None
 
@@ -257,12 +282,25 @@ class Server:
         assert self.outbox is not None  # replies go out only from the loop, which runs with the socket open
         if not self.outbox.has_room(client, sum(len(part) for part in parts)):
             unread = self.outbox.unread(client)
-            log.warning("client %s: refused a %s of %d bytes, it has %d unread", client.hex(), message.TYPE,
-                        sum(len(part) for part in parts), unread)
-            parts = encode(Error(code=codes.UNREAD_LIMIT, job_id=getattr(message, "job_id", None), message=(
-                f"this connection has {unread} bytes of replies it has not read, and the backend holds at most "
-                f"{self.limits.max_unread_bytes} (the limit max_unread_bytes): read them, then ask again"),
-                request_id=getattr(message, "request_id", None)), version=version)
+            log.warning(
+                "client %s: refused a %s of %d bytes, it has %d unread",
+                client.hex(),
+                message.TYPE,
+                sum(len(part) for part in parts),
+                unread,
+            )
+            parts = encode(
+                Error(
+                    code=codes.UNREAD_LIMIT,
+                    job_id=getattr(message, "job_id", None),
+                    message=(
+                        f"this connection has {unread} bytes of replies it has not read, and the backend holds at most "
+                        f"{self.limits.max_unread_bytes} (the limit max_unread_bytes): read them, then ask again"
+                    ),
+                    request_id=getattr(message, "request_id", None),
+                ),
+                version=version,
+            )
         if not self.outbox.send(client, parts):
             log.warning("dropped a %s message to a client that is not reading", message.TYPE)
 
@@ -296,8 +334,12 @@ class Server:
         self.outbox.forget_done()
         self.rate.forget_idle()
         running = self.store.running()
-        beat = Heartbeat(time=time.time(), queue_length=self.store.active_count(), instance=self.instance,
-                         running=running.job_id if running else None)
+        beat = Heartbeat(
+            time=time.time(),
+            queue_length=self.store.active_count(),
+            instance=self.instance,
+            running=running.job_id if running else None,
+        )
         for client, seen in list(self.clients.items()):
             if now - seen > CLIENT_FORGOTTEN_AFTER:
                 del self.clients[client]
@@ -321,8 +363,18 @@ class Server:
                 return
             if kind == "progress":
                 p = payload
-                self.notify(job_id, Progress(job_id=job_id, phase=p.phase, step=p.step, total=p.total,
-                                             elapsed=p.elapsed, eta=p.eta_seconds, forward_passes=p.forward_passes))
+                self.notify(
+                    job_id,
+                    Progress(
+                        job_id=job_id,
+                        phase=p.phase,
+                        step=p.step,
+                        total=p.total,
+                        elapsed=p.elapsed,
+                        eta=p.eta_seconds,
+                        forward_passes=p.forward_passes,
+                    ),
+                )
                 continue
             job = self.store.get(job_id)
             if job is not None:
@@ -384,8 +436,7 @@ class Server:
             self.fetch(client, message.job_id)
         elif isinstance(message, ListJobs):
             jobs = self.store.listing()
-            self.reply(client, JobList(jobs=[self.listed(client, job) for job in jobs[-MAX_LISTED:]],
-                                       total=len(jobs)))
+            self.reply(client, JobList(jobs=[self.listed(client, job) for job in jobs[-MAX_LISTED:]], total=len(jobs)))
 
     def hello(self, client: bytes, message: Hello) -> None:
         """Answer in the newest version both sides speak; the client speaks it from now on."""
@@ -393,10 +444,14 @@ class Server:
         spoken = message.versions or [self.request[2]]
         common = set(spoken) & set(SUPPORTED_VERSIONS)
         if not common:
-            raise ProtocolError(codes.VERSION_MISMATCH, f"this backend speaks protocol versions "
-                                f"{', '.join(map(str, SUPPORTED_VERSIONS))} and the client protocol version "
-                                f"{', '.join(map(str, spoken[:16]))}; install the same FlowMotion release on both the "
-                                "backend and the add-on", "versions")
+            raise ProtocolError(
+                codes.VERSION_MISMATCH,
+                f"this backend speaks protocol versions "
+                f"{', '.join(map(str, SUPPORTED_VERSIONS))} and the client protocol version "
+                f"{', '.join(map(str, spoken[:16]))}; install the same FlowMotion release on both the "
+                "backend and the add-on",
+                "versions",
+            )
         version = max(common)
         self.versions[client] = version
         if message.previews and version >= Preview.SINCE:
@@ -408,21 +463,37 @@ class Server:
         self.reply(client, self.welcome(version))
 
     def welcome(self, version: int = PROTOCOL_VERSION) -> Welcome:
-        return Welcome(server=f"flowmotion-backend {__version__}", model=self.model_name, device=self.device,
-                       limits=self.limits.to_dict(), queue_length=self.store.active_count(), instance=self.instance,
-                       secure=self.public_key is not None, version=version)
+        return Welcome(
+            server=f"flowmotion-backend {__version__}",
+            model=self.model_name,
+            device=self.device,
+            limits=self.limits.to_dict(),
+            queue_length=self.store.active_count(),
+            instance=self.instance,
+            secure=self.public_key is not None,
+            version=version,
+        )
 
     def known(self, job_id: str) -> Job:
         job = self.store.get(job_id)
         if job is None:
-            raise ProtocolError(codes.UNKNOWN_JOB, f"no job {job_id!r} on this backend (never submitted, or expired)",
-                                "job_id")
+            raise ProtocolError(
+                codes.UNKNOWN_JOB, f"no job {job_id!r} on this backend (never submitted, or expired)", "job_id"
+            )
         return job
 
     def status_of(self, job: Job) -> JobStatus:
-        return JobStatus(job_id=job.job_id, state=job.state, position=self.store.position(job.job_id),
-                         message=job.message, prompt=job.prompt, seed=job.seed, shot=job.shot,
-                         frame_count=job.frame_count, submitted=job.submitted)
+        return JobStatus(
+            job_id=job.job_id,
+            state=job.state,
+            position=self.store.position(job.job_id),
+            message=job.message,
+            prompt=job.prompt,
+            seed=job.seed,
+            shot=job.shot,
+            frame_count=job.frame_count,
+            submitted=job.submitted,
+        )
 
     def listed(self, client: bytes, job: Job) -> dict:
         """A job's entry in a `jobs` answer: the fields of its `job` message, as this client may see them."""
@@ -437,17 +508,25 @@ class Server:
         existing = self.store.get(message.job_id)
         if existing is not None:
             if existing.request_digest != digest:
-                raise ProtocolError(codes.JOB_CONFLICT, f"job id {message.job_id!r} is taken by a different request; "
-                                                        "choose a new id", "job_id")
+                raise ProtocolError(
+                    codes.JOB_CONFLICT,
+                    f"job id {message.job_id!r} is taken by a different request; choose a new id",
+                    "job_id",
+                )
             self.watch(client, existing)
-            self.reply(client, Accepted(job_id=existing.job_id, state=existing.state,
-                                        position=self.store.position(existing.job_id)))
+            self.reply(
+                client,
+                Accepted(job_id=existing.job_id, state=existing.state, position=self.store.position(existing.job_id)),
+            )
             return
         if self.store.active_count() >= self.limits.max_queue:
-            raise ProtocolError(codes.LIMIT_EXCEEDED, f"the queue is full ({self.limits.max_queue} jobs, the limit "
-                                                      "max_queue); try again when a job has finished")
+            raise ProtocolError(
+                codes.LIMIT_EXCEEDED,
+                f"the queue is full ({self.limits.max_queue} jobs, the limit "
+                "max_queue); try again when a job has finished",
+            )
         check_settings(message.settings)
-        frames, masks = frames[:message.frame_count], frames[message.frame_count:]
+        frames, masks = frames[: message.frame_count], frames[message.frame_count :]
         width, height = check_frames(frames)
         if masks:
             try:
@@ -455,29 +534,58 @@ class Server:
             except ProtocolError as error:
                 raise ProtocolError(error.code, f"subject masks: {error.message}", "masks") from None
             if mask_size != (width, height):
-                raise ProtocolError(codes.BAD_FRAMES, f"subject masks are {mask_size[0]}x{mask_size[1]} but frames are "
-                                                      f"{width}x{height}: render both at the same size", "masks")
+                raise ProtocolError(
+                    codes.BAD_FRAMES,
+                    f"subject masks are {mask_size[0]}x{mask_size[1]} but frames are "
+                    f"{width}x{height}: render both at the same size",
+                    "masks",
+                )
         if width > self.limits.max_width or height > self.limits.max_height:
-            raise ProtocolError(codes.LIMIT_EXCEEDED, f"frames are {width}x{height}; this backend takes at most "
-                                                      f"{self.limits.max_width}x{self.limits.max_height} "
-                                                      "(the limits max_width and max_height)", "frames")
-        job = Job(job_id=message.job_id, prompt=message.prompt, frame_count=message.frame_count, width=width,
-                  height=height, negative_prompt=message.negative_prompt, seed=message.seed, shot=message.shot,
-                  fps=message.fps, settings=message.settings, mask_count=message.mask_count, request_digest=digest,
-                  owner=self.owner_of_request(client))
+            raise ProtocolError(
+                codes.LIMIT_EXCEEDED,
+                f"frames are {width}x{height}; this backend takes at most "
+                f"{self.limits.max_width}x{self.limits.max_height} "
+                "(the limits max_width and max_height)",
+                "frames",
+            )
+        job = Job(
+            job_id=message.job_id,
+            prompt=message.prompt,
+            frame_count=message.frame_count,
+            width=width,
+            height=height,
+            negative_prompt=message.negative_prompt,
+            seed=message.seed,
+            shot=message.shot,
+            fps=message.fps,
+            settings=message.settings,
+            mask_count=message.mask_count,
+            request_digest=digest,
+            owner=self.owner_of_request(client),
+        )
         self.store.add(job, frames, masks)
         self.worker.wake.set()
         self.watch(client, job)
-        log.info("job %s: queued at %d (%d frames %dx%d%s)", job.job_id, self.store.position(job.job_id),
-                 job.frame_count, width, height, ", with subject masks" if masks else "")
+        log.info(
+            "job %s: queued at %d (%d frames %dx%d%s)",
+            job.job_id,
+            self.store.position(job.job_id),
+            job.frame_count,
+            width,
+            height,
+            ", with subject masks" if masks else "",
+        )
         self.reply(client, Accepted(job_id=job.job_id, state=job.state, position=self.store.position(job.job_id)))
 
     def cancel(self, client: bytes, job_id: str) -> None:
         job = self.known(job_id)
         if not self.may_manage(client, job):
-            raise ProtocolError(codes.NOT_OWNER, f"job {job_id!r} was submitted with another artist's key: only "
-                                                 "that artist, or a key marked admin on the backend, can cancel it",
-                                "job_id")
+            raise ProtocolError(
+                codes.NOT_OWNER,
+                f"job {job_id!r} was submitted with another artist's key: only "
+                "that artist, or a key marked admin on the backend, can cancel it",
+                "job_id",
+            )
         self.watch(client, job)
         before, after = job.state, self.store.cancel(job_id)
         if after == JobState.RUNNING:
@@ -503,6 +611,20 @@ class Server:
         except DamagedResult as error:
             log.error("job %s: %s", job_id, error)
             raise ProtocolError(codes.DAMAGED_RESULT, str(error), "job_id") from None
-        self.reply(client, Result(job_id=job_id, frame_count=len(frames), width=job.width, height=job.height,
-                                  fps=job.fps, prompt=job.prompt, negative_prompt=job.negative_prompt, seed=job.seed,
-                                  shot=job.shot, settings=job.settings, stats=job.stats), frames)
+        self.reply(
+            client,
+            Result(
+                job_id=job_id,
+                frame_count=len(frames),
+                width=job.width,
+                height=job.height,
+                fps=job.fps,
+                prompt=job.prompt,
+                negative_prompt=job.negative_prompt,
+                seed=job.seed,
+                shot=job.shot,
+                settings=job.settings,
+                stats=job.stats,
+            ),
+            frames,
+        )

@@ -28,9 +28,16 @@ RETRY_AFTER = 5.0
 class Worker(threading.Thread):
     """Takes jobs from the store's queue; reports progress and endings as events on `events`."""
 
-    def __init__(self, pipe, store: JobStore, events: queue.Queue, cache: TransferCache | None = None,
-                 max_area: int | None = None, preview_every: float | None = PREVIEW_EVERY,
-                 preview_every_steps: int = PREVIEW_EVERY_STEPS):
+    def __init__(
+        self,
+        pipe,
+        store: JobStore,
+        events: queue.Queue,
+        cache: TransferCache | None = None,
+        max_area: int | None = None,
+        preview_every: float | None = PREVIEW_EVERY,
+        preview_every_steps: int = PREVIEW_EVERY_STEPS,
+    ):
         super().__init__(name="flowmotion-worker", daemon=True)
         self.pipe = pipe
         self.preview_every = preview_every
@@ -82,8 +89,9 @@ class Worker(threading.Thread):
     def run_job(self, job: Job) -> tuple | None:
         """Run one job; returns how it ended (state, message, frames, stats), or None when the
         backend is shutting down and the job stays queued for the next start."""
-        log.info("job %s: running (%s frames, %dx%d) %r", job.job_id, job.frame_count, job.width, job.height,
-                 job.prompt)
+        log.info(
+            "job %s: running (%s frames, %dx%d) %r", job.job_id, job.frame_count, job.width, job.height, job.prompt
+        )
 
         def on_progress(progress) -> None:
             self.events.put(("progress", job.job_id, progress))
@@ -94,17 +102,29 @@ class Worker(threading.Thread):
             masks = self.store.subject_masks(job.job_id)
             subject_mask = frames_from_png_bytes(masks, noun="subject mask", alpha_is_mask=True) if masks else None
             request = flowmotion.TransferRequest(
-                frames, job.prompt, negative_prompt=job.negative_prompt, subject_mask=subject_mask,
-                max_area=self.max_area, config=config, generator=torch.Generator().manual_seed(job.seed),
+                frames,
+                job.prompt,
+                negative_prompt=job.negative_prompt,
+                subject_mask=subject_mask,
+                max_area=self.max_area,
+                config=config,
+                generator=torch.Generator().manual_seed(job.seed),
                 cache=self.cache,
             )
             result = flowmotion.run_transfer(
-                self.pipe, request, on_step=self.step_hook(job), on_progress=on_progress,
+                self.pipe,
+                request,
+                on_step=self.step_hook(job),
+                on_progress=on_progress,
                 should_cancel=lambda: self.stopping.is_set() or job.cancel_requested,
             )
-            stats = {"seconds": result.stats.seconds, "forward_passes": result.stats.forward_passes,
-                     "peak_memory_bytes": result.stats.peak_memory_bytes,
-                     "source_cache_hit": result.stats.source_cache_hit, "subject_masks": subject_mask is not None}
+            stats = {
+                "seconds": result.stats.seconds,
+                "forward_passes": result.stats.forward_passes,
+                "peak_memory_bytes": result.stats.peak_memory_bytes,
+                "source_cache_hit": result.stats.source_cache_hit,
+                "subject_masks": subject_mask is not None,
+            }
             log.info("job %s: done in %s", job.job_id, result.stats.summary())
             return JobState.DONE, "", frames_to_png_bytes(result.frames), stats
         except TransferCancelled:
@@ -121,8 +141,15 @@ class Worker(threading.Thread):
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             log.warning("job %s: out of GPU memory", job.job_id)
-            return JobState.FAILED, (f"the GPU ran out of memory at {job.width}x{job.height}, {job.frame_count} "
-                                     "frames: send fewer or smaller frames, or free the GPU of other work"), None, None
+            return (
+                JobState.FAILED,
+                (
+                    f"the GPU ran out of memory at {job.width}x{job.height}, {job.frame_count} "
+                    "frames: send fewer or smaller frames, or free the GPU of other work"
+                ),
+                None,
+                None,
+            )
         except Exception as error:  # a job's failure must never take the backend down with it
             log.exception("job %s: unexpected failure", job.job_id)
             return JobState.FAILED, f"the backend failed on this job: {type(error).__name__}: {error}", None, None
@@ -139,8 +166,7 @@ class Worker(threading.Thread):
                 self.preview_every = None
                 return None
             log.info("previews map latents to RGB by %r", self.preview_map.name)
-        return preview_hook(job.job_id, self.preview_map, self.previews, self.preview_every,
-                            self.preview_every_steps)
+        return preview_hook(job.job_id, self.preview_map, self.previews, self.preview_every, self.preview_every_steps)
 
     def end(self, job: Job, state: JobState, message: str, frames: list[bytes] | None, stats: dict | None) -> None:
         """Record a job's ending; a job store that cannot be written fails the job, not the worker."""
@@ -149,8 +175,12 @@ class Worker(threading.Thread):
         except OSError as error:
             if job.state == state:
                 # The ending (and its result) is committed; only the manifest waits for room.
-                log.error("job %s: %s, but its manifest cannot be saved yet (%s); it is saved once the disk "
-                          "takes writes", job.job_id, state, error)
+                log.error(
+                    "job %s: %s, but its manifest cannot be saved yet (%s); it is saved once the disk takes writes",
+                    job.job_id,
+                    state,
+                    error,
+                )
             else:
                 log.error("job %s: cannot write its %s ending to the job store: %s", job.job_id, state, error)
                 self.fail_unsaved(job, error)
@@ -158,8 +188,11 @@ class Worker(threading.Thread):
 
     def fail_unsaved(self, job: Job, error: OSError) -> None:
         try:
-            self.store.finish(job, JobState.FAILED, f"the backend could not save this job's result: {error}; "
-                                             "free disk space on the backend and submit it again")
+            self.store.finish(
+                job,
+                JobState.FAILED,
+                f"the backend could not save this job's result: {error}; "
+                "free disk space on the backend and submit it again",
+            )
         except OSError as again:
-            log.error("job %s: the job store is not writable (%s); its ending is saved once it is",
-                      job.job_id, again)
+            log.error("job %s: the job store is not writable (%s); its ending is saved once it is", job.job_id, again)

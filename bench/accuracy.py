@@ -49,9 +49,11 @@ def build(size: str, device: str):
 
 def one_pass(pipe, latent, embedding, timestep) -> tuple[torch.Tensor, float]:
     with torch.no_grad():
+
         def call():
-            return pipe.transformer(hidden_states=latent, timestep=timestep, encoder_hidden_states=embedding,
-                                    return_dict=False)[0].float()
+            return pipe.transformer(
+                hidden_states=latent, timestep=timestep, encoder_hidden_states=embedding, return_dict=False
+            )[0].float()
 
         call()  # warm-up: compilation and kernel selection
         if latent.device.type == "cuda":
@@ -83,8 +85,9 @@ def measure(args):
         timestep = torch.tensor([999.0], device=args.device)
         velocity, seconds = one_pass(pipe, noise.to(pipe.transformer.dtype), embedding, timestep)
         config = FlowMotionConfig.optimized(num_inference_steps=args.steps, guided_steps=max(1, args.steps // 5))
-        final = flowmotion.transfer(pipe, video, "a red ball on grass", config=config, latents=noise,
-                                    output_type="latent").frames
+        final = flowmotion.transfer(
+            pipe, video, "a red ball on grass", config=config, latents=noise, output_type="latent"
+        ).frames
         if reference is None:
             reference = (velocity, final)
             yield name, 0.0, seconds, 0.0, ""
@@ -103,8 +106,11 @@ def measure(args):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--options", default="fp8,sage8,compile",
-                        help=f"comma-separated, of {', '.join(OPTIONS)} (bf16, the reference, always runs)")
+    parser.add_argument(
+        "--options",
+        default="fp8,sage8,compile",
+        help=f"comma-separated, of {', '.join(OPTIONS)} (bf16, the reference, always runs)",
+    )
     parser.add_argument("--size", choices=["embedded", "full"], default="full")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=10)

@@ -88,8 +88,9 @@ class BlockoutShot:
 
 def held_out_seeds(count: int, first: int = blender_world.BENCHMARK_SEED_START) -> range:
     if first < blender_world.BENCHMARK_SEED_START:
-        raise BlockoutError(f"benchmark seeds start at {blender_world.BENCHMARK_SEED_START}: "
-                            "lower ones are for training")
+        raise BlockoutError(
+            f"benchmark seeds start at {blender_world.BENCHMARK_SEED_START}: lower ones are for training"
+        )
     return range(first, first + count)
 
 
@@ -104,16 +105,28 @@ def held_out_shots(seeds, width: int, height: int, frames: int) -> list[Blockout
     for seed in seeds:
         shot = blender_world.render_shot(blender_world.shot_spec(seed, frames), width, height)
         spec = shot.spec
-        shots.append(BlockoutShot(seed, spec.kind, shot.playblast, shot.scene, shot.mask, spec.color,
-                                  _asked_shape(seed, spec.shape), spec.background))
+        shots.append(
+            BlockoutShot(
+                seed,
+                spec.kind,
+                shot.playblast,
+                shot.scene,
+                shot.mask,
+                spec.color,
+                _asked_shape(seed, spec.shape),
+                spec.background,
+            )
+        )
     return shots
 
 
 def shots_from_folder(folder: Path) -> list[BlockoutShot]:
     """The shots that `blender_world.write_shots` left in `folder`, all of them held out: a shot
     drawn from a training seed would score the model on what it learnt, so none is taken."""
-    write = (f"write the shots with python -m flowmotion.toy.blender_world --out {folder} --seed "
-             f"{blender_world.BENCHMARK_SEED_START} --count 24")
+    write = (
+        f"write the shots with python -m flowmotion.toy.blender_world --out {folder} --seed "
+        f"{blender_world.BENCHMARK_SEED_START} --count 24"
+    )
     if not (Path(folder) / "shots.json").is_file():
         raise BlockoutError(f"{folder} holds no shots.json: {write}")
     try:
@@ -122,14 +135,26 @@ def shots_from_folder(folder: Path) -> list[BlockoutShot]:
         raise BlockoutError(f"the shots in {folder} cannot be read ({error}): {write}") from None
     training = sorted(entry["seed"] for entry, _ in rendered if entry["seed"] < blender_world.BENCHMARK_SEED_START)
     if training:
-        raise BlockoutError(f"{folder} holds shots of training seeds ({', '.join(map(str, training[:5]))}"
-                            f"{' ...' if len(training) > 5 else ''}): the benchmark takes only seeds from "
-                            f"{blender_world.BENCHMARK_SEED_START} on, which no training set uses")
+        raise BlockoutError(
+            f"{folder} holds shots of training seeds ({', '.join(map(str, training[:5]))}"
+            f"{' ...' if len(training) > 5 else ''}): the benchmark takes only seeds from "
+            f"{blender_world.BENCHMARK_SEED_START} on, which no training set uses"
+        )
     if not rendered:
         raise BlockoutError(f"{folder} holds no shots")
-    return [BlockoutShot(entry["seed"], entry["kind"], arrays["playblast"], arrays["scene"], arrays["mask"],
-                         entry["color"], _asked_shape(entry["seed"], entry["shape"]), entry["background"])
-            for entry, arrays in rendered]
+    return [
+        BlockoutShot(
+            entry["seed"],
+            entry["kind"],
+            arrays["playblast"],
+            arrays["scene"],
+            arrays["mask"],
+            entry["color"],
+            _asked_shape(entry["seed"], entry["shape"]),
+            entry["background"],
+        )
+        for entry, arrays in rendered
+    ]
 
 
 def subject_track(shot: BlockoutShot) -> tuple[np.ndarray, np.ndarray]:
@@ -164,14 +189,22 @@ def evaluate(pipe, shots: list[BlockoutShot], config, subject_masks: bool, max_a
     scores = []
     for index, shot in enumerate(shots):
         mask = shot.mask if subject_masks and shot.has_subject else None
-        out = flowmotion.transfer(pipe, shot.playblast, shot.prompt, config=config, max_area=max_area,
-                                  generator=torch.Generator().manual_seed(index), subject_mask=mask)
+        out = flowmotion.transfer(
+            pipe,
+            shot.playblast,
+            shot.prompt,
+            config=config,
+            max_area=max_area,
+            generator=torch.Generator().manual_seed(index),
+            subject_mask=mask,
+        )
         scores.append({**score(out.frames, shot), "seconds": out.stats.seconds})
     return scores
 
 
 def summarise(shots: list[BlockoutShot], scores: list[dict]) -> dict:
     """Means over the shots of each kind."""
+
     def mean(key, kinds):
         values = [
             s[key] for shot, s in zip(shots, scores, strict=True) if shot.kind in kinds and s.get(key) is not None
@@ -183,25 +216,31 @@ def summarise(shots: list[BlockoutShot], scores: list[dict]) -> dict:
     cameras = [
         s["camera"] for shot, s in zip(shots, scores, strict=True) if shot.kind == "camera" and s["camera"] is not None
     ]
-    return {"static": mean("distance", ("object",)), "moving": mean("distance", ("object+camera",)),
-            "ratio": float(np.mean(distances) / np.mean(better)) if distances else float("nan"),
-            "camera": float(np.mean(cameras)) if cameras else float("nan"),
-            "camera_most": float(np.mean([c > 0.5 for c in cameras])) if cameras else float("nan"),
-            "text": mean("text", ("object", "object+camera", "camera")),
-            "seconds": mean("seconds", ("object", "object+camera", "camera"))}
+    return {
+        "static": mean("distance", ("object",)),
+        "moving": mean("distance", ("object+camera",)),
+        "ratio": float(np.mean(distances) / np.mean(better)) if distances else float("nan"),
+        "camera": float(np.mean(cameras)) if cameras else float("nan"),
+        "camera_most": float(np.mean([c > 0.5 for c in cameras])) if cameras else float("nan"),
+        "text": mean("text", ("object", "object+camera", "camera")),
+        "seconds": mean("seconds", ("object", "object+camera", "camera")),
+    }
 
 
 def baseline_rows(shots: list[BlockoutShot]) -> dict[str, dict]:
     rows = {}
     for name in ("mean position", "frame centre"):
-        values = {kind: [baseline_distances(s)[name] for s in shots if s.kind == kind and s.has_subject]
-                  for kind in OBJECT_KINDS}
+        values = {
+            kind: [baseline_distances(s)[name] for s in shots if s.kind == kind and s.has_subject]
+            for kind in OBJECT_KINDS
+        }
         everything = [baseline_distances(s)[name] for s in shots if s.has_subject]
         better = [min(baseline_distances(s).values()) for s in shots if s.has_subject]
         rows[f"baseline: blob parked at the {name}"] = {
             "static": float(np.mean(values["object"])) if values["object"] else float("nan"),
             "moving": float(np.mean(values["object+camera"])) if values["object+camera"] else float("nan"),
-            "ratio": float(np.mean(everything) / np.mean(better)) if better else float("nan")}
+            "ratio": float(np.mean(everything) / np.mean(better)) if better else float("nan"),
+        }
     return rows
 
 
@@ -218,13 +257,23 @@ def best_variant(rows: dict[str, dict]) -> str:
 
 
 def table(rows: dict[str, dict]) -> str:
-    head = ["mode", "subject distance px, static camera", "subject distance px, moving camera", "to better baseline",
-            "camera followed, frames", "camera followed in most frames, shots", "text adherence", "s / video"]
+    head = [
+        "mode",
+        "subject distance px, static camera",
+        "subject distance px, moving camera",
+        "to better baseline",
+        "camera followed, frames",
+        "camera followed in most frames, shots",
+        "text adherence",
+        "s / video",
+    ]
     keys = ("static", "moving", "ratio", "camera", "camera_most", "text", "seconds")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, row in rows.items():
-        cells = [("-" if key not in row or np.isnan(row[key]) else f"{row[key]:.{1 if key in keys[:2] else 3}f}")
-                 for key in keys]
+        cells = [
+            ("-" if key not in row or np.isnan(row[key]) else f"{row[key]:.{1 if key in keys[:2] else 3}f}")
+            for key in keys
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -234,8 +283,9 @@ def run(pipe, shots: list[BlockoutShot], steps: int, guided: int, max_area: int,
     `on_mode(name, row)` hears of each mode's row as it is done."""
     rows = baseline_rows(shots)
     reference = [score(shot.scene, shot) for shot in shots]
-    rows[REFERENCE] = {k: v for k, v in summarise(shots, [{**s, "seconds": 0.0} for s in reference]).items()
-                       if k != "seconds"}
+    rows[REFERENCE] = {
+        k: v for k, v in summarise(shots, [{**s, "seconds": 0.0} for s in reference]).items() if k != "seconds"
+    }
     configs = modes(steps, guided, 0.03)
     for name in ROWS:
         scores = evaluate(pipe, shots, configs[name], name in SUBJECT_MODES, max_area)
@@ -251,31 +301,49 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=flowmotion.EMBEDDED_MODEL)
     parser.add_argument("--device", default="cpu", help="where the model runs: cpu (default) or cuda")
-    parser.add_argument("--shots-dir", type=Path, default=None,
-                        help="read held-out shots that flowmotion.toy.blender_world wrote here instead of "
-                             "rendering them (no Blender needed)")
+    parser.add_argument(
+        "--shots-dir",
+        type=Path,
+        default=None,
+        help="read held-out shots that flowmotion.toy.blender_world wrote here instead of "
+        "rendering them (no Blender needed)",
+    )
     parser.add_argument("--shots", type=int, default=24)
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=192)
     parser.add_argument("--frames", type=int, default=17)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--guided-steps", type=int, default=10)
-    parser.add_argument("--max-area", type=int, default=EMBEDDED_MAX_AREA,
-                        help="pixels per frame the model works at (default: the embedded model's)")
+    parser.add_argument(
+        "--max-area",
+        type=int,
+        default=EMBEDDED_MAX_AREA,
+        help="pixels per frame the model works at (default: the embedded model's)",
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
-        shots = (shots_from_folder(args.shots_dir) if args.shots_dir is not None
-                 else held_out_shots(held_out_seeds(args.shots), args.width, args.height, args.frames))
+        shots = (
+            shots_from_folder(args.shots_dir)
+            if args.shots_dir is not None
+            else held_out_shots(held_out_seeds(args.shots), args.width, args.height, args.frames)
+        )
     except (BlockoutError, blender_world.BlenderWorldError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     rendered = time.monotonic() - started
     print(f"  {len(shots)} shots {'read' if args.shots_dir else 'rendered'} ({rendered:.0f} s)", file=sys.stderr)
     pipe = flowmotion.load_pipeline(args.model, device=args.device)
-    rows = run(pipe, shots, args.steps, args.guided_steps, args.max_area,
-               on_mode=lambda name, row: print(f"  done ({time.monotonic() - started:.0f} s): "
-                                               f"{table({name: row}).splitlines()[-1]}", file=sys.stderr))
+    rows = run(
+        pipe,
+        shots,
+        args.steps,
+        args.guided_steps,
+        args.max_area,
+        on_mode=lambda name, row: print(
+            f"  done ({time.monotonic() - started:.0f} s): {table({name: row}).splitlines()[-1]}", file=sys.stderr
+        ),
+    )
     print(describe_run(args, shots, rendered) + "\n")
     print(table(rows))
     return 0
@@ -285,14 +353,19 @@ def describe_run(args, shots: list[BlockoutShot], rendered: float) -> str:
     """The run's shots, model, settings and machine, as the line above the table."""
     kinds = {kind: sum(shot.kind == kind for shot in shots) for kind in blender_world.KINDS}
     frames, height, width = shots[0].playblast.shape[:3]
-    where = (f"read from {args.shots_dir}" if args.shots_dir is not None
-             else f"rendering {rendered / (len(shots) * frames):.3f} s a frame (both looks and the mask)")
+    where = (
+        f"read from {args.shots_dir}"
+        if args.shots_dir is not None
+        else f"rendering {rendered / (len(shots) * frames):.3f} s a frame (both looks and the mask)"
+    )
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{torch.get_num_threads()} threads"
-    return (f"{len(shots)} held-out Blender shots (seeds {shots[0].seed}-{shots[-1].seed}; "
-            + ", ".join(f"{count} {kind}" for kind, count in kinds.items())
-            + f"), {width}x{height}, {frames} frames, {where}; model {args.model} at max area {args.max_area}, "
-            f"{args.steps} steps ({args.guided_steps} guided), torch {torch.__version__} on {args.device} "
-            f"({device}), {time.strftime('%Y-%m-%d', time.gmtime())}")
+    return (
+        f"{len(shots)} held-out Blender shots (seeds {shots[0].seed}-{shots[-1].seed}; "
+        + ", ".join(f"{count} {kind}" for kind, count in kinds.items())
+        + f"), {width}x{height}, {frames} frames, {where}; model {args.model} at max area {args.max_area}, "
+        f"{args.steps} steps ({args.guided_steps} guided), torch {torch.__version__} on {args.device} "
+        f"({device}), {time.strftime('%Y-%m-%d', time.gmtime())}"
+    )
 
 
 if __name__ == "__main__":

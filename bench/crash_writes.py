@@ -52,8 +52,9 @@ def kills(rounds: int) -> tuple[int, int]:
     with tempfile.TemporaryDirectory() as root:
         JobStore(root).add(Job(job_id="j", prompt="a ball", frame_count=1, width=8, height=8), [b"png"])
         for _ in range(rounds):
-            child = subprocess.Popen([sys.executable, "-c", SAVE_FOREVER, root], env=env, stdout=subprocess.PIPE,
-                                     text=True)
+            child = subprocess.Popen(
+                [sys.executable, "-c", SAVE_FOREVER, root], env=env, stdout=subprocess.PIPE, text=True
+            )
             for _ in range(chance.randint(1, 30)):
                 child.stdout.readline()
             child.kill()

@@ -52,6 +52,7 @@ def kind_of(parts: list[bytes]) -> str:
 
 # The backend ---------------------------------------------------------------------------------
 
+
 def serve(jobs: Path, limits: Limits) -> None:
     """Run a backend whose store holds one finished job; print its address and pid; stop on stdin's end."""
     from backend.jobs import Job, JobStore
@@ -74,6 +75,7 @@ def serve(jobs: Path, limits: Limits) -> None:
 
 
 # The clients ---------------------------------------------------------------------------------
+
 
 def clients(address: str, count: int, seconds: float) -> None:
     """`count` clients in one thread; prints their latencies and heartbeat gaps as JSON."""
@@ -171,10 +173,12 @@ def resident(pid: int) -> int:
 
 # Running it ----------------------------------------------------------------------------------
 
+
 def spawn(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen([sys.executable, __file__, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, __file__, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
 
 
 def run(address: str, count: int, seconds: float, flood: bool) -> dict:
@@ -191,8 +195,10 @@ def row(name: str, count: int, figures: dict) -> str:
     flood = figures.get("flood")
     flood_text = f"{flood['sent']} / {flood['answered']}" if flood else "-"
     gap = max(figures["gaps"], default=float("nan"))
-    return (f"| {name} | {count} | {len(latencies)} | {figures['refused']} | {np.percentile(latencies, 50):.2f} | "
-            f"{np.percentile(latencies, 99):.2f} | {latencies.max():.1f} | {gap:.2f} | {flood_text} |")
+    return (
+        f"| {name} | {count} | {len(latencies)} | {figures['refused']} | {np.percentile(latencies, 50):.2f} | "
+        f"{np.percentile(latencies, 99):.2f} | {latencies.max():.1f} | {gap:.2f} | {flood_text} |"
+    )
 
 
 def main() -> None:
@@ -200,8 +206,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--record", action="store_true", help="append the table to bench/RESULTS.md")
-    parser.add_argument("--rate", type=int, default=Limits().max_messages_per_second,
-                        help="the backend's max_messages_per_second (a huge value: no rate limit)")
+    parser.add_argument(
+        "--rate",
+        type=int,
+        default=Limits().max_messages_per_second,
+        help="the backend's max_messages_per_second (a huge value: no rate limit)",
+    )
     parser.add_argument("--role", choices=("serve", "clients", "flooder"), help=argparse.SUPPRESS)
     parser.add_argument("--address", help=argparse.SUPPRESS)
     parser.add_argument("--jobs", help=argparse.SUPPRESS)

@@ -50,10 +50,12 @@ def one_run(pipe, request, hook=None) -> float:
 
 def timed(hook, spent: list):
     """`hook`, adding the seconds it takes to the last entry of `spent`."""
+
     def run(info):
         start = time.perf_counter()
         hook(info)
         spent[-1] += time.perf_counter() - start
+
     return run
 
 
@@ -64,19 +66,29 @@ def measure(args) -> list[tuple]:
     results = []
     for label, config, cached in rows(args.steps, args.guided_steps):
         cache = TransferCache()
-        request = TransferRequest(video, "a red ball on grass", config=config, cache=cache if cached else None,
-                                  generator=torch.Generator().manual_seed(0))
+        request = TransferRequest(
+            video,
+            "a red ball on grass",
+            config=config,
+            cache=cache if cached else None,
+            generator=torch.Generator().manual_seed(0),
+        )
         one_run(pipe, request)  # warms the caches and the allocator; not counted
-        hooks = {"library": preview_hook(factors, lambda preview: None, every=1),
-                 "backend": backend_hook("bench", factors, PreviewSlot(), every=0.0)}
+        hooks = {
+            "library": preview_hook(factors, lambda preview: None, every=1),
+            "backend": backend_hook("bench", factors, PreviewSlot(), every=0.0),
+        }
         seconds = {name: [] for name in ("none", *hooks)}
         in_hook = {name: [] for name in hooks}
         for _ in range(args.repeats):
             seconds["none"].append(one_run(pipe, request.replace(generator=torch.Generator().manual_seed(0))))
             for name, hook in hooks.items():
                 in_hook[name].append(0.0)
-                seconds[name].append(one_run(pipe, request.replace(generator=torch.Generator().manual_seed(0)),
-                                             timed(hook, in_hook[name])))
+                seconds[name].append(
+                    one_run(
+                        pipe, request.replace(generator=torch.Generator().manual_seed(0)), timed(hook, in_hook[name])
+                    )
+                )
         row = [label, min(seconds["none"])]
         for name in hooks:
             fastest = min(range(args.repeats), key=seconds[name].__getitem__)
@@ -87,11 +99,15 @@ def measure(args) -> list[tuple]:
 
 
 def table(results) -> str:
-    lines = ["| settings | none s | library hook s | x none | in hook | backend hook s | x none | in hook |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| settings | none s | library hook s | x none | in hook | backend hook s | x none | in hook |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for name, plain, library, library_hook, backend, backend_in_hook in results:
-        lines.append(f"| {name} | {plain:.2f} | {library:.2f} | {library / plain:.3f} | {library_hook / plain:.2%} | "
-                     f"{backend:.2f} | {backend / plain:.3f} | {backend_in_hook / plain:.2%} |")
+        lines.append(
+            f"| {name} | {plain:.2f} | {library:.2f} | {library / plain:.3f} | {library_hook / plain:.2%} | "
+            f"{backend:.2f} | {backend / plain:.3f} | {backend_in_hook / plain:.2%} |"
+        )
     return "\n".join(lines)
 
 
@@ -104,8 +120,10 @@ def main() -> None:
     parser.add_argument("--guided-steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    print(f"embedded model on the CPU ({torch.get_num_threads()} threads), {args.width}x{args.height}, "
-          f"{args.frames} frames, {args.steps} steps ({args.guided_steps} guided); fastest of {args.repeats}")
+    print(
+        f"embedded model on the CPU ({torch.get_num_threads()} threads), {args.width}x{args.height}, "
+        f"{args.frames} frames, {args.steps} steps ({args.guided_steps} guided); fastest of {args.repeats}"
+    )
     print(table(measure(args)))
 
 

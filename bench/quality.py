@@ -52,9 +52,12 @@ from flowmotion.toy.data import (  # noqa: E402
 )
 
 HELD_OUT_SEED = 20261124
-SUBJECT_MODES = ("FlowMotion + subject masks", "subject masks only (no LA, no DA)",
-                 "FlowMotion + subject masks, velocity reused across iterations",
-                 "FlowMotion + subject masks, velocity reused across iterations and for the Euler step")
+SUBJECT_MODES = (
+    "FlowMotion + subject masks",
+    "subject masks only (no LA, no DA)",
+    "FlowMotion + subject masks, velocity reused across iterations",
+    "FlowMotion + subject masks, velocity reused across iterations and for the Euler step",
+)
 REUSED = dict(reuse_velocity_across_iterations=True)
 REUSED_FOR_EULER = dict(reuse_velocity_across_iterations=True, reuse_velocity_for_euler_step=True)
 
@@ -84,8 +87,9 @@ def held_out_cases(count: int) -> list[Case]:
 
 
 def modes(steps: int, guided: int, learning_rate: float) -> dict[str, FlowMotionConfig]:
-    base = FlowMotionConfig(num_inference_steps=steps, guided_steps=guided, skip_identical_source_cfg=True,
-                            batch_guidance=True)
+    base = FlowMotionConfig(
+        num_inference_steps=steps, guided_steps=guided, skip_identical_source_cfg=True, batch_guidance=True
+    )
     return {
         "plain sampling (no guidance)": base.replace(motion_guidance=False),
         "FlowMotion": base,
@@ -93,7 +97,8 @@ def modes(steps: int, guided: int, learning_rate: float) -> dict[str, FlowMotion
         "without velocity regularisation": base.replace(velocity_regularization=False),
         "clean_latent source motion": base.replace(source_motion="clean_latent"),
         f"clean_latent source motion, learning rate {learning_rate:g}": base.replace(
-            source_motion="clean_latent", learning_rate=learning_rate),
+            source_motion="clean_latent", learning_rate=learning_rate
+        ),
         "FlowMotion + unguided step cache 0.05": base.replace(unguided_step_cache=0.05),
         SUBJECT_MODES[0]: base,
         SUBJECT_MODES[1]: base.replace(latent_alignment_weight=0.0, difference_alignment_weight=0.0),
@@ -112,17 +117,26 @@ def look_matched(cases: list[Case]) -> list[Case]:
 def look_matched_modes(steps: int, guided: int, learning_rate: float) -> dict[str, FlowMotionConfig]:
     """The modes that tell moving the object from crossing the look: the first table's, less the ablations."""
     kept = ("plain sampling (no guidance)", "FlowMotion", SUBJECT_MODES[0])
-    return {name: config for name, config in modes(steps, guided, learning_rate).items()
-            if name in kept or name.startswith("clean_latent")}
+    return {
+        name: config
+        for name, config in modes(steps, guided, learning_rate).items()
+        if name in kept or name.startswith("clean_latent")
+    }
 
 
-def evaluate(pipe, cases: list[Case], config: FlowMotionConfig, subject_masks: bool = False,
-             seed_offset: int = 0) -> dict:
+def evaluate(
+    pipe, cases: list[Case], config: FlowMotionConfig, subject_masks: bool = False, seed_offset: int = 0
+) -> dict:
     scores = {"fidelity": [], "error": [], "text": [], "temporal": [], "seconds": [], "passes": []}
     for index, case in enumerate(cases):
-        out = flowmotion.transfer(pipe, case.source.frames, case.prompt, config=config,
-                                  generator=torch.Generator().manual_seed(index + seed_offset),
-                                  subject_mask=case.source.mask if subject_masks else None)
+        out = flowmotion.transfer(
+            pipe,
+            case.source.frames,
+            case.prompt,
+            config=config,
+            generator=torch.Generator().manual_seed(index + seed_offset),
+            subject_mask=case.source.mask if subject_masks else None,
+        )
         share, error = metrics.motion_fidelity(out.frames, case.color, case.source.track)
         scores["fidelity"].append(share)
         scores["error"].append(error)
@@ -134,12 +148,21 @@ def evaluate(pipe, cases: list[Case], config: FlowMotionConfig, subject_masks: b
 
 
 def table(results: dict[str, dict]) -> str:
-    head = ["mode", "motion fidelity", "track error px", "text adherence", "temporal consistency", "s / video",
-            "passes"]
+    head = [
+        "mode",
+        "motion fidelity",
+        "track error px",
+        "text adherence",
+        "temporal consistency",
+        "s / video",
+        "passes",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, r in results.items():
-        lines.append(f"| {name} | {r['fidelity']:.3f} | {r['error']:.2f} | {r['text']:.3f} | {r['temporal']:.3f} | "
-                     f"{r['seconds']:.2f} | {r['passes']:.0f} |")
+        lines.append(
+            f"| {name} | {r['fidelity']:.3f} | {r['error']:.2f} | {r['text']:.3f} | {r['temporal']:.3f} | "
+            f"{r['seconds']:.2f} | {r['passes']:.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -156,10 +179,19 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=24)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--guided-steps", type=int, default=10)
-    parser.add_argument("--scaled-learning-rate", type=float, default=0.03,
-                        help="the learning rate of the clean_latent rows that scale the paper's to the latent size")
-    parser.add_argument("--mode", action="append", default=None, metavar="NAME",
-                        help="run only this row (repeatable; names as --list-modes prints them)")
+    parser.add_argument(
+        "--scaled-learning-rate",
+        type=float,
+        default=0.03,
+        help="the learning rate of the clean_latent rows that scale the paper's to the latent size",
+    )
+    parser.add_argument(
+        "--mode",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="run only this row (repeatable; names as --list-modes prints them)",
+    )
     parser.add_argument("--list-modes", action="store_true", help="print the rows' names and stop")
     parser.add_argument("--first-table-only", action="store_true", help="skip the look-matched sources' table")
     parser.add_argument("--seed-offset", type=int, default=0, help="added to every case's seed (default: 0)")
@@ -182,8 +214,10 @@ def main() -> None:
     for name, config in selected({} if args.first_table_only else second, args.mode).items():
         matched[name] = evaluate(pipe, matched_cases, config, name in SUBJECT_MODES, args.seed_offset)
         print(f"  sources in the prompt's look, {name}: done ({time.monotonic() - started:.0f} s)", file=sys.stderr)
-    print(f"{args.videos} held-out videos, model {args.model}, {args.steps} steps ({args.guided_steps} guided), "
-          f"seeds from {args.seed_offset}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print(
+        f"{args.videos} held-out videos, model {args.model}, {args.steps} steps ({args.guided_steps} guided), "
+        f"seeds from {args.seed_offset}, torch {torch.__version__}, {torch.get_num_threads()} threads\n"
+    )
     print(table(results))
     if matched:
         print("\nThe same tracks, sources redrawn in the target prompt's colour, shape and background:\n")

@@ -34,8 +34,14 @@ from flowmotion import FlowMotionConfig  # noqa: E402
 from flowmotion.cache import TransferCache  # noqa: E402
 from flowmotion.runtime import RuntimeOptions, apply_runtime_options  # noqa: E402
 
-PHASE_COLUMNS = [("encode_prompt", "prompt"), ("encode_source", "src enc"), ("source_motion", "src motion"),
-                 ("guided_step", "guided"), ("sampling", "unguided"), ("decode", "decode")]
+PHASE_COLUMNS = [
+    ("encode_prompt", "prompt"),
+    ("encode_source", "src enc"),
+    ("source_motion", "src motion"),
+    ("guided_step", "guided"),
+    ("sampling", "unguided"),
+    ("decode", "decode"),
+]
 
 
 def source_video(frames: int, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -45,13 +51,22 @@ def source_video(frames: int, height: int, width: int) -> tuple[np.ndarray, np.n
     size = max(4, height // 5)
     for f in range(frames):
         x = int(f * (width - size) / max(1, frames - 1))
-        video[f, height // 3: height // 3 + size, x:x + size] = 210
-        mask[f, height // 3: height // 3 + size, x:x + size] = True
+        video[f, height // 3 : height // 3 + size, x : x + size] = 210
+        mask[f, height // 3 : height // 3 + size, x : x + size] = True
     return video, mask
 
 
-MODES = ("plain", "faithful", "new-shot", "reprompt", "reprompt-masks", "unbatched", "exact", "step-cache",
-         "memory-saver")
+MODES = (
+    "plain",
+    "faithful",
+    "new-shot",
+    "reprompt",
+    "reprompt-masks",
+    "unbatched",
+    "exact",
+    "step-cache",
+    "memory-saver",
+)
 """Row names for --modes, in the table's order. memory-saver comes last: it moves the text encoder to
 host memory for good."""
 
@@ -61,22 +76,55 @@ def modes(steps: int, guided: int, step_cache: float, selected=MODES):
     base = dict(num_inference_steps=steps, guided_steps=guided)
     optimised = FlowMotionConfig.optimized(**base)
     rows = [
-        ("plain", "plain Wan sampling", FlowMotionConfig(motion_guidance=False, **base), False, "a red ball on grass",
-         False, {}),
+        (
+            "plain",
+            "plain Wan sampling",
+            FlowMotionConfig(motion_guidance=False, **base),
+            False,
+            "a red ball on grass",
+            False,
+            {},
+        ),
         ("faithful", "FlowMotion faithful", FlowMotionConfig(**base), False, "a red ball on grass", False, {}),
         ("new-shot", "optimised, new shot", optimised, True, "a red ball on grass", False, {}),
         ("reprompt", "optimised, re-prompt", optimised, True, "a blue cube on sand", False, {}),
-        ("reprompt-masks", "optimised, re-prompt + subject masks", optimised, True, "a purple ball on water", True,
-         {}),
-        ("unbatched", "optimised, re-prompt, CFG unbatched", optimised.replace(batch_guidance=False), True,
-         "a yellow ball on snow", False, {}),
-        ("exact", "optimised without velocity reuse, re-prompt", optimised.replace(
-            reuse_velocity_across_iterations=False, reuse_velocity_for_euler_step=False), True, "a red cube on sand",
-         False, {}),
-        ("step-cache", f"optimised + step cache {step_cache:g}", optimised.replace(unguided_step_cache=step_cache),
-         True, "a green cone on snow", False, {}),
-        ("memory-saver", "optimised, re-prompt, text encoder offloaded + VAE tiled", optimised, True,
-         "a blue ball on grass", False, dict(offload_text_encoder=True, vae_tiling=True)),
+        ("reprompt-masks", "optimised, re-prompt + subject masks", optimised, True, "a purple ball on water", True, {}),
+        (
+            "unbatched",
+            "optimised, re-prompt, CFG unbatched",
+            optimised.replace(batch_guidance=False),
+            True,
+            "a yellow ball on snow",
+            False,
+            {},
+        ),
+        (
+            "exact",
+            "optimised without velocity reuse, re-prompt",
+            optimised.replace(reuse_velocity_across_iterations=False, reuse_velocity_for_euler_step=False),
+            True,
+            "a red cube on sand",
+            False,
+            {},
+        ),
+        (
+            "step-cache",
+            f"optimised + step cache {step_cache:g}",
+            optimised.replace(unguided_step_cache=step_cache),
+            True,
+            "a green cone on snow",
+            False,
+            {},
+        ),
+        (
+            "memory-saver",
+            "optimised, re-prompt, text encoder offloaded + VAE tiled",
+            optimised,
+            True,
+            "a blue ball on grass",
+            False,
+            dict(offload_text_encoder=True, vae_tiling=True),
+        ),
     ]
     for row in rows:
         if row[0] in selected and not (row[0] == "step-cache" and not step_cache):
@@ -93,19 +141,28 @@ def load(size: str, device: str):
 
 def measure(args) -> list[dict]:
     pipe = load(args.size, args.device)
-    notes = apply_runtime_options(pipe, RuntimeOptions(attention_backend=args.attention_backend,
-                                                       fp8_linear=args.fp8, compile_blocks=args.compile))
+    notes = apply_runtime_options(
+        pipe, RuntimeOptions(attention_backend=args.attention_backend, fp8_linear=args.fp8, compile_blocks=args.compile)
+    )
     video, mask = source_video(args.frames, args.height, args.width)
     fastest: dict[str, object] = {}
     for round_ in range(args.repeat):
         cache = TransferCache()  # each round starts from a new shot
-        for name, config, cached, prompt, subjects, overrides in modes(args.steps, args.guided_steps,
-                                                                       args.step_cache, args.modes):
+        for name, config, cached, prompt, subjects, overrides in modes(
+            args.steps, args.guided_steps, args.step_cache, args.modes
+        ):
             if args.device.startswith("cuda"):
                 torch.cuda.empty_cache()
-            out = flowmotion.transfer(pipe, video, prompt, config=config, generator=torch.Generator().manual_seed(0),
-                                      cache=cache if cached else None, subject_mask=mask if subjects else None,
-                                      runtime=RuntimeOptions(**overrides))
+            out = flowmotion.transfer(
+                pipe,
+                video,
+                prompt,
+                config=config,
+                generator=torch.Generator().manual_seed(0),
+                cache=cache if cached else None,
+                subject_mask=mask if subjects else None,
+                runtime=RuntimeOptions(**overrides),
+            )
             if name not in fastest or out.stats.seconds < fastest[name].seconds:
                 fastest[name] = out.stats
             plan = "; ".join(f"{key} {choice}" for key, choice in out.stats.runtime.items())
@@ -122,8 +179,9 @@ def plan_cell(stats) -> str:
 
 def table(rows: list[dict]) -> str:
     plain = next((row["stats"].seconds for row in rows if row["mode"] == "plain Wan sampling"), None)
-    head = (["mode", "passes", "calls", "plan"] + [label for _, label in PHASE_COLUMNS]
-            + ["total s", "peak GiB", "x plain"])
+    head = (
+        ["mode", "passes", "calls", "plan"] + [label for _, label in PHASE_COLUMNS] + ["total s", "peak GiB", "x plain"]
+    )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         s = row["stats"]
@@ -173,12 +231,17 @@ def main() -> None:
     parser.add_argument("--attention-backend", default=None)
     parser.add_argument("--compile", action="store_true", help="regional compilation of the repeated block (all rows)")
     parser.add_argument("--fp8", action="store_true", help="FP8 linear layers in the transformer blocks (all rows)")
-    parser.add_argument("--modes", default=",".join(MODES),
-                        help=f"comma-separated rows to run, of {', '.join(MODES)} (default: all)")
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help=f"comma-separated rows to run, of {', '.join(MODES)} (default: all)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="print the rows and settings, run nothing")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="rounds of all rows, each from a new shot; the table keeps each row's fastest "
-                             "(for a shared machine; memory-saver's offload lasts into later rounds)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of all rows, each from a new shot; the table keeps each row's fastest "
+        "(for a shared machine; memory-saver's offload lasts into later rounds)",
+    )
     parser.add_argument("--record", action="store_true", help="append the table to bench/RESULTS.md")
     args = parser.parse_args()
     args.modes = [name.strip() for name in args.modes.split(",") if name.strip()]

@@ -36,9 +36,9 @@ def variants(steps: int, guided: int) -> dict[str, FlowMotionConfig]:
         "CFG batched (float rounding only)": base.replace(batch_guidance=True, **FAITHFUL_RESULT),
         "velocity reused across iterations": base.replace(reuse_velocity_across_iterations=True, **FAITHFUL_RESULT),
         "velocity reused across iterations and for the Euler step": base.replace(
-            reuse_velocity_across_iterations=True, reuse_velocity_for_euler_step=True, **FAITHFUL_RESULT),
-        "velocity reused for the Euler step only": base.replace(reuse_velocity_for_euler_step=True,
-                                                                **FAITHFUL_RESULT),
+            reuse_velocity_across_iterations=True, reuse_velocity_for_euler_step=True, **FAITHFUL_RESULT
+        ),
+        "velocity reused for the Euler step only": base.replace(reuse_velocity_for_euler_step=True, **FAITHFUL_RESULT),
         "plain sampling (the method's own effect)": base.replace(motion_guidance=False),
     }
 
@@ -57,8 +57,14 @@ def pipelines(size: str, device: str):
     from flowmotion.tiny import build_tiny_pipeline
 
     yield "tiny test model (random weights)", build_tiny_pipeline(), 9, 32, 48, None
-    yield ("embedded model", flowmotion.load_pipeline(flowmotion.EMBEDDED_MODEL, device=device), 17, 32, 32,
-           flowmotion.loading.EMBEDDED_MAX_AREA)
+    yield (
+        "embedded model",
+        flowmotion.load_pipeline(flowmotion.EMBEDDED_MODEL, device=device),
+        17,
+        32,
+        32,
+        flowmotion.loading.EMBEDDED_MAX_AREA,
+    )
 
 
 def measure(args) -> list[tuple[str, str, int, float]]:
@@ -69,9 +75,17 @@ def measure(args) -> list[tuple[str, str, int, float]]:
         differences: dict[str, list[float]] = {}
         passes: dict[str, int] = {}
         for seed in range(args.seeds):
+
             def run(config, pipe=pipe, video=video, max_area=max_area, seed=seed):
-                return flowmotion.transfer(pipe, video, "a red ball on grass", config=config, max_area=max_area,
-                                           generator=torch.Generator().manual_seed(seed), output_type="latent")
+                return flowmotion.transfer(
+                    pipe,
+                    video,
+                    "a red ball on grass",
+                    config=config,
+                    max_area=max_area,
+                    generator=torch.Generator().manual_seed(seed),
+                    output_type="latent",
+                )
 
             reference = run(faithful).frames
             for name, config in variants(args.steps, args.guided_steps).items():
@@ -92,15 +106,21 @@ def table(rows) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=["small", "full"], default="small",
-                        help="small: the tiny and embedded models; full: Wan2.1-T2V-1.3B's shapes (CUDA)")
+    parser.add_argument(
+        "--size",
+        choices=["small", "full"],
+        default="small",
+        help="small: the tiny and embedded models; full: Wan2.1-T2V-1.3B's shapes (CUDA)",
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--guided-steps", type=int, default=10)
     parser.add_argument("--seeds", type=int, default=4)
     args = parser.parse_args()
-    print(f"{args.steps} steps ({args.guided_steps} guided), {args.seeds} seeds, {args.device}, "
-          f"torch {torch.__version__}\n")
+    print(
+        f"{args.steps} steps ({args.guided_steps} guided), {args.seeds} seeds, {args.device}, "
+        f"torch {torch.__version__}\n"
+    )
     print(table(measure(args)))
 
 

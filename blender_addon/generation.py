@@ -116,7 +116,8 @@ class Generation:
         if limits.get("max_queue") and room < len(request.job_ids):
             raise playblast.PlayblastError(
                 f"the backend's queue holds {link.queue_length} of at most {limits['max_queue']} jobs: wait for "
-                f"some to finish, or ask for fewer variations")
+                f"some to finish, or ask for fewer variations"
+            )
         collection = bpy.data.collections.get(request.collection) if request.collection else None
         self.job = playblast.PlayblastRender(scene, shot, request.subjects, collection)
         self._set(state="rendering", step=0, total=0, frame_start=shot.frames[0], message="")
@@ -128,8 +129,17 @@ class Generation:
         request = self.request
         fps = scene.render.fps / scene.render.fps_base
         for job_id, seed in zip(request.job_ids, request.seeds, strict=True):
-            self.link.submit(job_id, frames, request.prompt, masks=masks, negative_prompt=request.negative_prompt,
-                             seed=seed, shot=scene.name, fps=fps, settings=request.settings)
+            self.link.submit(
+                job_id,
+                frames,
+                request.prompt,
+                masks=masks,
+                negative_prompt=request.negative_prompt,
+                seed=seed,
+                shot=scene.name,
+                fps=fps,
+                settings=request.settings,
+            )
         self._set(state="sending", subjects=", ".join(blast.subjects), step=0, total=0, message="")
         self.finished = True
         self.job.discard()

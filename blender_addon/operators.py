@@ -67,6 +67,7 @@ def new_seeds(shot, count: int) -> list[int]:
 
 class FLOWMOTION_OT_generate(bpy.types.Operator):
     """Playblast the shot through the scene camera and send it to the FlowMotion backend as new takes (Esc stops)"""
+
     bl_idname = "flowmotion.generate"
     bl_label = "Generate FlowMotion Take"
 
@@ -96,13 +97,25 @@ class FLOWMOTION_OT_generate(bpy.types.Operator):
             take.settings, take.frame_start = json.dumps(settings, sort_keys=True), scene.frame_start
         shot.active_take, shot.status = len(shot.takes) - 1, ""
         collection = shot.subject_collection.name if shot.subject_collection is not None else ""
-        request = generation.Request(scene.name, tuple(job_ids), tuple(seeds), shot.prompt, shot.negative_prompt,
-                                     settings, shot.max_side, shot.subjects, collection, shot.long_shot)
+        request = generation.Request(
+            scene.name,
+            tuple(job_ids),
+            tuple(seeds),
+            shot.prompt,
+            shot.negative_prompt,
+            settings,
+            shot.max_side,
+            shot.subjects,
+            collection,
+            shot.long_shot,
+        )
         self.generation = generation.start(request, link)
         session.ensure_timer()
         what = names[0] if count == 1 else f"{names[0]} to {names[-1]}"
-        self.report({"INFO"}, words("{}: playblasting {}, then sending to {}", what, shot_plan(context).describe(),
-                                    link.address))
+        self.report(
+            {"INFO"},
+            words("{}: playblasting {}, then sending to {}", what, shot_plan(context).describe(), link.address),
+        )
         return {"FINISHED"}
 
     def invoke(self, context, event):
@@ -133,8 +146,9 @@ class FLOWMOTION_OT_generate(bpy.types.Operator):
         if event.type == "TIMER" and context.workspace is not None:
             takes = running.takes()
             if takes:
-                context.workspace.status_text_set(words("FlowMotion {}: {} (Esc to stop)", takes[0].name,
-                                                        takes[0].describe()))
+                context.workspace.status_text_set(
+                    words("FlowMotion {}: {} (Esc to stop)", takes[0].name, takes[0].describe())
+                )
         return {"PASS_THROUGH"}
 
     def _close(self, context) -> None:
@@ -155,6 +169,7 @@ CANCELLABLE = ("waiting", "rendering", "sending", JobState.QUEUED, JobState.RUNN
 
 class FLOWMOTION_OT_cancel(bpy.types.Operator):
     """Cancel the selected take: stop its playblast, or ask the backend to drop or stop the job"""
+
     bl_idname = "flowmotion.cancel"
     bl_label = "Cancel FlowMotion Take"
 
@@ -187,6 +202,7 @@ class FLOWMOTION_OT_cancel(bpy.types.Operator):
 
 class FLOWMOTION_OT_connect(bpy.types.Operator):
     """Connect to the FlowMotion backend of the preferences; its model, device, limits and queue show once it answers"""
+
     bl_idname = "flowmotion.connect"
     bl_label = "Connect to FlowMotion Backend"
 
@@ -204,6 +220,7 @@ class FLOWMOTION_OT_connect(bpy.types.Operator):
 
 class FLOWMOTION_OT_random_seed(bpy.types.Operator):
     """Pick a new random seed for the next take"""
+
     bl_idname = "flowmotion.random_seed"
     bl_label = "New FlowMotion Seed"
     bl_options = {"REGISTER", "UNDO"}
@@ -223,6 +240,7 @@ def take_frames(take) -> tuple[Path | None, list[str]]:
 
 class FLOWMOTION_OT_import_take(bpy.types.Operator):
     """Put the selected take back into the Sequencer, fetching it from the backend if its frames are gone"""
+
     bl_idname = "flowmotion.import_take"
     bl_label = "Re-import FlowMotion Take"
 
@@ -254,6 +272,7 @@ class FLOWMOTION_OT_import_take(bpy.types.Operator):
 
 class FLOWMOTION_OT_remove_take(bpy.types.Operator):
     """Remove the selected take: its strip, its entry and the frames the add-on wrote for it (after asking)"""
+
     bl_idname = "flowmotion.remove_take"
     bl_label = "Remove FlowMotion Take"
     bl_options = {"REGISTER", "UNDO"}
@@ -268,8 +287,13 @@ class FLOWMOTION_OT_remove_take(bpy.types.Operator):
         if not names:
             return self.execute(context)
         return context.window_manager.invoke_confirm(
-            self, event, title="Remove FlowMotion Take", confirm_text="Remove",
-            message=words("Delete {}'s {} frames in {}?", take.name, len(names), folder), translate=False)
+            self,
+            event,
+            title="Remove FlowMotion Take",
+            confirm_text="Remove",
+            message=words("Delete {}'s {} frames in {}?", take.name, len(names), folder),
+            translate=False,
+        )
 
     def execute(self, context):
         scene, shot = context.scene, context.scene.flowmotion
@@ -291,6 +315,7 @@ class FLOWMOTION_OT_remove_take(bpy.types.Operator):
 
 class FLOWMOTION_OT_use_take(bpy.types.Operator):
     """Make the selected take's prompt, seed (locked) and settings the shot's, to make it again or vary it"""
+
     bl_idname = "flowmotion.use_take"
     bl_label = "Use FlowMotion Take's Settings"
     bl_options = {"REGISTER", "UNDO"}
@@ -310,13 +335,15 @@ class FLOWMOTION_OT_use_take(bpy.types.Operator):
         for name, value in settings.items():
             if name in SETTING_NAMES:
                 setattr(shot.settings, name, value)
-        self.report({"INFO"}, words("The shot now uses {}'s prompt, seed {} (locked) and settings", take.name,
-                                    take.seed))
+        self.report(
+            {"INFO"}, words("The shot now uses {}'s prompt, seed {} (locked) and settings", take.name, take.seed)
+        )
         return {"FINISHED"}
 
 
 class FLOWMOTION_OT_open_take_folder(bpy.types.Operator):
     """Open the selected take's folder in the file browser of the system"""
+
     bl_idname = "flowmotion.open_take_folder"
     bl_label = "Open FlowMotion Take Folder"
 
@@ -341,6 +368,7 @@ def take_strips(scene) -> list:
 
 class FLOWMOTION_OT_solo_take(bpy.types.Operator):
     """Compare takes: show only the selected take's strip, muting the others; again to show them all"""
+
     bl_idname = "flowmotion.solo_take"
     bl_label = "Solo FlowMotion Take"
     bl_options = {"REGISTER", "UNDO"}
@@ -367,6 +395,7 @@ class FLOWMOTION_OT_solo_take(bpy.types.Operator):
 
 class FLOWMOTION_OT_generate_keys(bpy.types.Operator):
     """Create this artist's CurveZMQ key pair for a secured backend"""
+
     bl_idname = "flowmotion.generate_keys"
     bl_label = "Generate FlowMotion Key Pair"
 
@@ -388,13 +417,15 @@ class FLOWMOTION_OT_generate_keys(bpy.types.Operator):
         prefs.client_public_key = zmq.auth.load_certificate(public_file)[0].decode("ascii")
         prefs.client_secret_file = str(secret_file)
         session.disconnect()
-        self.report({"INFO"}, words("New key pair in {}; send {} to the backend's operator", folder,
-                                    Path(public_file).name))
+        self.report(
+            {"INFO"}, words("New key pair in {}; send {} to the backend's operator", folder, Path(public_file).name)
+        )
         return {"FINISHED"}
 
 
 class FLOWMOTION_OT_select_subjects(bpy.types.Operator):
     """Select the objects Generate would send as the shot's subjects"""
+
     bl_idname = "flowmotion.select_subjects"
     bl_label = "Select FlowMotion Subjects"
     bl_options = {"REGISTER", "UNDO"}
@@ -423,6 +454,16 @@ class FLOWMOTION_OT_select_subjects(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (FLOWMOTION_OT_generate, FLOWMOTION_OT_cancel, FLOWMOTION_OT_connect, FLOWMOTION_OT_random_seed,
-           FLOWMOTION_OT_import_take, FLOWMOTION_OT_remove_take, FLOWMOTION_OT_use_take, FLOWMOTION_OT_open_take_folder,
-           FLOWMOTION_OT_solo_take, FLOWMOTION_OT_generate_keys, FLOWMOTION_OT_select_subjects)
+CLASSES = (
+    FLOWMOTION_OT_generate,
+    FLOWMOTION_OT_cancel,
+    FLOWMOTION_OT_connect,
+    FLOWMOTION_OT_random_seed,
+    FLOWMOTION_OT_import_take,
+    FLOWMOTION_OT_remove_take,
+    FLOWMOTION_OT_use_take,
+    FLOWMOTION_OT_open_take_folder,
+    FLOWMOTION_OT_solo_take,
+    FLOWMOTION_OT_generate_keys,
+    FLOWMOTION_OT_select_subjects,
+)

@@ -8,8 +8,14 @@ from . import operators, playblast, previews, session
 from .properties import SETTING_NAMES, words
 from .protocol.states import JobState
 
-TAKE_ICONS = {"imported": "SEQUENCE", JobState.FAILED: "ERROR", JobState.CANCELLED: "X",
-              JobState.RUNNING: "RENDER_ANIMATION", "rendering": "RENDER_STILL", "sending": "EXPORT"}
+TAKE_ICONS = {
+    "imported": "SEQUENCE",
+    JobState.FAILED: "ERROR",
+    JobState.CANCELLED: "X",
+    JobState.RUNNING: "RENDER_ANIMATION",
+    "rendering": "RENDER_STILL",
+    "sending": "EXPORT",
+}
 
 
 class FLOWMOTION_UL_takes(bpy.types.UIList):
@@ -31,10 +37,19 @@ def draw_backend_state(layout) -> None:
         welcome = link.welcome
         limits = welcome.limits
         layout.label(text=words("{} on {}", welcome.model, welcome.device), icon="LINKED", translate=False)
-        layout.label(text=words("Queue: {} job(s)", link.queue_length)
-                     + (words(", secured") if welcome.secure else ""), translate=False)
-        layout.label(text=words("Takes up to {} frames at {}x{}", limits.get("max_frames"), limits.get("max_width"),
-                                limits.get("max_height")), translate=False)
+        layout.label(
+            text=words("Queue: {} job(s)", link.queue_length) + (words(", secured") if welcome.secure else ""),
+            translate=False,
+        )
+        layout.label(
+            text=words(
+                "Takes up to {} frames at {}x{}",
+                limits.get("max_frames"),
+                limits.get("max_width"),
+                limits.get("max_height"),
+            ),
+            translate=False,
+        )
     else:
         row = layout.row()
         row.label(text=words("Backend: waiting for {}", link.address), icon="TIME", translate=False)
@@ -64,8 +79,11 @@ def draw_take_preview(layout, shot) -> None:
     if icon is None:
         return
     box = layout.box()
-    box.label(text=words("{}: preview at step {}/{}", take.name, take.preview_step, take.preview_total),
-              icon="IMAGE_DATA", translate=False)
+    box.label(
+        text=words("{}: preview at step {}/{}", take.name, take.preview_step, take.preview_total),
+        icon="IMAGE_DATA",
+        translate=False,
+    )
     box.template_icon(icon_value=icon.icon_id, scale=PREVIEW_SCALE)
 
 
@@ -148,14 +166,23 @@ class FLOWMOTION_PT_advanced(FlowMotionPanel):
 
 class FLOWMOTION_MT_main(bpy.types.Menu):
     """Render > FlowMotion: the add-on's actions in a menu, so F3 search finds them by name."""
+
     bl_idname = "FLOWMOTION_MT_main"
     bl_label = "FlowMotion"
 
     def draw(self, context):
         layout = self.layout
-        for idname in ("flowmotion.generate", "flowmotion.cancel", "flowmotion.import_take", "flowmotion.use_take",
-                       "flowmotion.solo_take", "flowmotion.open_take_folder", "flowmotion.remove_take",
-                       "flowmotion.select_subjects", "flowmotion.connect"):
+        for idname in (
+            "flowmotion.generate",
+            "flowmotion.cancel",
+            "flowmotion.import_take",
+            "flowmotion.use_take",
+            "flowmotion.solo_take",
+            "flowmotion.open_take_folder",
+            "flowmotion.remove_take",
+            "flowmotion.select_subjects",
+            "flowmotion.connect",
+        ):
             layout.operator(idname)
 
 

@@ -22,8 +22,18 @@ from mathutils import Vector
 
 from .shape import legal_frame_count, sent_size
 
-GEOMETRY_TYPES = {"MESH", "CURVE", "CURVES", "SURFACE", "META", "FONT", "POINTCLOUD", "VOLUME", "GPENCIL",
-                  "GREASEPENCIL"}  # Grease Pencil is GPENCIL up to Blender 4.2, GREASEPENCIL from 4.3
+GEOMETRY_TYPES = {
+    "MESH",
+    "CURVE",
+    "CURVES",
+    "SURFACE",
+    "META",
+    "FONT",
+    "POINTCLOUD",
+    "VOLUME",
+    "GPENCIL",
+    "GREASEPENCIL",
+}  # Grease Pencil is GPENCIL up to Blender 4.2, GREASEPENCIL from 4.3
 MOVE_TOLERANCE = 1e-5
 SURVEY_FRAMES_PER_STEP = 8
 """Frames the subject survey looks at per step: a long shot's survey never holds Blender up long."""
@@ -35,16 +45,27 @@ DEFAULT_LIMITS = {"max_frames": 121, "max_width": 1920, "max_height": 1080}
 # Blender 5.0 only accepts a file format of the current media type (a video output must become an
 # image output before it can be PNG, and back), so media_type comes before file_format.
 TOUCHED = (
-    ("render", "engine"), ("render", "resolution_x"), ("render", "resolution_y"),
-    ("render", "resolution_percentage"), ("render", "filepath"), ("render", "use_file_extension"),
+    ("render", "engine"),
+    ("render", "resolution_x"),
+    ("render", "resolution_y"),
+    ("render", "resolution_percentage"),
+    ("render", "filepath"),
+    ("render", "use_file_extension"),
     ("render.image_settings", "media_type"),
-    ("render.image_settings", "file_format"), ("render.image_settings", "color_mode"),
-    ("render.image_settings", "color_depth"), ("render", "film_transparent"),
+    ("render.image_settings", "file_format"),
+    ("render.image_settings", "color_mode"),
+    ("render.image_settings", "color_depth"),
+    ("render", "film_transparent"),
     # What stands between the camera's view and the written image: the edit (which holds the takes
     # themselves), the compositor, a render region, burnt-in metadata, stereo views, other layers.
-    ("render", "use_sequencer"), ("render", "use_compositing"), ("render", "use_border"),
-    ("render", "use_crop_to_border"), ("render", "use_stamp"), ("render", "use_multiview"),
-    ("render", "use_single_layer"), ("", "frame_current"),
+    ("render", "use_sequencer"),
+    ("render", "use_compositing"),
+    ("render", "use_border"),
+    ("render", "use_crop_to_border"),
+    ("render", "use_stamp"),
+    ("render", "use_multiview"),
+    ("render", "use_single_layer"),
+    ("", "frame_current"),
 )
 
 
@@ -74,8 +95,11 @@ class PlayblastPlan:
     notes: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
-        frames = (f"{len(self.frames)} frames" if len(self.frames) == self.shot_frames
-                  else f"the first {len(self.frames)} of {self.shot_frames} frames")
+        frames = (
+            f"{len(self.frames)} frames"
+            if len(self.frames) == self.shot_frames
+            else f"the first {len(self.frames)} of {self.shot_frames} frames"
+        )
         return f"{frames} at {self.width}x{self.height}"
 
 
@@ -89,8 +113,9 @@ def _owner(scene, path: str):
 @contextlib.contextmanager
 def preserved_settings(scene):
     # Blender before 5.0 has no media_type: only what this Blender has is saved and put back.
-    saved = [(path, name, getattr(_owner(scene, path), name)) for path, name in TOUCHED
-             if hasattr(_owner(scene, path), name)]
+    saved = [
+        (path, name, getattr(_owner(scene, path), name)) for path, name in TOUCHED if hasattr(_owner(scene, path), name)
+    ]
     try:
         yield
     finally:
@@ -119,17 +144,20 @@ def plan(scene, max_side: int, limits: dict | None = None, long_shot: str = "STO
     scale = scene.render.resolution_percentage / 100.0
     render_width = max(1, round(scene.render.resolution_x * scale))
     render_height = max(1, round(scene.render.resolution_y * scale))
-    width, height = sent_size(render_width, render_height, max_side, _limit(limits, "max_width"),
-                              _limit(limits, "max_height"))
+    width, height = sent_size(
+        render_width, render_height, max_side, _limit(limits, "max_width"), _limit(limits, "max_height")
+    )
     shot_frames, max_frames = last - first + 1, _limit(limits, "max_frames")
     notes = []
     if (width, height) != (render_width, render_height):
         notes.append(f"scaled down from {render_width}x{render_height}")
     if shot_frames > max_frames:
         if long_shot != "FIRST":
-            raise PlayblastError(f"the shot has {shot_frames} frames and the backend takes at most {max_frames} "
-                                 f"per take: shorten the frame range, or set Long Shots to First Frames Only to "
-                                 f"send frames {first} to {first + max_frames - 1}")
+            raise PlayblastError(
+                f"the shot has {shot_frames} frames and the backend takes at most {max_frames} "
+                f"per take: shorten the frame range, or set Long Shots to First Frames Only to "
+                f"send frames {first} to {first + max_frames - 1}"
+            )
         last = first + max_frames - 1
         notes.append(f"frames {last + 1} to {scene.frame_end} are left out")
     sent = last - first + 1
@@ -140,14 +168,18 @@ def plan(scene, max_side: int, limits: dict | None = None, long_shot: str = "STO
 
 def renders_geometry(obj) -> bool:
     """Whether the object shows up in a render: geometry, or an empty that instances a collection."""
-    return obj.type in GEOMETRY_TYPES or (obj.type == "EMPTY" and obj.instance_type == "COLLECTION"
-                                          and obj.instance_collection is not None)
+    return obj.type in GEOMETRY_TYPES or (
+        obj.type == "EMPTY" and obj.instance_type == "COLLECTION" and obj.instance_collection is not None
+    )
 
 
 def _rendered_objects(scene) -> list:
     view_layer = scene.view_layers[0] if scene.view_layers else None
-    return [obj for obj in scene.objects if renders_geometry(obj) and not obj.hide_render
-            and (view_layer is None or obj.name in view_layer.objects)]
+    return [
+        obj
+        for obj in scene.objects
+        if renders_geometry(obj) and not obj.hide_render and (view_layer is None or obj.name in view_layer.objects)
+    ]
 
 
 def _placement(obj, depsgraph) -> tuple[tuple, list]:
@@ -185,8 +217,11 @@ class Survey:
         depsgraph = bpy.context.evaluated_depsgraph_get()
         placements = [_placement(obj, depsgraph) for obj in self.objects]
         poses = [pose for pose, _ in placements]
-        self.seen.update(index for index, (_, corners) in enumerate(placements)
-                         if index not in self.seen and _in_view(self.scene, corners))
+        self.seen.update(
+            index
+            for index, (_, corners) in enumerate(placements)
+            if index not in self.seen and _in_view(self.scene, corners)
+        )
         if self.first is None:
             self.first = poses
             return
@@ -212,8 +247,10 @@ def subject_candidates(scene, mode: str, collection=None) -> list:
     candidates = _rendered_objects(scene)
     if mode == "COLLECTION":
         if collection is None:
-            raise PlayblastError("Subjects is set to Collection but no collection is chosen: choose the one that "
-                                 "holds the shot's subjects")
+            raise PlayblastError(
+                "Subjects is set to Collection but no collection is chosen: choose the one that "
+                "holds the shot's subjects"
+            )
         members = set(collection.all_objects)
         candidates = [obj for obj in candidates if obj in members]
     return candidates
@@ -229,8 +266,15 @@ def subject_objects(scene, mode: str, collection=None, frames: list[int] | None 
     return survey.subjects(mode)
 
 
-def render(scene, max_side: int, folder: str | Path | None = None, subjects: str = "NONE",
-           collection=None, on_frame=None, limits: dict | None = None) -> Playblast:
+def render(
+    scene,
+    max_side: int,
+    folder: str | Path | None = None,
+    subjects: str = "NONE",
+    collection=None,
+    on_frame=None,
+    limits: dict | None = None,
+) -> Playblast:
     """Render the whole playblast at once (see PlayblastRender): the PNG files of its frames and,
     when the shot has subjects, their masks; returns their paths in order. `on_frame(done,
     total)` is called after every rendered image (frames and masks)."""
@@ -253,8 +297,9 @@ class PlayblastRender:
     frames each), every later one renders one frame or mask. Without `folder` the files go to a new
     temporary folder, which `discard()` removes again."""
 
-    def __init__(self, scene, shot: PlayblastPlan, subjects: str = "NONE", collection=None,
-                 folder: str | Path | None = None):
+    def __init__(
+        self, scene, shot: PlayblastPlan, subjects: str = "NONE", collection=None, folder: str | Path | None = None
+    ):
         self.scene, self.plan, self.mode, self.collection = scene, shot, subjects, collection
         self.own_folder = folder is None
         self.folder = Path(folder or tempfile.mkdtemp(prefix="flowmotion-playblast-"))

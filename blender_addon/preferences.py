@@ -14,15 +14,26 @@ KEY_NAME = "artist"
 class FlowMotionPreferences(bpy.types.AddonPreferences):
     bl_idname = __package__
 
-    address: StringProperty(name="Backend", default="tcp://127.0.0.1:5599",
-                            description="ZeroMQ address of flowmotion-backend, e.g. tcp://gpu-box:5599")
-    server_public_key: StringProperty(name="Server Key", default="",
-                                      description="The public key the backend prints at start (secured backends)")
-    client_public_key: StringProperty(name="Your Public Key", default="",
-                                      description="Give this to whoever runs the backend to be allowed in")
+    address: StringProperty(
+        name="Backend",
+        default="tcp://127.0.0.1:5599",
+        description="ZeroMQ address of flowmotion-backend, e.g. tcp://gpu-box:5599",
+    )
+    server_public_key: StringProperty(
+        name="Server Key", default="", description="The public key the backend prints at start (secured backends)"
+    )
+    client_public_key: StringProperty(
+        name="Your Public Key", default="", description="Give this to whoever runs the backend to be allowed in"
+    )
     client_secret_file: StringProperty(name="Your Secret Key File", default="", subtype="FILE_PATH")
-    connect_timeout: FloatProperty(name="Connect Timeout", default=5.0, min=0.5, max=120.0, unit="TIME_ABSOLUTE",
-                                   description="Seconds to wait for the backend before reporting it unreachable")
+    connect_timeout: FloatProperty(
+        name="Connect Timeout",
+        default=5.0,
+        min=0.5,
+        max=120.0,
+        unit="TIME_ABSOLUTE",
+        description="Seconds to wait for the backend before reporting it unreachable",
+    )
 
     def draw(self, context):
         layout = self.layout

@@ -47,51 +47,101 @@ def _get_take_state(take) -> int:
 
 def _set_take_state(take, number: int) -> None:
     take["state"] = TAKE_STATES[number]
-PHASE_NAMES = {"encode_prompt": "reading prompt", "encode_source": "reading playblast",
-               "source_motion": "measuring motion", "guided_step": "transferring motion", "sampling": "rendering",
-               "decode": "decoding"}
+
+
+PHASE_NAMES = {
+    "encode_prompt": "reading prompt",
+    "encode_source": "reading playblast",
+    "source_motion": "measuring motion",
+    "guided_step": "transferring motion",
+    "sampling": "rendering",
+    "decode": "decoding",
+}
 
 
 class FlowMotionSettings(bpy.types.PropertyGroup):
     """FlowMotion's settings, sent with each job; defaults are the paper's."""
 
-    num_inference_steps: IntProperty(name="Steps", default=50, min=1, max=200,
-                                     description="Denoising steps")
-    guided_steps: IntProperty(name="Guided Steps", default=10, min=0, max=200,
-                              description="First steps in which the take is steered towards the playblast's motion")
-    optimization_steps: IntProperty(name="Iterations", default=3, min=0, max=20,
-                                    description="Optimisation iterations per guided step")
-    learning_rate: FloatProperty(name="Learning Rate", default=0.003, min=1e-6, max=1.0, precision=4,
-                                 description="Step size of the motion optimisation")
-    latent_alignment_weight: FloatProperty(name="Latent Alignment", default=20.0, min=0.0,
-                                           description="Weight of matching the playblast's motion directly")
-    difference_alignment_weight: FloatProperty(name="Difference Alignment", default=5.0, min=0.0,
-                                               description="Weight of matching frame-to-frame changes")
-    velocity_regularization_gamma: FloatProperty(name="Velocity Gamma", default=0.1, min=0.0, max=1.0,
-                                                 description="Share of off-course velocity kept")
-    guidance_scale: FloatProperty(name="Prompt Strength", default=6.0, min=0.0, max=30.0,
-                                  description="Classifier-free guidance scale of the prompt")
-    source_guidance_scale: FloatProperty(name="Source Guidance", default=1.5, min=0.0, max=30.0,
-                                         description="Guidance scale of the playblast's motion estimate")
+    num_inference_steps: IntProperty(name="Steps", default=50, min=1, max=200, description="Denoising steps")
+    guided_steps: IntProperty(
+        name="Guided Steps",
+        default=10,
+        min=0,
+        max=200,
+        description="First steps in which the take is steered towards the playblast's motion",
+    )
+    optimization_steps: IntProperty(
+        name="Iterations", default=3, min=0, max=20, description="Optimisation iterations per guided step"
+    )
+    learning_rate: FloatProperty(
+        name="Learning Rate",
+        default=0.003,
+        min=1e-6,
+        max=1.0,
+        precision=4,
+        description="Step size of the motion optimisation",
+    )
+    latent_alignment_weight: FloatProperty(
+        name="Latent Alignment", default=20.0, min=0.0, description="Weight of matching the playblast's motion directly"
+    )
+    difference_alignment_weight: FloatProperty(
+        name="Difference Alignment", default=5.0, min=0.0, description="Weight of matching frame-to-frame changes"
+    )
+    velocity_regularization_gamma: FloatProperty(
+        name="Velocity Gamma", default=0.1, min=0.0, max=1.0, description="Share of off-course velocity kept"
+    )
+    guidance_scale: FloatProperty(
+        name="Prompt Strength",
+        default=6.0,
+        min=0.0,
+        max=30.0,
+        description="Classifier-free guidance scale of the prompt",
+    )
+    source_guidance_scale: FloatProperty(
+        name="Source Guidance",
+        default=1.5,
+        min=0.0,
+        max=30.0,
+        description="Guidance scale of the playblast's motion estimate",
+    )
     source_motion: EnumProperty(
         name="Motion From",
-        items=[("latent_prediction", "Latent Prediction", "The paper's default: follows the prompt well"),
-               ("clean_latent", "Clean Latent", "Follows complex motion more exactly, the prompt less")],
-        default="latent_prediction")
-    motion_guidance: BoolProperty(name="Motion Guidance", default=True,
-                                  description="Steer towards the playblast's motion (off: plain text-to-video)")
+        items=[
+            ("latent_prediction", "Latent Prediction", "The paper's default: follows the prompt well"),
+            ("clean_latent", "Clean Latent", "Follows complex motion more exactly, the prompt less"),
+        ],
+        default="latent_prediction",
+    )
+    motion_guidance: BoolProperty(
+        name="Motion Guidance",
+        default=True,
+        description="Steer towards the playblast's motion (off: plain text-to-video)",
+    )
     difference_alignment: BoolProperty(name="Difference Alignment", default=True)
     velocity_regularization: BoolProperty(name="Velocity Regularisation", default=True)
-    subject_alignment: BoolProperty(name="Subject Alignment", default=True,
-                                    description="Steer where the take's subjects are towards where the shot's "
-                                                "subjects are, leaving their look to the prompt (needs subjects)")
-    subject_learning_rate: FloatProperty(name="Subject Rate", default=0.03, min=1e-6, max=1.0, precision=4,
-                                         description="Step size of Subject Alignment")
-    source_seed: IntProperty(name="Source Seed", default=0, min=0,
-                             description="Noise seed of the playblast's motion estimate, fixed per shot")
-    unguided_step_cache: FloatProperty(name="Step Cache", default=0.0, min=0.0, max=1.0, precision=3,
-                                       description="Reuse work across the unguided steps above this change "
-                                                   "(0: off); faster, some quality cost")
+    subject_alignment: BoolProperty(
+        name="Subject Alignment",
+        default=True,
+        description="Steer where the take's subjects are towards where the shot's "
+        "subjects are, leaving their look to the prompt (needs subjects)",
+    )
+    subject_learning_rate: FloatProperty(
+        name="Subject Rate", default=0.03, min=1e-6, max=1.0, precision=4, description="Step size of Subject Alignment"
+    )
+    source_seed: IntProperty(
+        name="Source Seed",
+        default=0,
+        min=0,
+        description="Noise seed of the playblast's motion estimate, fixed per shot",
+    )
+    unguided_step_cache: FloatProperty(
+        name="Step Cache",
+        default=0.0,
+        min=0.0,
+        max=1.0,
+        precision=3,
+        description="Reuse work across the unguided steps above this change (0: off); faster, some quality cost",
+    )
 
     def to_dict(self) -> dict:
         return {name: getattr(self, name) for name in SETTING_NAMES}
@@ -107,8 +157,13 @@ class FlowMotionTake(bpy.types.PropertyGroup):
     prompt: StringProperty()
     negative_prompt: StringProperty()
     seed: IntProperty()
-    state: EnumProperty(name="State", items=TAKE_STATE_ITEMS, get=_get_take_state, set=_set_take_state,
-                        description="Where the take is, from the playblast to its strip")
+    state: EnumProperty(
+        name="State",
+        items=TAKE_STATE_ITEMS,
+        get=_get_take_state,
+        set=_set_take_state,
+        description="Where the take is, from the playblast to its strip",
+    )
     message: StringProperty()
     phase: StringProperty()
     step: IntProperty()
@@ -128,8 +183,14 @@ class FlowMotionTake(bpy.types.PropertyGroup):
 
     def strip_properties(self) -> dict:
         """What the take's strip carries, so the strip alone says how it was made."""
-        return {"prompt": self.prompt, "negative_prompt": self.negative_prompt, "seed": self.seed,
-                "job_id": self.job_id, "settings": self.settings, "subjects": self.subjects}
+        return {
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "seed": self.seed,
+            "job_id": self.job_id,
+            "settings": self.settings,
+            "subjects": self.subjects,
+        }
 
     def describe(self) -> str:
         """The take's state in words, as the panel shows it (in the interface's language)."""
@@ -167,31 +228,60 @@ class FlowMotionShot(bpy.types.PropertyGroup):
 
     prompt: StringProperty(name="Prompt", description="What the take should show")
     negative_prompt: StringProperty(name="Negative", description="What the take should not show")
-    seed: IntProperty(name="Seed", default=0, min=0,
-                      description="Noise seed of the take: the last one used, or the one to use when locked")
-    lock_seed: BoolProperty(name="Lock Seed", default=False,
-                            description="Use this seed for the next take (variations count up from it); "
-                                        "off: every take gets a new seed")
-    variations: IntProperty(name="Variations", default=1, min=1, max=16,
-                            description="Takes one Generate asks for, each with its own seed, from one playblast")
+    seed: IntProperty(
+        name="Seed",
+        default=0,
+        min=0,
+        description="Noise seed of the take: the last one used, or the one to use when locked",
+    )
+    lock_seed: BoolProperty(
+        name="Lock Seed",
+        default=False,
+        description="Use this seed for the next take (variations count up from it); off: every take gets a new seed",
+    )
+    variations: IntProperty(
+        name="Variations",
+        default=1,
+        min=1,
+        max=16,
+        description="Takes one Generate asks for, each with its own seed, from one playblast",
+    )
     long_shot: EnumProperty(
         name="Long Shots",
         description="What Generate does when the shot has more frames than the backend takes",
-        items=[("STOP", "Stop", "Generate stays off until the frame range fits the backend"),
-               ("FIRST", "First Frames Only", "Send the first frames the backend takes; the take covers only those")],
-        default="STOP")
-    max_side: IntProperty(name="Max Size", default=832, min=16, max=4096, subtype="PIXEL",
-                          description="Longest side of the playblast sent; larger outputs are scaled down")
+        items=[
+            ("STOP", "Stop", "Generate stays off until the frame range fits the backend"),
+            ("FIRST", "First Frames Only", "Send the first frames the backend takes; the take covers only those"),
+        ],
+        default="STOP",
+    )
+    max_side: IntProperty(
+        name="Max Size",
+        default=832,
+        min=16,
+        max=4096,
+        subtype="PIXEL",
+        description="Longest side of the playblast sent; larger outputs are scaled down",
+    )
     subjects: EnumProperty(
         name="Subjects",
         description="What the take's subjects are: their silhouettes are rendered with the playblast and sent along",
-        items=[("MOVING", "Moving Objects", "Objects that move during the shot: animated, constrained, parented "
-                                            "or deformed"),
-               ("COLLECTION", "Collection", "The objects of one collection"),
-               ("NONE", "None", "No subjects: the motion of the whole frame, as the paper does")],
-        default="MOVING")
-    subject_collection: PointerProperty(type=bpy.types.Collection, name="Subject Collection",
-                                        description="The collection whose objects are the shot's subjects")
+        items=[
+            (
+                "MOVING",
+                "Moving Objects",
+                "Objects that move during the shot: animated, constrained, parented or deformed",
+            ),
+            ("COLLECTION", "Collection", "The objects of one collection"),
+            ("NONE", "None", "No subjects: the motion of the whole frame, as the paper does"),
+        ],
+        default="MOVING",
+    )
+    subject_collection: PointerProperty(
+        type=bpy.types.Collection,
+        name="Subject Collection",
+        description="The collection whose objects are the shot's subjects",
+    )
     settings: PointerProperty(type=FlowMotionSettings)
     takes: CollectionProperty(type=FlowMotionTake)
     active_take: IntProperty()

@@ -97,8 +97,9 @@ def add_strip(scene, name: str, folder: Path, names: list[str], properties: dict
     editor = scene.sequence_editor_create()
     start = scene.frame_start if start is None else start
     channel = free_channel(scene, start, len(names))
-    strip = editor.strips.new_image(name=name, filepath=str(folder / names[0]), channel=channel, frame_start=start,
-                                    fit_method="FIT")
+    strip = editor.strips.new_image(
+        name=name, filepath=str(folder / names[0]), channel=channel, frame_start=start, fit_method="FIT"
+    )
     for frame_name in names[1:]:
         strip.elements.append(frame_name)
     for key, value in properties.items():

@@ -50,9 +50,12 @@ def online_access_allowed() -> bool:
 
 def check_online_access(address: str) -> None:
     if not is_loopback(address) and not online_access_allowed():
-        raise ProtocolError(UNREACHABLE, f"Blender's online access is off, so the add-on does not contact the backend "
-                                         f"at {address}: turn on Preferences > System > Network > Allow Online "
-                                         f"Access, or run the backend on this machine (tcp://127.0.0.1:5599)")
+        raise ProtocolError(
+            UNREACHABLE,
+            f"Blender's online access is off, so the add-on does not contact the backend "
+            f"at {address}: turn on Preferences > System > Network > Allow Online "
+            f"Access, or run the backend on this machine (tcp://127.0.0.1:5599)",
+        )
 
 
 def client(context=None) -> BackendClient:
@@ -65,14 +68,22 @@ def client(context=None) -> BackendClient:
     wanted = (prefs.address, prefs.server_public_key, public, secret, prefs.connect_timeout)
     # A connection that never got a welcome may be one the backend refused (a key not yet
     # allowed): ZeroMQ does not try such a one again by itself, so a new request gets a new one.
-    unanswered = (_client is not None and _client.welcome is None
-                  and time.monotonic() - _client.connected_at > _client.connect_timeout)
+    unanswered = (
+        _client is not None
+        and _client.welcome is None
+        and time.monotonic() - _client.connected_at > _client.connect_timeout
+    )
     if _client is None or _client_settings != wanted or unanswered:
         disconnect()
-        _client = BackendClient(prefs.address, server_public_key=prefs.server_public_key or None,
-                                client_public_key=public, client_secret_key=secret,
-                                connect_timeout=prefs.connect_timeout, name=f"blender-{bpy.app.version_string}",
-                                previews=True)
+        _client = BackendClient(
+            prefs.address,
+            server_public_key=prefs.server_public_key or None,
+            client_public_key=public,
+            client_secret_key=secret,
+            connect_timeout=prefs.connect_timeout,
+            name=f"blender-{bpy.app.version_string}",
+            previews=True,
+        )
         _client.connect()
         _client_settings = wanted
     return _client
@@ -110,8 +121,9 @@ def active_takes():
 
 def import_result(scene, take, result: Result, frames: list[bytes]) -> None:
     try:
-        folder, names = sequencer.write_frames(sequencer.take_folder(scene, take.name, take.job_id), frames,
-                                               take.job_id)
+        folder, names = sequencer.write_frames(
+            sequencer.take_folder(scene, take.name, take.job_id), frames, take.job_id
+        )
     except (sequencer.TakeFolderError, OSError) as error:
         take.state, take.message = JobState.DONE, f"the frames could not be written: {error}"
         return

@@ -28,11 +28,20 @@ EXTENSION = "bl_ext.user_default.flowmotion_previs"
 def start_backend(jobs: Path) -> tuple[subprocess.Popen, str]:
     """flowmotion-backend on a free loopback port; returns the process and its address."""
     # The backend works the embedded model at its training area and scales the take back up.
-    command = [sys.executable, "-m", "backend.cli", "serve", "--bind", "tcp://127.0.0.1:*", "--jobs", str(jobs),
-               "--device", "cpu"]
+    command = [
+        sys.executable,
+        "-m",
+        "backend.cli",
+        "serve",
+        "--bind",
+        "tcp://127.0.0.1:*",
+        "--jobs",
+        str(jobs),
+        "--device",
+        "cpu",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                               cwd=ROOT)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         line = process.stdout.readline()
@@ -46,8 +55,9 @@ def start_backend(jobs: Path) -> tuple[subprocess.Popen, str]:
 
 
 def build_zip(out: Path) -> Path:
-    result = subprocess.run([sys.executable, str(ROOT / "build_addon.py"), "--out", str(out)], cwd=ROOT,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "build_addon.py"), "--out", str(out)], cwd=ROOT, capture_output=True, text=True
+    )
     if result.returncode != 0:
         raise SystemExit(result.stdout + result.stderr)
     return next(out.glob("*-py311.zip"))
@@ -82,8 +92,14 @@ def generate_in_blender(zip_path: Path, blend: Path, address: str, prompt: str, 
         raise SystemExit(f"the take ended {take.state}: {take.message}")
     bpy.ops.wm.save_mainfile()
     strip = bpy.context.scene.sequence_editor.strips_all[take.strip_name]
-    return {"job_id": take.job_id, "folder": Path(take.folder), "strip": strip.name, "channel": strip.channel,
-            "start": strip.frame_final_start, "frames": len(strip.elements)}
+    return {
+        "job_id": take.job_id,
+        "folder": Path(take.folder),
+        "strip": strip.name,
+        "channel": strip.channel,
+        "start": strip.frame_final_start,
+        "frames": len(strip.elements),
+    }
 
 
 def write_comparisons(source: list[Path], result: list[Path], out: Path, fps: float) -> tuple[Path, Path]:
@@ -126,13 +142,15 @@ def following(result: Path, masks: Path, prompt: str) -> list[str]:
     parked = "the subject's average spot" if figure.parked <= figure.centre else "the frame centre"
     tolerance = max(frames.shape[1:3]) / 10
     on_subject = int((figure.per_frame <= tolerance).sum())
-    return [f"the take's {color + ' ' if color else ''}subject is on average {figure.take:.0f} px from the "
-            f"playblast's subject; standing still at {parked} it would be "
-            f"{figure.better_baseline:.0f} px away",
-            f"that is {figure.ratio:.2f} times as far as standing still (under 1: the take follows the "
-            f"blocking; the benchmark's goal is 0.5)",
-            f"the take's subject is within {tolerance:.0f} px of the playblast's subject in "
-            f"{on_subject} of {len(figure.per_frame)} frames"]
+    return [
+        f"the take's {color + ' ' if color else ''}subject is on average {figure.take:.0f} px from the "
+        f"playblast's subject; standing still at {parked} it would be "
+        f"{figure.better_baseline:.0f} px away",
+        f"that is {figure.ratio:.2f} times as far as standing still (under 1: the take follows the "
+        f"blocking; the benchmark's goal is 0.5)",
+        f"the take's subject is within {tolerance:.0f} px of the playblast's subject in "
+        f"{on_subject} of {len(figure.per_frame)} frames",
+    ]
 
 
 def main() -> int:

@@ -32,9 +32,9 @@ def draw_frame(index: int) -> np.ndarray:
     top, left = max(0, y - size), max(0, x - size // 2)
     bottom, right = min(HEIGHT, y), min(WIDTH, x + size // 2)
     shadow_left, shadow_right = max(0, x - size // 2), min(WIDTH, x + size // 2)
-    frame[horizon + 2:horizon + 6, shadow_left:shadow_right] = 70
+    frame[horizon + 2 : horizon + 6, shadow_left:shadow_right] = 70
     frame[top:bottom, left:right] = 205
-    frame[top:bottom, max(left, right - 5):right] = 165  # the shaded side
+    frame[top:bottom, max(left, right - 5) : right] = 165  # the shaded side
     return frame
 
 
@@ -43,8 +43,16 @@ def main() -> None:
 
     frames = np.stack([draw_frame(i) for i in range(FRAMES)])
     out = Path(__file__).with_name("playblast.mp4")
-    iio.imwrite(out, frames, fps=FPS, codec="libx264", plugin="FFMPEG", macro_block_size=1,
-                pixelformat="yuv420p", output_params=["-crf", "16"])
+    iio.imwrite(
+        out,
+        frames,
+        fps=FPS,
+        codec="libx264",
+        plugin="FFMPEG",
+        macro_block_size=1,
+        pixelformat="yuv420p",
+        output_params=["-crf", "16"],
+    )
     print(f"wrote {out} ({FRAMES} frames, {WIDTH}x{HEIGHT}, {FPS} fps)")
 
 

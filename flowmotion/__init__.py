@@ -1,9 +1,9 @@
 """FlowMotion: training-free video motion transfer for flow-matching text-to-video models.
 
-    import flowmotion
-    pipe = flowmotion.load_pipeline("embedded")          # or a hub id / local folder of Wan2.1
-    out = flowmotion.transfer(pipe, "playblast.mp4", "a knight walking through a misty forest")
-    out.frames                                             # float32 (frames, height, width, 3) in [0, 1]
+import flowmotion
+pipe = flowmotion.load_pipeline("embedded")          # or a hub id / local folder of Wan2.1
+out = flowmotion.transfer(pipe, "playblast.mp4", "a knight walking through a misty forest")
+out.frames                                             # float32 (frames, height, width, 3) in [0, 1]
 """
 
 from ._version import __version__

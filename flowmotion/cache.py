@@ -72,8 +72,9 @@ class SourceMotionCache:
     says so), so the files a killed writer left half-written there are removed at the start.
     """
 
-    def __init__(self, folder: str | os.PathLike | None = None, in_memory: int = 4, on_disk: int = 64,
-                 sole_writer: bool = False):
+    def __init__(
+        self, folder: str | os.PathLike | None = None, in_memory: int = 4, on_disk: int = 64, sole_writer: bool = False
+    ):
         self.folder = Path(folder) if folder is not None else None
         self.in_memory = in_memory
         self.on_disk = on_disk
@@ -151,7 +152,8 @@ class PromptCache:
 class TransferCache:
     """The caches one long-lived process (the backend) keeps for its model."""
 
-    def __init__(self, folder: str | os.PathLike | None = None, in_memory: int = 4, on_disk: int = 64,
-                 sole_writer: bool = False):
+    def __init__(
+        self, folder: str | os.PathLike | None = None, in_memory: int = 4, on_disk: int = 64, sole_writer: bool = False
+    ):
         self.prompts = PromptCache()
         self.sources = SourceMotionCache(folder, in_memory=in_memory, on_disk=on_disk, sole_writer=sole_writer)

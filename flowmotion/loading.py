@@ -78,8 +78,10 @@ def load_pipeline(model: str = WAN_MODEL_ID, device: str | None = None, dtype: t
         raise FlowMotionError(f"device {device!r} was asked for but this machine has no CUDA GPU; use --device cpu")
     if model == EMBEDDED_MODEL:
         if not (EMBEDDED_FOLDER / "model_index.json").is_file():
-            raise FlowMotionError(f"the embedded model is missing from {EMBEDDED_FOLDER}; reinstall the package, or "
-                                  "train it with `python -m flowmotion.toy.train --out flowmotion/embedded`")
+            raise FlowMotionError(
+                f"the embedded model is missing from {EMBEDDED_FOLDER}; reinstall the package, or "
+                "train it with `python -m flowmotion.toy.train --out flowmotion/embedded`"
+            )
         # The embedded model is small enough that fp32 costs nothing; it runs in fp32 unless told otherwise.
         model, dtype = str(EMBEDDED_FOLDER), dtype or torch.float32
     dtype = dtype or default_dtype(device)

@@ -84,8 +84,15 @@ class VideoModel(Protocol):
         """A block inside which consecutive transformer calls may reuse each other's work."""
         ...
 
-    def guided_velocity(self, latent: torch.Tensor, timestep: torch.Tensor, embedding: torch.Tensor,
-                        negative_embedding: torch.Tensor, scale: float, batched: bool = False) -> torch.Tensor:
+    def guided_velocity(
+        self,
+        latent: torch.Tensor,
+        timestep: torch.Tensor,
+        embedding: torch.Tensor,
+        negative_embedding: torch.Tensor,
+        scale: float,
+        batched: bool = False,
+    ) -> torch.Tensor:
         """The velocity under classifier-free guidance at `scale` (one pass when scale <= 1)."""
         ...
 
@@ -111,4 +118,5 @@ def model_for(pipe, max_sequence_length: int = 512, before_forward: Callable[[],
             raise FlowMotionError(problem)
     raise FlowMotionError(
         f"FlowMotion has no adapter for a {type(pipe).__name__}; it runs {', '.join(adapter_names())} "
-        "text-to-video pipelines")
+        "text-to-video pipelines"
+    )

@@ -70,6 +70,7 @@ def read_factors(path: str | Path) -> dict[str, dict]:
 
 def write_factors(path: str | Path, stored: dict[str, dict]) -> None:
     """One line per channel: the file stays readable and its diffs small."""
+
     def entry(data: dict) -> str:
         rows = ",\n".join(f"   {json.dumps([round(x, 6) for x in row])}" for row in data["weights"])
         head = {key: value for key, value in data.items() if key != "weights"}
@@ -115,15 +116,18 @@ def latent_rgb_for(pipe, path: str | Path | None = None, *, fallback: bool = Fal
         return first_channels_rgb(latent_channels(pipe.vae))
     raise FlowMotionError(
         "no preview factors for this model's VAE; fit them once with "
-        "`python -m flowmotion.preview_fit --model <model> --out <file>` and pass that file")
+        "`python -m flowmotion.preview_fit --model <model> --out <file>` and pass that file"
+    )
 
 
 def preview_frames(latent_prediction: torch.Tensor, factors: LatentRGB, scale: int = 1) -> np.ndarray:
     """A latent (1, channels, frames, height, width) -> uint8 frames (frames, height * scale,
     width * scale, 3): one pixel per latent position, repeated `scale` times each way."""
     if latent_prediction.ndim != 5 or latent_prediction.shape[1] != factors.weights.shape[0]:
-        raise FlowMotionError(f"a preview needs a latent (1, {factors.weights.shape[0]}, frames, height, width), "
-                              f"not {tuple(latent_prediction.shape)}")
+        raise FlowMotionError(
+            f"a preview needs a latent (1, {factors.weights.shape[0]}, frames, height, width), "
+            f"not {tuple(latent_prediction.shape)}"
+        )
     latent = latent_prediction[0].detach().float().cpu()
     weights = torch.from_numpy(factors.weights)
     rgb = torch.einsum("cfhw,cd->fhwd", latent, weights) + torch.from_numpy(factors.bias)

@@ -36,7 +36,7 @@ def pooled_rgb(decoded: torch.Tensor, latent_shape: tuple[int, ...], temporal: i
     frame alone, then `temporal` frames each, and the pixels under each position, averaged."""
     video = (decoded[0].float() / 2 + 0.5).clamp(0, 1)
     frames, rows, columns = latent_shape[2:]
-    first, rest = video[:, :1], video[:, 1:1 + (frames - 1) * temporal]
+    first, rest = video[:, :1], video[:, 1 : 1 + (frames - 1) * temporal]
     if frames > 1:
         rest = rest.unflatten(1, (frames - 1, temporal)).mean(dim=2)
         video = torch.cat([first, rest], dim=1)
@@ -99,8 +99,10 @@ def main(argv: list[str] | None = None) -> None:
     stored = read_factors(out) if out.is_file() else {}
     stored[vae_fingerprint(pipe.vae)] = {**factors.as_json(), "held_out_mean_abs_error": round(error, 4)}
     write_factors(out, stored)
-    print(f"{factors.name}: {factors.weights.shape[0]} channels -> RGB, held-out mean absolute error "
-          f"{error:.4f} of full scale; written to {out}")
+    print(
+        f"{factors.name}: {factors.weights.shape[0]} channels -> RGB, held-out mean absolute error "
+        f"{error:.4f} of full scale; written to {out}"
+    )
 
 
 if __name__ == "__main__":

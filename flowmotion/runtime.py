@@ -51,14 +51,20 @@ class RuntimePlan:
     reasons: dict[str, str] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
-        names = {"offload_text_encoder": "text encoder offload", "vae_tiling": "VAE tiling",
-                 "batch_guidance": "batched CFG"}
-        return [f"{label}: {'on' if getattr(self, key) else 'off'} ({self.reasons[key]})"
-                for key, label in names.items()]
+        names = {
+            "offload_text_encoder": "text encoder offload",
+            "vae_tiling": "VAE tiling",
+            "batch_guidance": "batched CFG",
+        }
+        return [
+            f"{label}: {'on' if getattr(self, key) else 'off'} ({self.reasons[key]})" for key, label in names.items()
+        ]
 
     def as_dict(self) -> dict[str, str]:
-        return {key: f"{'on' if getattr(self, key) else 'off'}: {self.reasons[key]}"
-                for key in ("offload_text_encoder", "vae_tiling", "batch_guidance")}
+        return {
+            key: f"{'on' if getattr(self, key) else 'off'}: {self.reasons[key]}"
+            for key in ("offload_text_encoder", "vae_tiling", "batch_guidance")
+        }
 
 
 # Memory a run needs beyond the weights, from one H100 run of Wan2.1-T2V-1.3B at 720x480x49 (random
@@ -99,8 +105,12 @@ def run_size(pipe, latent_shape: tuple[int, ...], height: int, width: int) -> Ru
     patch = config.patch_size
     frames, rows, columns = latent_shape[2:]
     tokens = (frames // patch[0]) * (rows // patch[1]) * (columns // patch[2])
-    return RunSize(tokens, config.num_attention_heads * config.attention_head_dim, height * width,
-                   _resident_bytes(pipe.text_encoder, pipe._execution_device))
+    return RunSize(
+        tokens,
+        config.num_attention_heads * config.attention_head_dim,
+        height * width,
+        _resident_bytes(pipe.text_encoder, pipe._execution_device),
+    )
 
 
 def _resident_bytes(module, device: torch.device) -> int:
@@ -139,8 +149,14 @@ def _gib(count: int) -> str:
     return f"{count / 2**30:.1f} GiB"
 
 
-def plan_runtime(device: torch.device, size: RunSize, free: int | None, options: RuntimeOptions,
-                 batch_guidance: bool | None, tiling_on: bool = False) -> RuntimePlan:
+def plan_runtime(
+    device: torch.device,
+    size: RunSize,
+    free: int | None,
+    options: RuntimeOptions,
+    batch_guidance: bool | None,
+    tiling_on: bool = False,
+) -> RuntimePlan:
     """Choose batched CFG, text-encoder offload and VAE tiling for one run.
 
     Batching where a pass is too small to fill the device; then, only where the free memory does not

@@ -42,15 +42,35 @@ def install(transformer) -> None:
 def _routing(dispatch):
     from sageattention import sageattn
 
-    def dispatch_attention_fn(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
-                              enable_gqa=False, backend=None, **kwargs):
+    def dispatch_attention_fn(
+        query,
+        key,
+        value,
+        attn_mask=None,
+        dropout_p=0.0,
+        is_causal=False,
+        scale=None,
+        enable_gqa=False,
+        backend=None,
+        **kwargs,
+    ):
         if backend == MARK and attn_mask is None and dropout_p == 0.0:
             # diffusers lays attention out as (batch, tokens, heads, head dim): SageAttention's "NHD".
             return sageattn(query, key, value, tensor_layout="NHD", is_causal=is_causal, sm_scale=scale)
         if backend == MARK:
             backend = None
-        return dispatch(query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal,
-                        scale=scale, enable_gqa=enable_gqa, backend=backend, **kwargs)
+        return dispatch(
+            query,
+            key,
+            value,
+            attn_mask=attn_mask,
+            dropout_p=dropout_p,
+            is_causal=is_causal,
+            scale=scale,
+            enable_gqa=enable_gqa,
+            backend=backend,
+            **kwargs,
+        )
 
     _ROUTING.add(dispatch_attention_fn)
     return dispatch_attention_fn

@@ -154,7 +154,13 @@ def build_tiny_ti2v_pipeline(seed: int = 0):
         vae = build_ti2v_vae().eval()
     finally:
         torch.random.set_rng_state(state)
-    pipe = WanPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, scheduler=build_scheduler(),
-                       transformer=transformer, expand_timesteps=True)
+    pipe = WanPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae,
+        scheduler=build_scheduler(),
+        transformer=transformer,
+        expand_timesteps=True,
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe

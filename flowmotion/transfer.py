@@ -88,10 +88,13 @@ def _subject_tensor(mask, frames: np.ndarray, plan: ShapePlan) -> torch.Tensor:
     if masks.shape[:3] != frames.shape[:3]:
         raise FlowMotionError(
             f"the subject mask has {masks.shape[0]} frames of {masks.shape[2]}x{masks.shape[1]} but the source has "
-            f"{frames.shape[0]} frames of {frames.shape[2]}x{frames.shape[1]}: render them from the same shot")
+            f"{frames.shape[0]} frames of {frames.shape[2]}x{frames.shape[1]}: render them from the same shot"
+        )
     if not masks.any():
-        raise FlowMotionError("the subject mask is black in every frame, so it places no subject: send none, or "
-                              "render the subjects where the camera sees them")
+        raise FlowMotionError(
+            "the subject mask is black in every frame, so it places no subject: send none, or "
+            "render the subjects where the camera sees them"
+        )
     coverage = torch.from_numpy(to_unit_float(masks.max(axis=3, keepdims=True))).permute(0, 3, 1, 2)
     coverage = resample(coverage, plan.model_frames, plan.model_height, plan.model_width)
     return coverage.permute(1, 0, 2, 3).unsqueeze(0).clamp(0, 1)
@@ -115,8 +118,14 @@ def _to_output_type(frames: np.ndarray, output_type: str):
 class Sampler:
     """One transfer's state: the model, its settings, the schedule and the progress clock."""
 
-    def __init__(self, model: VideoModel, config: FlowMotionConfig, clock: PhaseClock, batched: bool = False,
-                 on_step: StepHook | None = None):
+    def __init__(
+        self,
+        model: VideoModel,
+        config: FlowMotionConfig,
+        clock: PhaseClock,
+        batched: bool = False,
+        on_step: StepHook | None = None,
+    ):
         self.model = model
         self.config = config
         self.clock = clock
@@ -137,17 +146,20 @@ class Sampler:
         for i in range(steps):
             self.clock.enter("source_motion", i + 1, steps, self.model.forward_passes)
             sigma = self.sigmas[i]
-            noise = randn_tensor(source_latent.shape, generator=generator, device=source_latent.device,
-                                 dtype=source_latent.dtype)
+            noise = randn_tensor(
+                source_latent.shape, generator=generator, device=source_latent.device, dtype=source_latent.dtype
+            )
             noised = guidance.noised_latent(source_latent, sigma, noise)
-            velocity = self.model.guided_velocity(noised, self.timesteps[i], source_embedding, source_embedding,
-                                                  scale, batched=self.batched)
+            velocity = self.model.guided_velocity(
+                noised, self.timesteps[i], source_embedding, source_embedding, scale, batched=self.batched
+            )
             motions.append(guidance.latent_prediction(noised, sigma, velocity))
         return motions
 
     def velocity(self, latent, timestep, embeddings: tuple[torch.Tensor, torch.Tensor]):
-        return self.model.guided_velocity(latent, timestep, *embeddings, self.config.guidance_scale,
-                                          batched=self.batched)
+        return self.model.guided_velocity(
+            latent, timestep, *embeddings, self.config.guidance_scale, batched=self.batched
+        )
 
     def optimise(self, latent, initial_noise, source_motion, step: int, embeddings, subjects=None):
         """Adam on the latent towards the source motion; gradients reach only the latent. With
@@ -170,12 +182,12 @@ class Sampler:
                 raw_velocity = self.velocity(variable.detach(), timestep, embeddings)
                 velocity = raw_velocity
                 if reference is not None:
-                    velocity = guidance.regularize_velocity(raw_velocity, reference,
-                                                            config.velocity_regularization_gamma)
+                    velocity = guidance.regularize_velocity(
+                        raw_velocity, reference, config.velocity_regularization_gamma
+                    )
             assert velocity is not None  # evaluated on the first iteration
             target_motion = guidance.latent_prediction(variable, sigma, velocity)
-            loss = guidance.motion_loss(source_motion, target_motion, config.latent_alignment_weight,
-                                        difference_weight)
+            loss = guidance.motion_loss(source_motion, target_motion, config.latent_alignment_weight, difference_weight)
             if subject_optimizer is None:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -259,9 +271,20 @@ def transfer(
     """Generate a video of `prompt` that keeps the motion of `video`: `run_transfer` with a
     TransferRequest of these keywords (see TransferRequest for each)."""
     request = TransferRequest(
-        video, prompt, negative_prompt=negative_prompt, subject_mask=subject_mask, num_frames=num_frames,
-        height=height, width=width, max_area=max_area, config=config or FlowMotionConfig(), generator=generator,
-        latents=latents, output_type=output_type, cache=cache, runtime=runtime,
+        video,
+        prompt,
+        negative_prompt=negative_prompt,
+        subject_mask=subject_mask,
+        num_frames=num_frames,
+        height=height,
+        width=width,
+        max_area=max_area,
+        config=config or FlowMotionConfig(),
+        generator=generator,
+        latents=latents,
+        output_type=output_type,
+        cache=cache,
+        runtime=runtime,
     )
     return run_transfer(pipe, request, on_progress=on_progress, should_cancel=should_cancel)
 
@@ -298,9 +321,15 @@ def run_transfer(
 
     model = model_for(pipe, config.max_sequence_length, before_forward=check_cancel)
     plan = plan_shape(
-        frames.shape[0], frames.shape[1], frames.shape[2],
-        num_frames=request.num_frames, height=request.height, width=request.width,
-        spatial_multiple=model.spatial_multiple, temporal_multiple=model.temporal_multiple, max_area=request.max_area,
+        frames.shape[0],
+        frames.shape[1],
+        frames.shape[2],
+        num_frames=request.num_frames,
+        height=request.height,
+        width=request.width,
+        spatial_multiple=model.spatial_multiple,
+        temporal_multiple=model.temporal_multiple,
+        max_area=request.max_area,
     )
     shape = model.latent_shape(plan.model_frames, plan.model_height, plan.model_width)
     if latents is not None and tuple(latents.shape) != shape:
@@ -310,20 +339,59 @@ def run_transfer(
         subjects = _subject_tensor(request.subject_mask, frames, plan)
         subjects = model.latent_coverage(subjects) if config.subject_alignment else None
 
-    machine = plan_runtime(model.device, run_size(pipe, shape, plan.model_height, plan.model_width),
-                           free_memory_bytes(model.device), request.runtime or RuntimeOptions(), config.batch_guidance,
-                           tiling_on=bool(getattr(pipe.vae, "use_tiling", False)))
+    machine = plan_runtime(
+        model.device,
+        run_size(pipe, shape, plan.model_height, plan.model_width),
+        free_memory_bytes(model.device),
+        request.runtime or RuntimeOptions(),
+        config.batch_guidance,
+        tiling_on=bool(getattr(pipe.vae, "use_tiling", False)),
+    )
     tiling_before = getattr(pipe.vae, "use_tiling", False)
     pipe.vae.use_tiling = machine.vae_tiling
     try:
-        return _run(model, pipe, frames, plan, shape, config, machine, prompt, negative_prompt, request.generator,
-                    latents, output_type, on_progress, check_cancel, request.cache, subjects, on_step)
+        return _run(
+            model,
+            pipe,
+            frames,
+            plan,
+            shape,
+            config,
+            machine,
+            prompt,
+            negative_prompt,
+            request.generator,
+            latents,
+            output_type,
+            on_progress,
+            check_cancel,
+            request.cache,
+            subjects,
+            on_step,
+        )
     finally:
         pipe.vae.use_tiling = tiling_before
 
 
-def _run(model, pipe, frames, plan, shape, config, machine, prompt, negative_prompt, generator, latents,
-         output_type, on_progress, check_cancel, cache, subjects, on_step=None) -> FlowMotionOutput:
+def _run(
+    model,
+    pipe,
+    frames,
+    plan,
+    shape,
+    config,
+    machine,
+    prompt,
+    negative_prompt,
+    generator,
+    latents,
+    output_type,
+    on_progress,
+    check_cancel,
+    cache,
+    subjects,
+    on_step=None,
+) -> FlowMotionOutput:
     clock = PhaseClock(RunStats(), model.device, on_progress, forward_pass_count(config))
     clock.stats.runtime = machine.as_dict()
     check_cancel()

@@ -80,8 +80,9 @@ def plan_shape(
     model_width = legal_side(out_width, spatial_multiple)
     if max_area is not None and model_height * model_width > max_area:
         if max_area < spatial_multiple**2:
-            raise FlowMotionError(f"max_area {max_area} is below the smallest model frame "
-                                  f"({spatial_multiple}x{spatial_multiple})")
+            raise FlowMotionError(
+                f"max_area {max_area} is below the smallest model frame ({spatial_multiple}x{spatial_multiple})"
+            )
         scale = (max_area / (out_height * out_width)) ** 0.5
         model_height = max(spatial_multiple, int(out_height * scale) // spatial_multiple * spatial_multiple)
         model_width = max(spatial_multiple, int(out_width * scale) // spatial_multiple * spatial_multiple)
@@ -279,8 +280,16 @@ def write_video(frames: np.ndarray, out: str | os.PathLike, fps: float = DEFAULT
         raise FlowMotionError(f"{target} exists and is not a {'file' if is_file else 'folder'}")
     if is_file:
         with durable.replacing(target) as staged:
-            iio.imwrite(staged, frames, fps=fps, codec="libx264", plugin="FFMPEG", macro_block_size=1, quality=8,
-                        pixelformat="yuv420p" if frames.shape[1] % 2 == 0 and frames.shape[2] % 2 == 0 else "yuv444p")
+            iio.imwrite(
+                staged,
+                frames,
+                fps=fps,
+                codec="libx264",
+                plugin="FFMPEG",
+                macro_block_size=1,
+                quality=8,
+                pixelformat="yuv420p" if frames.shape[1] % 2 == 0 and frames.shape[2] % 2 == 0 else "yuv444p",
+            )
         return target
     with durable.staged_folder(target) as staging:
         digits = max(4, len(str(len(frames))))

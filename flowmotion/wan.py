@@ -33,8 +33,10 @@ class WanModel:
         if not isinstance(pipe, WanPipeline):
             return ""
         if pipe.config.get("boundary_ratio") is not None or getattr(pipe, "transformer_2", None) is not None:
-            return ("this is a two-expert Wan2.2 pipeline (A14B); FlowMotion runs Wan2.1 and Wan2.2's "
-                    "TI2V-5B, one transformer each")
+            return (
+                "this is a two-expert Wan2.2 pipeline (A14B); FlowMotion runs Wan2.1 and Wan2.2's "
+                "TI2V-5B, one transformer each"
+            )
         return None if not pipe.config.get("expand_timesteps", False) else ""
 
     def __init__(self, pipe, max_sequence_length: int = 512, before_forward: Callable[[], None] | None = None):

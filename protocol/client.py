@@ -194,8 +194,10 @@ class BackendClient:
     def submit(self, job_id: str, frames: list[bytes], prompt: str, masks: Sequence[bytes] = (), **fields) -> str:
         """Send a job: PNG bytes per frame, the prompt, optionally a subject mask PNG per frame, and
         Submit's other fields by name. Returns the request id."""
-        return self._ask(Submit(job_id=job_id, prompt=prompt, frame_count=len(frames), mask_count=len(masks),
-                                **fields), [*frames, *masks])
+        return self._ask(
+            Submit(job_id=job_id, prompt=prompt, frame_count=len(frames), mask_count=len(masks), **fields),
+            [*frames, *masks],
+        )
 
     def cancel(self, job_id: str) -> str:
         return self._ask(Cancel(job_id=job_id))
@@ -259,8 +261,18 @@ class BackendClient:
         """No version in common: the requests waiting for a welcome fail with the backend's reason."""
         waiting, self.waiting = self.waiting, deque()
         for request, _ in waiting:
-            self.inbox.append((Error(code=refusal.code, message=refusal.message, field=refusal.field,
-                                     job_id=getattr(request, "job_id", None), request_id=request.request_id), []))
+            self.inbox.append(
+                (
+                    Error(
+                        code=refusal.code,
+                        message=refusal.message,
+                        field=refusal.field,
+                        job_id=getattr(request, "job_id", None),
+                        request_id=request.request_id,
+                    ),
+                    [],
+                )
+            )
 
     def _fetch_again(self) -> None:
         now = time.monotonic()
@@ -280,9 +292,11 @@ class BackendClient:
                 self._send_now(request, frames, self.version)
         if isinstance(message, (Result, Error)) and message.job_id:
             self.refetch.pop(message.job_id, None)  # answered: a result, or a refusal to pass on
-        ended = (isinstance(message, Result)
-                 or (isinstance(message, JobStatus) and message.state in (JobState.FAILED, JobState.CANCELLED))
-                 or (isinstance(message, Error) and message.code in (UNKNOWN_JOB, JOB_CONFLICT)))
+        ended = (
+            isinstance(message, Result)
+            or (isinstance(message, JobStatus) and message.state in (JobState.FAILED, JobState.CANCELLED))
+            or (isinstance(message, Error) and message.code in (UNKNOWN_JOB, JOB_CONFLICT))
+        )
         job_id = getattr(message, "job_id", None)
         if ended and job_id:
             self.following.discard(job_id)

@@ -38,7 +38,11 @@ def check_frames(frames: list[bytes]) -> tuple[int, int]:
         if first is None:
             first = size
         elif size != first:
-            raise ProtocolError(BAD_FRAMES, f"frame {number} is {size[0]}x{size[1]} but frame 1 is "
-                                            f"{first[0]}x{first[1]}: every frame must have the same size", "frames")
+            raise ProtocolError(
+                BAD_FRAMES,
+                f"frame {number} is {size[0]}x{size[1]} but frame 1 is "
+                f"{first[0]}x{first[1]}: every frame must have the same size",
+                "frames",
+            )
     assert first is not None  # there is at least one frame
     return first

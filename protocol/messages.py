@@ -165,36 +165,43 @@ class Message:
         """Refuse parts that do not match what the header announces."""
         if not self.CARRIES_FRAMES:
             if parts:
-                raise ProtocolError(BAD_MESSAGE, f"a {self.TYPE} message carries no frames but {len(parts)} parts "
-                                                 "follow")
+                raise ProtocolError(
+                    BAD_MESSAGE, f"a {self.TYPE} message carries no frames but {len(parts)} parts follow"
+                )
             return
         count, masks = getattr(self, "frame_count", 0), getattr(self, "mask_count", 0)
         if masks not in (0, count):
-            raise ProtocolError(BAD_FIELD, f"field 'mask_count' is {masks}; a job has no subject masks or one per "
-                                           f"frame ({count})", "mask_count")
+            raise ProtocolError(
+                BAD_FIELD,
+                f"field 'mask_count' is {masks}; a job has no subject masks or one per frame ({count})",
+                "mask_count",
+            )
         if len(parts) != self.part_count:
             announced = f"{count} frames" + (f" and {masks} masks" if masks else "")
-            raise ProtocolError(BAD_MESSAGE, f"the header announces {announced} but {len(parts)} follow",
-                                "frame_count")
+            raise ProtocolError(BAD_MESSAGE, f"the header announces {announced} but {len(parts)} follow", "frame_count")
 
 
 @dataclass(frozen=True)
 class Request(Message):
     """A client message that is answered: the client may name it, and every answer names it back."""
+
     request_id: str | None = field(default=None, kw_only=True, metadata=check(_request_id, since=3))
 
 
 @dataclass(frozen=True)
 class Reply(Message):
     """A backend message that can answer a request: it carries that request's id (nil for news)."""
+
     request_id: str | None = field(default=None, kw_only=True, metadata=check(_request_id, since=3))
 
 
 # Client to server ---------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Hello(Request):
     """First message of a client: answered with a Welcome."""
+
     TYPE: ClassVar[str] = "hello"
     client: str = ""
     versions: list = field(default_factory=list, metadata=check(_versions, since=3))
@@ -207,6 +214,7 @@ class Hello(Request):
 class Submit(Request):
     """A new job: the playblast's frames follow the header, one PNG per part, then its subject
     masks when `mask_count` says so (none, or one per frame: white where the shot's subjects are)."""
+
     TYPE: ClassVar[str] = "submit"
     CARRIES_FRAMES: ClassVar[bool] = True
     job_id: str = field(metadata=check(_job_id))
@@ -228,6 +236,7 @@ class Submit(Request):
 class Ping(Message):
     """Sent by a client every second while it polls: keeps it on the backend's heartbeat list.
     Never answered; the heartbeats are the answer."""
+
     TYPE: ClassVar[str] = "ping"
 
 
@@ -246,6 +255,7 @@ class StatusRequest(Request):
 @dataclass(frozen=True)
 class Fetch(Request):
     """Ask for a finished job's frames; answered with a Result, or an Error saying why not."""
+
     TYPE: ClassVar[str] = "fetch"
     job_id: str = field(metadata=check(_job_id))
 
@@ -256,6 +266,7 @@ class ListJobs(Request):
 
 
 # Server to client ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Welcome(Reply):
@@ -276,6 +287,7 @@ class Welcome(Reply):
 @dataclass(frozen=True)
 class Accepted(Reply):
     """A job is known to the backend: its state and its place in the queue (0: running now)."""
+
     TYPE: ClassVar[str] = "accepted"
     job_id: str = field(metadata=check(_job_id))
     state: JobState = field(metadata=check(_state, kind=JobState))
@@ -300,6 +312,7 @@ class Preview(Message):
     owner's connections that asked for previews in their hello). One part follows the header:
     `frame_count` frames of `width` x `height` RGB pixels, one byte per channel, frame after frame,
     each row top to bottom."""
+
     TYPE: ClassVar[str] = "preview"
     CARRIES_FRAMES: ClassVar[bool] = True
     SINCE: ClassVar[int] = 3
@@ -322,13 +335,15 @@ class Preview(Message):
 
     def check_parts(self, parts: list[bytes]) -> None:
         if self.step >= self.total:
-            raise ProtocolError(BAD_FIELD, f"field 'step' is {self.step}, past the last of {self.total} steps",
-                                "step")
+            raise ProtocolError(BAD_FIELD, f"field 'step' is {self.step}, past the last of {self.total} steps", "step")
         if len(parts) != 1:
             raise ProtocolError(BAD_MESSAGE, f"a preview carries one part of pixels, not {len(parts)}")
         if len(parts[0]) != self.pixel_bytes:
-            raise ProtocolError(BAD_MESSAGE, f"a preview of {self.frame_count} frames of {self.width}x{self.height} "
-                                             f"has {self.pixel_bytes} bytes of pixels, not {len(parts[0])}")
+            raise ProtocolError(
+                BAD_MESSAGE,
+                f"a preview of {self.frame_count} frames of {self.width}x{self.height} "
+                f"has {self.pixel_bytes} bytes of pixels, not {len(parts[0])}",
+            )
 
 
 @dataclass(frozen=True)
@@ -348,6 +363,7 @@ class JobStatus(Reply):
 @dataclass(frozen=True)
 class Result(Reply):
     """A finished job: its frames follow the header, one PNG per part."""
+
     TYPE: ClassVar[str] = "result"
     CARRIES_FRAMES: ClassVar[bool] = True
     job_id: str = field(metadata=check(_job_id))
@@ -373,8 +389,10 @@ class JobList(Reply):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        jobs = [{**job, "state": JobState(job["state"])} if isinstance(job, dict) and "state" in job else job
-                for job in self.jobs]
+        jobs = [
+            {**job, "state": JobState(job["state"])} if isinstance(job, dict) and "state" in job else job
+            for job in self.jobs
+        ]
         object.__setattr__(self, "jobs", jobs)
 
 
@@ -390,6 +408,7 @@ class Error(Reply):
 @dataclass(frozen=True)
 class Heartbeat(Message):
     """Sent every second to every client seen lately: the backend is alive, even mid-step."""
+
     TYPE: ClassVar[str] = "heartbeat"
     time: float
     queue_length: int = field(metadata=check(_non_negative))
@@ -398,26 +417,43 @@ class Heartbeat(Message):
 
 
 CLIENT_MESSAGES = {m.TYPE: m for m in (Hello, Ping, Submit, Cancel, StatusRequest, Fetch, ListJobs)}
-SERVER_MESSAGES = {m.TYPE: m for m in (Welcome, Accepted, Progress, Preview, JobStatus, Result, JobList, Error,
-                                        Heartbeat)}
+SERVER_MESSAGES = {
+    m.TYPE: m for m in (Welcome, Accepted, Progress, Preview, JobStatus, Result, JobList, Error, Heartbeat)
+}
 
-_KINDS = {"str": (str,), "JobState": (str,), "int": (int,), "float": (int, float), "bool": (bool,), "dict": (dict,),
-          "list": (list,)}
-_KIND_NAMES = {"str": "text", "JobState": "text", "int": "an integer", "float": "a number", "bool": "true or false",
-               "dict": "a map", "list": "a list"}
+_KINDS = {
+    "str": (str,),
+    "JobState": (str,),
+    "int": (int,),
+    "float": (int, float),
+    "bool": (bool,),
+    "dict": (dict,),
+    "list": (list,),
+}
+_KIND_NAMES = {
+    "str": "text",
+    "JobState": "text",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "dict": "a map",
+    "list": "a list",
+}
 
 
 def encode(message: Message, frames: list[bytes] | tuple = (), version: int = PROTOCOL_VERSION) -> list[bytes]:
     """The message's parts in protocol `version`: its header (without the fields later versions
     added), then its frames."""
     if version < message.SINCE:
-        raise ProtocolError(BAD_MESSAGE, f"a {message.TYPE} message needs protocol version {message.SINCE} or later, "
-                                         f"not {version}")
+        raise ProtocolError(
+            BAD_MESSAGE, f"a {message.TYPE} message needs protocol version {message.SINCE} or later, not {version}"
+        )
     header = {"type": message.TYPE, "v": version}
     header.update((f.name, getattr(message, f.name)) for f in dataclasses.fields(message) if since(f) <= version)
     if len(frames) != message.part_count:
-        raise ProtocolError(BAD_MESSAGE, f"a {message.TYPE} message carries {message.part_count} frames, "
-                                         f"not {len(frames)}")
+        raise ProtocolError(
+            BAD_MESSAGE, f"a {message.TYPE} message carries {message.part_count} frames, not {len(frames)}"
+        )
     return [msgpack.packb(header, use_bin_type=True), *frames]
 
 
@@ -426,9 +462,15 @@ def _parse_header(data: bytes, limits: Limits) -> dict:
         raise ProtocolError(LIMIT_EXCEEDED, f"the header is {len(data)} bytes; the limit is {limits.max_header_bytes}")
     try:
         header = msgpack.unpackb(
-            data, raw=False, strict_map_key=True, use_list=True,
-            max_str_len=limits.max_header_bytes, max_bin_len=0, max_ext_len=0,
-            max_array_len=4096, max_map_len=256,
+            data,
+            raw=False,
+            strict_map_key=True,
+            use_list=True,
+            max_str_len=limits.max_header_bytes,
+            max_bin_len=0,
+            max_ext_len=0,
+            max_array_len=4096,
+            max_map_len=256,
         )
     except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as error:
         raise ProtocolError(BAD_MESSAGE, f"the header is not valid msgpack ({type(error).__name__})") from None
@@ -446,9 +488,11 @@ def peek(header: bytes, limits: Limits) -> dict:
     except ProtocolError:
         return {"job_id": None, "request_id": None, "v": None}
     job_id, request_id, version = fields.get("job_id"), fields.get("request_id"), fields.get("v")
-    return {"job_id": job_id if isinstance(job_id, str) and JOB_ID.fullmatch(job_id) else None,
-            "request_id": request_id if isinstance(request_id, str) and REQUEST_ID.fullmatch(request_id) else None,
-            "v": version if version in SUPPORTED_VERSIONS and not isinstance(version, bool) else None}
+    return {
+        "job_id": job_id if isinstance(job_id, str) and JOB_ID.fullmatch(job_id) else None,
+        "request_id": request_id if isinstance(request_id, str) and REQUEST_ID.fullmatch(request_id) else None,
+        "v": version if version in SUPPORTED_VERSIONS and not isinstance(version, bool) else None,
+    }
 
 
 def peek_job_id(header: bytes, limits: Limits) -> str | None:
@@ -467,8 +511,9 @@ def _check_kind(name: str, value, annotation: str) -> None:
         raise ProtocolError(BAD_FIELD, f"field '{name}' must be {_KIND_NAMES[kind]}", name)
 
 
-def decode(parts: list[bytes], table: Mapping[str, type[Message]],
-           limits: Limits | None = None) -> tuple[Message, list[bytes]]:
+def decode(
+    parts: list[bytes], table: Mapping[str, type[Message]], limits: Limits | None = None
+) -> tuple[Message, list[bytes]]:
     """Parse and validate a multipart message against `table` (CLIENT_MESSAGES or SERVER_MESSAGES).
 
     Returns the message and its frames. Anything wrong raises ProtocolError naming the field.
@@ -492,8 +537,9 @@ def _version_of(header: dict, kind: str) -> tuple[int, bool]:
     )
 
 
-def decode_versioned(parts: list[bytes], table: Mapping[str, type[Message]],
-                     limits: Limits | None = None) -> tuple[Message, list[bytes], int]:
+def decode_versioned(
+    parts: list[bytes], table: Mapping[str, type[Message]], limits: Limits | None = None
+) -> tuple[Message, list[bytes], int]:
     """`decode`, also returning the protocol version the message was read by (answer it in that one)."""
     limits = limits or Limits()
     if not parts:
@@ -507,8 +553,9 @@ def decode_versioned(parts: list[bytes], table: Mapping[str, type[Message]],
         raise ProtocolError(UNKNOWN_TYPE, f"unknown message type {kind[:40]!r}", "type")
     cls = table[kind]
     if version < cls.SINCE:
-        raise ProtocolError(UNKNOWN_TYPE, f"a {kind} message needs protocol version {cls.SINCE} or later, not "
-                                          f"{version}", "type")
+        raise ProtocolError(
+            UNKNOWN_TYPE, f"a {kind} message needs protocol version {cls.SINCE} or later, not {version}", "type"
+        )
     fields = {f.name: f for f in dataclasses.fields(cls) if since(f) <= version}
     unknown = sorted(set(header) - set(fields), key=str)
     if newer_hello:

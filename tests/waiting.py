@@ -23,8 +23,12 @@ def wait_until(condition, timeout: float, what: str):
         time.sleep(POLL_EVERY)
 
 
-HANDSHAKE = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-             | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+HANDSHAKE = (
+    zmq.EVENT_HANDSHAKE_SUCCEEDED
+    | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
 """How a ZeroMQ handshake ends: agreed, or refused (by the backend's allow list, or for want of a
 common security mechanism)."""
 

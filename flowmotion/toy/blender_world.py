@@ -122,6 +122,7 @@ class Shot:
 
 # ---- drawing a shot from its seed (no Blender needed) ----
 
+
 def _ground_half_width(distance: float) -> float:
     """Half the width the camera sees on the ground at `distance` in front of it."""
     return distance * SENSOR_MM / (2 * LENS_MM)
@@ -157,8 +158,9 @@ def subject_path(kind: str, rng: np.random.Generator, frames: int, size: float, 
     return np.column_stack([ground, size + hop])
 
 
-def camera_path(move: str | None, rng: np.random.Generator, frames: int, distance: float,
-                height: float, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def camera_path(
+    move: str | None, rng: np.random.Generator, frames: int, distance: float, height: float, target: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Camera positions and look-at points (frames, 3 each) for a move (None: static)."""
     t = np.linspace(0.0, 1.0, frames)[:, None]
     position = np.array([0.0, -distance, height])
@@ -169,9 +171,14 @@ def camera_path(move: str | None, rng: np.random.Generator, frames: int, distanc
     if move == "pan":  # the camera turns where it stands
         angles = np.radians(sign * rng.uniform(10.0, 18.0)) * (t[:, 0] - 0.5)
         offset = target - position
-        turned = np.stack([offset[0] * np.cos(angles) - offset[1] * np.sin(angles),
-                           offset[0] * np.sin(angles) + offset[1] * np.cos(angles),
-                           np.full(frames, offset[2])], axis=1)
+        turned = np.stack(
+            [
+                offset[0] * np.cos(angles) - offset[1] * np.sin(angles),
+                offset[0] * np.sin(angles) + offset[1] * np.cos(angles),
+                np.full(frames, offset[2]),
+            ],
+            axis=1,
+        )
         return positions, position + turned
     if move == "dolly":  # the camera travels along its view
         view = (target - position) / np.linalg.norm(target - position)
@@ -180,8 +187,9 @@ def camera_path(move: str | None, rng: np.random.Generator, frames: int, distanc
     if move == "orbit":  # the camera circles the set, looking at its centre
         angles = np.radians(sign * rng.uniform(15.0, 30.0)) * (t[:, 0] - 0.5)
         radius = np.hypot(*(position - target)[:2])
-        return np.stack([target[0] + radius * np.sin(angles), target[1] - radius * np.cos(angles),
-                         np.full(frames, height)], axis=1), targets
+        return np.stack(
+            [target[0] + radius * np.sin(angles), target[1] - radius * np.cos(angles), np.full(frames, height)], axis=1
+        ), targets
     raise BlenderWorldError(f"unknown camera move {move!r}; choose one of {', '.join(CAMERA_MOVES)}")
 
 
@@ -236,11 +244,25 @@ def shot_spec(seed: int, frames: int = 17, kind: str | None = None) -> ShotSpec:
         move = str(rng.choice(CAMERA_MOVES))
     cameras, targets = camera_path(move, rng, frames, distance, height, target)
     pieces = _set_pieces(rng, positions[:, :2], distance)
-    return ShotSpec(seed, kind, frames, color, shape, background, size, path, move, positions.tolist(),
-                    cameras.tolist(), targets.tolist(), pieces)
+    return ShotSpec(
+        seed,
+        kind,
+        frames,
+        color,
+        shape,
+        background,
+        size,
+        path,
+        move,
+        positions.tolist(),
+        cameras.tolist(),
+        targets.tolist(),
+        pieces,
+    )
 
 
 # ---- building and rendering the scene (Blender) ----
+
 
 def _linear(rgb) -> tuple:
     """sRGB 0-255 -> scene-linear 0-1, so a flat Standard-view render shows the colour as given."""
@@ -261,8 +283,9 @@ def _primitive(shape: str, size: float, location, name: str):
     elif shape == "diamond":  # an octahedron
         ops.primitive_uv_sphere_add(radius=size, segments=4, ring_count=2, location=location)
     elif shape == "ring":  # a torus standing up, facing the camera
-        ops.primitive_torus_add(major_radius=size * 0.8, minor_radius=size * 0.25, location=location,
-                                rotation=(math.pi / 2, 0.0, 0.0))
+        ops.primitive_torus_add(
+            major_radius=size * 0.8, minor_radius=size * 0.25, location=location, rotation=(math.pi / 2, 0.0, 0.0)
+        )
     else:
         raise BlenderWorldError(f"unknown shape {shape!r}")
     obj = bpy.context.active_object
@@ -305,8 +328,10 @@ def build_scene(spec: ShotSpec, width: int, height: int):
     try:
         import bpy
     except ImportError:
-        raise BlenderWorldError("rendering the Blender world needs Blender as a Python module: "
-                                "pip install bpy (in a Python version its release supports)") from None
+        raise BlenderWorldError(
+            "rendering the Blender world needs Blender as a Python module: "
+            "pip install bpy (in a Python version its release supports)"
+        ) from None
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
@@ -447,13 +472,23 @@ def render_shot(spec: ShotSpec, width: int, height: int) -> Shot:
 
 # ---- files ----
 
+
 def describe(shot: Shot) -> dict:
     spec = shot.spec
-    return {"seed": spec.seed, "kind": spec.kind, "caption": spec.caption, "playblast_caption": spec.playblast_caption,
-            "color": spec.color, "shape": spec.shape, "background": spec.background, "path": spec.path,
-            "camera_move": spec.camera_move, "frames": spec.frames,
-            "track": None if not spec.has_subject else shot.track.round(3).tolist(),
-            "pieces": [asdict(piece) for piece in spec.pieces]}
+    return {
+        "seed": spec.seed,
+        "kind": spec.kind,
+        "caption": spec.caption,
+        "playblast_caption": spec.playblast_caption,
+        "color": spec.color,
+        "shape": spec.shape,
+        "background": spec.background,
+        "path": spec.path,
+        "camera_move": spec.camera_move,
+        "frames": spec.frames,
+        "track": None if not spec.has_subject else shot.track.round(3).tolist(),
+        "pieces": [asdict(piece) for piece in spec.pieces],
+    }
 
 
 def clip_name(seed: int) -> str:
@@ -472,8 +507,7 @@ def write_shots(out: Path, seeds, width: int, height: int, frames: int, on_shot=
         described.append({"file": clip_name(seed), **describe(shot)})
         if on_shot is not None:
             on_shot(len(described), shot)
-    durable.write_text(out / "shots.json", json.dumps({"width": width, "height": height, "shots": described},
-                                                      indent=1))
+    durable.write_text(out / "shots.json", json.dumps({"width": width, "height": height, "shots": described}, indent=1))
     return described
 
 
@@ -493,10 +527,21 @@ def clips_from_shots(folder: Path) -> list[Clip]:
     cube on grass"), with the subject's track and mask (NaN and empty in a camera shot)."""
     clips = []
     for entry, arrays in load_shots(folder):
-        for look, color, background in (("playblast", "grey", "playblast"),
-                                         ("scene", entry["color"], entry["background"])):
-            clips.append(Clip(arrays[look], caption_for(color, entry["shape"], background), arrays["track"], color,
-                              entry["shape"], background, arrays["mask"]))
+        for look, color, background in (
+            ("playblast", "grey", "playblast"),
+            ("scene", entry["color"], entry["background"]),
+        ):
+            clips.append(
+                Clip(
+                    arrays[look],
+                    caption_for(color, entry["shape"], background),
+                    arrays["track"],
+                    color,
+                    entry["shape"],
+                    background,
+                    arrays["mask"],
+                )
+            )
     return clips
 
 
@@ -512,9 +557,16 @@ def main(argv=None) -> int:
     if args.count < 1:
         parser.error("--count must be at least 1")
     try:
-        write_shots(args.out, range(args.seed, args.seed + args.count), args.width, args.height, args.frames,
-                    on_shot=lambda done, shot: print(f"{done}/{args.count} {shot.spec.kind}: {shot.spec.caption}",
-                                                     file=sys.stderr))
+        write_shots(
+            args.out,
+            range(args.seed, args.seed + args.count),
+            args.width,
+            args.height,
+            args.frames,
+            on_shot=lambda done, shot: print(
+                f"{done}/{args.count} {shot.spec.kind}: {shot.spec.caption}", file=sys.stderr
+            ),
+        )
     except BlenderWorldError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

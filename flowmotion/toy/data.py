@@ -42,10 +42,11 @@ def caption_for(color: str, shape: str, background: str) -> str:
     return f"a {color} {shape} on {background}"
 
 
-def shape_mask(shape: str, cx: float, cy: float, radius: float, size: int = SIZE,
-               height: int | None = None) -> np.ndarray:
+def shape_mask(
+    shape: str, cx: float, cy: float, radius: float, size: int = SIZE, height: int | None = None
+) -> np.ndarray:
     """The shape's pixels in a `size`-wide frame, `height` high (square when not given)."""
-    ys, xs = np.mgrid[0:height or size, 0:size] + 0.5
+    ys, xs = np.mgrid[0 : height or size, 0:size] + 0.5
     dx, dy = xs - cx, ys - cy
     if shape == "ball":
         return dx**2 + dy**2 <= radius**2
@@ -61,8 +62,9 @@ def shape_mask(shape: str, cx: float, cy: float, radius: float, size: int = SIZE
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def path(kind: str, rng: np.random.Generator, frames: int = FRAMES, size: int = SIZE,
-         height: int | None = None) -> np.ndarray:
+def path(
+    kind: str, rng: np.random.Generator, frames: int = FRAMES, size: int = SIZE, height: int | None = None
+) -> np.ndarray:
     """Object centres (frames, 2) in pixels for a kind of motion in a `size`-wide frame, `height` high
     (square when not given); lengths scale with the shorter side."""
     t = np.linspace(0.0, 1.0, frames)[:, None]
@@ -97,14 +99,25 @@ def path(kind: str, rng: np.random.Generator, frames: int = FRAMES, size: int = 
         return centre + radius * np.stack([np.cos(angle), np.sin(angle)], axis=1)
     if kind == "zigzag":
         x = start[0] + (end[0] - start[0]) * t[:, 0]
-        y = height / 2 + rng.uniform(6, 10) * scale * np.sign(np.sin(2 * np.pi * 2 * t[:, 0])) * np.abs(
-            np.sin(2 * np.pi * 2 * t[:, 0])) ** 0.3
+        y = (
+            height / 2
+            + rng.uniform(6, 10)
+            * scale
+            * np.sign(np.sin(2 * np.pi * 2 * t[:, 0]))
+            * np.abs(np.sin(2 * np.pi * 2 * t[:, 0])) ** 0.3
+        )
         return np.stack([x, y], axis=1)
     raise ValueError(f"unknown path {kind!r}")
 
 
-def background_frames(background: str, rng: np.random.Generator, pan: float, frames: int = FRAMES,
-                      size: int = SIZE, height: int | None = None) -> np.ndarray:
+def background_frames(
+    background: str,
+    rng: np.random.Generator,
+    pan: float,
+    frames: int = FRAMES,
+    size: int = SIZE,
+    height: int | None = None,
+) -> np.ndarray:
     """The backdrop of every frame, `size` wide and `height` high (square when not given); `pan`
     pixels of camera pan over the clip shift its texture."""
     height = height or size
@@ -126,8 +139,9 @@ def background_frames(background: str, rng: np.random.Generator, pan: float, fra
     return out
 
 
-def draw_object(frames: np.ndarray, track: np.ndarray, shape: str, radius: float, fill: np.ndarray,
-                shaded: bool = False) -> np.ndarray:
+def draw_object(
+    frames: np.ndarray, track: np.ndarray, shape: str, radius: float, fill: np.ndarray, shaded: bool = False
+) -> np.ndarray:
     """Paint the object into float `frames` along `track`, its right side darker when `shaded` (as
     Workbench's studio light leaves it); returns where it is, bool (frames, height, width)."""
     height, width = frames.shape[1:3]
@@ -141,9 +155,19 @@ def draw_object(frames: np.ndarray, track: np.ndarray, shape: str, radius: float
     return masks
 
 
-def make_clip(rng: np.random.Generator, *, shapes=TRAIN_SHAPES, paths=TRAIN_PATHS, background: str | None = None,
-              color: str | None = None, shape: str | None = None, playblast_share: float = 0.25,
-              frames: int = FRAMES, width: int = SIZE, height: int = SIZE) -> Clip:
+def make_clip(
+    rng: np.random.Generator,
+    *,
+    shapes=TRAIN_SHAPES,
+    paths=TRAIN_PATHS,
+    background: str | None = None,
+    color: str | None = None,
+    shape: str | None = None,
+    playblast_share: float = 0.25,
+    frames: int = FRAMES,
+    width: int = SIZE,
+    height: int = SIZE,
+) -> Clip:
     if background is None:
         background = "playblast" if rng.random() < playblast_share else str(rng.choice(list(BACKGROUNDS)))
     shape = shape or str(rng.choice(shapes))
@@ -155,16 +179,30 @@ def make_clip(rng: np.random.Generator, *, shapes=TRAIN_SHAPES, paths=TRAIN_PATH
     radius = rng.uniform(4.0, 6.5) * scale
     fill = np.array(PLAYBLAST_GREY if background == "playblast" else COLORS[color], np.float32)
     masks = draw_object(video, track, shape, radius, fill, shaded=background == "playblast")
-    return Clip(np.clip(video, 0, 255).astype(np.uint8), caption_for(color, shape, background), track, color,
-                shape, background, masks)
+    return Clip(
+        np.clip(video, 0, 255).astype(np.uint8),
+        caption_for(color, shape, background),
+        track,
+        color,
+        shape,
+        background,
+        masks,
+    )
 
 
 def redraw(clip: Clip, color: str, shape: str, background: str, radius: float = 5.0, seed: int = 0) -> Clip:
     """The clip's object track (in frame coordinates) drawn again in another look, without a camera pan."""
     frames = background_frames(background, np.random.default_rng(seed), 0.0, len(clip.track))
     masks = draw_object(frames, clip.track, shape, radius, np.array(COLORS[color], np.float32))
-    return Clip(np.clip(frames, 0, 255).astype(np.uint8), caption_for(color, shape, background), clip.track, color,
-                shape, background, masks)
+    return Clip(
+        np.clip(frames, 0, 255).astype(np.uint8),
+        caption_for(color, shape, background),
+        clip.track,
+        color,
+        shape,
+        background,
+        masks,
+    )
 
 
 def training_clips(count: int, seed: int, frames: int = FRAMES, width: int = SIZE, height: int = SIZE) -> list[Clip]:

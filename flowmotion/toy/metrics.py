@@ -80,8 +80,9 @@ def read_take(frames: np.ndarray) -> Reading:
     counts = {color: sum(int(color_mask(f, color).sum()) for f in frames) for color in COLORS}
     most_seen = max(counts, key=lambda name: counts[name])
     color = most_seen if counts[most_seen] >= MIN_OBJECT_PIXELS * len(frames) // 2 else None
-    object_pixels = np.zeros(frames.shape[:3], bool) if color is None else np.stack(
-        [color_mask(f, color) for f in frames])
+    object_pixels = (
+        np.zeros(frames.shape[:3], bool) if color is None else np.stack([color_mask(f, color) for f in frames])
+    )
     rest = frames[~object_pixels].astype(np.float32)
     backdrop = np.median(rest, axis=0) if len(rest) else np.zeros(3)
     background = min(BACKGROUNDS, key=lambda b: np.linalg.norm(backdrop - np.array(BACKGROUNDS[b])))
@@ -179,9 +180,16 @@ def global_motion(frames: np.ndarray) -> np.ndarray:
     height, width = grey.shape[1] // rows, grey.shape[2] // columns
     fields = []
     for before, after in zip(grey[:-1], grey[1:], strict=True):
-        fields.append([phase_shift(before[r * height:(r + 1) * height, c * width:(c + 1) * width],
-                                   after[r * height:(r + 1) * height, c * width:(c + 1) * width])
-                       for r in range(rows) for c in range(columns)])
+        fields.append(
+            [
+                phase_shift(
+                    before[r * height : (r + 1) * height, c * width : (c + 1) * width],
+                    after[r * height : (r + 1) * height, c * width : (c + 1) * width],
+                )
+                for r in range(rows)
+                for c in range(columns)
+            ]
+        )
     return np.array(fields)
 
 
@@ -213,8 +221,10 @@ def parked_baselines(track: np.ndarray, width: int, height: int) -> dict[str, fl
     """Mean distance from the subject's `track` of blobs that do not follow it: parked at its
     mean position, and at the frame centre."""
     centre = np.array([width / 2, height / 2])
-    return {"mean position": float(np.linalg.norm(track - track.mean(axis=0), axis=1).mean()),
-            "frame centre": float(np.linalg.norm(track - centre, axis=1).mean())}
+    return {
+        "mean position": float(np.linalg.norm(track - track.mean(axis=0), axis=1).mean()),
+        "frame centre": float(np.linalg.norm(track - centre, axis=1).mean()),
+    }
 
 
 @dataclass(frozen=True)
@@ -249,8 +259,11 @@ def subject_following(take: np.ndarray, masks: np.ndarray, color: str | None = N
     else:
         worst = float(np.hypot(take.shape[1], take.shape[2])) / 2
         found = [standout_centroid(frame) for frame in take[frames]]
-        distances = np.array([worst if point is None else float(np.linalg.norm(point - expected))
-                              for point, expected in zip(found, track, strict=True)])
+        distances = np.array(
+            [
+                worst if point is None else float(np.linalg.norm(point - expected))
+                for point, expected in zip(found, track, strict=True)
+            ]
+        )
     baselines = parked_baselines(track, take.shape[2], take.shape[1])
-    return SubjectFollowing(float(distances.mean()), baselines["mean position"], baselines["frame centre"],
-                            distances)
+    return SubjectFollowing(float(distances.mean()), baselines["mean position"], baselines["frame centre"], distances)

@@ -56,16 +56,32 @@ def build_tokenizer():
     backend.normalizer = normalizers.Lowercase()
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     backend.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
-                                   model_max_length=MAX_SEQUENCE_LENGTH)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token="<pad>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        model_max_length=MAX_SEQUENCE_LENGTH,
+    )
 
 
 def build_text_encoder(vocab_size: int):
     from transformers import UMT5Config, UMT5EncoderModel
 
-    config = UMT5Config(vocab_size=vocab_size, d_model=TEXT_DIM, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
-                        relative_attention_num_buckets=8, relative_attention_max_distance=32,
-                        feed_forward_proj="gated-gelu", pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    config = UMT5Config(
+        vocab_size=vocab_size,
+        d_model=TEXT_DIM,
+        d_kv=16,
+        d_ff=128,
+        num_layers=2,
+        num_heads=4,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=32,
+        feed_forward_proj="gated-gelu",
+        pad_token_id=0,
+        eos_token_id=1,
+        decoder_start_token_id=0,
+    )
     return UMT5EncoderModel(config).eval()
 
 
@@ -74,20 +90,38 @@ def build_vae():
 
     # Time is halved once, not twice as in Wan: a VAE this small cannot carry a moving object through
     # four frames per latent frame (its decoded objects stand still), and two keep the motion.
-    return AutoencoderKLWan(base_dim=8, z_dim=LATENT_CHANNELS, dim_mult=[1, 2, 2], num_res_blocks=1,
-                            temperal_downsample=[False, True], scale_factor_spatial=4, scale_factor_temporal=2,
-                            latents_mean=[0.0] * LATENT_CHANNELS, latents_std=[1.0] * LATENT_CHANNELS)
+    return AutoencoderKLWan(
+        base_dim=8,
+        z_dim=LATENT_CHANNELS,
+        dim_mult=[1, 2, 2],
+        num_res_blocks=1,
+        temperal_downsample=[False, True],
+        scale_factor_spatial=4,
+        scale_factor_temporal=2,
+        latents_mean=[0.0] * LATENT_CHANNELS,
+        latents_std=[1.0] * LATENT_CHANNELS,
+    )
 
 
 def build_transformer():
     from diffusers import WanTransformer3DModel
 
-    return WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=4, attention_head_dim=32,
-                                 in_channels=LATENT_CHANNELS, out_channels=LATENT_CHANNELS, text_dim=TEXT_DIM,
-                                 freq_dim=64, ffn_dim=512, num_layers=4, rope_max_seq_len=64)
+    return WanTransformer3DModel(
+        patch_size=(1, 2, 2),
+        num_attention_heads=4,
+        attention_head_dim=32,
+        in_channels=LATENT_CHANNELS,
+        out_channels=LATENT_CHANNELS,
+        text_dim=TEXT_DIM,
+        freq_dim=64,
+        ffn_dim=512,
+        num_layers=4,
+        rope_max_seq_len=64,
+    )
 
 
 # ---- data ----
+
 
 @dataclass
 class ClipBank:
@@ -124,13 +158,13 @@ class ClipBank:
         device = self.frames.device
         index, times = index.to(device), (first[:, None] + torch.arange(frames)).to(device)
         window = index[:, None], times
-        video, mask, track = augmented(self.frames[window], self.masks[window], self.tracks[window],
-                                       flip.to(device), reverse.to(device))
+        video, mask, track = augmented(
+            self.frames[window], self.masks[window], self.tracks[window], flip.to(device), reverse.to(device)
+        )
         return to_video(video), mask, track
 
 
-def augmented(video: torch.Tensor, mask: torch.Tensor, track: torch.Tensor, flip: torch.Tensor,
-              reverse: torch.Tensor):
+def augmented(video: torch.Tensor, mask: torch.Tensor, track: torch.Tensor, flip: torch.Tensor, reverse: torch.Tensor):
     """Clips (batch, frames, H, W, 3) with their masks (batch, frames, H, W) and tracks (batch, frames, 2)
     mirrored left to right where `flip`, played backwards where `reverse`: captions name no direction,
     so both keep them true."""
@@ -139,9 +173,11 @@ def augmented(video: torch.Tensor, mask: torch.Tensor, track: torch.Tensor, flip
     video = torch.where(flip.view(-1, 1, 1, 1, 1), video.flip(3), video)
     mask = torch.where(flip.view(-1, 1, 1, 1), mask.flip(3), mask)
     track = torch.where(flip.view(-1, 1, 1), mirrored, track)
-    return (torch.where(reverse.view(-1, 1, 1, 1, 1), video.flip(1), video),
-            torch.where(reverse.view(-1, 1, 1, 1), mask.flip(1), mask),
-            torch.where(reverse.view(-1, 1, 1), track.flip(1), track))
+    return (
+        torch.where(reverse.view(-1, 1, 1, 1, 1), video.flip(1), video),
+        torch.where(reverse.view(-1, 1, 1, 1), mask.flip(1), mask),
+        torch.where(reverse.view(-1, 1, 1), track.flip(1), track),
+    )
 
 
 def shot_clips(folder: Path, width: int, height: int) -> list:
@@ -150,14 +186,18 @@ def shot_clips(folder: Path, width: int, height: int) -> list:
 
     index = Path(folder) / "shots.json"
     if not index.is_file():
-        raise SystemExit(f"{folder} holds no shots.json; render shots there with "
-                         "`python -m flowmotion.toy.blender_world --out {folder} --width {width} --height {height}`")
+        raise SystemExit(
+            f"{folder} holds no shots.json; render shots there with "
+            "`python -m flowmotion.toy.blender_world --out {folder} --width {width} --height {height}`"
+        )
     clips = clips_from_shots(folder)
     for clip in clips:
         if clip.frames.shape[1:3] != (height, width) or len(clip.frames) < FRAMES:
-            raise SystemExit(f"the shots in {folder} are {clip.frames.shape[2]}x{clip.frames.shape[1]} with "
-                             f"{len(clip.frames)} frames; training at {width}x{height} needs shots of that size "
-                             f"with at least {FRAMES} frames")
+            raise SystemExit(
+                f"the shots in {folder} are {clip.frames.shape[2]}x{clip.frames.shape[1]} with "
+                f"{len(clip.frames)} frames; training at {width}x{height} needs shots of that size "
+                f"with at least {FRAMES} frames"
+            )
     return clips
 
 
@@ -175,6 +215,7 @@ def to_video(frames: torch.Tensor) -> torch.Tensor:
 
 
 # ---- stages ----
+
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
@@ -227,19 +268,25 @@ class Stage:
         values = torch.stack(self.pending).float().cpu().numpy()
         self.pending = []
         if not np.isfinite(values).all():
-            raise SystemExit(f"{self.name} training diverged near step {self.done} (a loss of {values[-1]}); "
-                             "try another --seed")
-        self.recent = (self.recent + values.tolist())[-self.every:]
+            raise SystemExit(
+                f"{self.name} training diverged near step {self.done} (a loss of {values[-1]}); try another --seed"
+            )
+        self.recent = (self.recent + values.tolist())[-self.every :]
 
     def summary(self) -> dict:
         seconds = time.monotonic() - self.started
         final = float(np.mean(self.recent)) if self.recent else None
-        log(f"{self.name}: {self.done}/{self.steps} steps in {seconds:.1f} s ({self.done / max(seconds, 1e-9):.2f} "
-            f"steps/s), {self.measure} over the last {len(self.recent)} "
-            + ("-" if final is None else f"{final:.4f}"))
-        return {"steps": self.steps, "steps_done": self.done, "seconds": round(seconds, 1),
-                "steps_per_s": round(self.done / max(seconds, 1e-9), 2),
-                "loss": None if final is None else round(final, 4)}
+        log(
+            f"{self.name}: {self.done}/{self.steps} steps in {seconds:.1f} s ({self.done / max(seconds, 1e-9):.2f} "
+            f"steps/s), {self.measure} over the last {len(self.recent)} " + ("-" if final is None else f"{final:.4f}")
+        )
+        return {
+            "steps": self.steps,
+            "steps_done": self.done,
+            "seconds": round(seconds, 1),
+            "steps_per_s": round(self.done / max(seconds, 1e-9), 2),
+            "loss": None if final is None else round(final, 4),
+        }
 
 
 def autocast(device: torch.device, precision: str):
@@ -296,8 +343,9 @@ def train_vae(vae, bank: ClipBank, seed: int, sizes: Sizes, clock: Clock, precis
     stage = Stage("vae", total, "weighted L1", 50, clock.deadline("vae"))
     for step in stage:
         images = step < sizes.vae_frame_steps
-        video, mask, _ = bank.sample(sizes.vae_frame_batch if images else sizes.vae_clip_batch,
-                                  1 if images else VAE_CLIP_FRAMES, generator)
+        video, mask, _ = bank.sample(
+            sizes.vae_frame_batch if images else sizes.vae_clip_batch, 1 if images else VAE_CLIP_FRAMES, generator
+        )
         with autocast(device, precision):
             posterior = vae.encode(video).latent_dist
             reconstruction = vae.decode(posterior.mean).sample
@@ -311,8 +359,7 @@ def train_vae(vae, bank: ClipBank, seed: int, sizes: Sizes, clock: Clock, precis
 DECODER_PREFIXES = ("decoder.", "post_quant_conv.")
 
 
-def train_decoder(vae, bank: ClipBank, seed: int, sizes: Sizes, clock: Clock, precision: str,
-                  lr: float = 5e-4) -> dict:
+def train_decoder(vae, bank: ClipBank, seed: int, sizes: Sizes, clock: Clock, precision: str, lr: float = 5e-4) -> dict:
     """The decoder alone on whole clips, the encoder frozen (so the latents, and the transformer trained on
     them, do not change). The decoder turns latent frames into video one latent frame at a time, carrying
     its causal caches from one to the next; without this stage the second half of a clip comes out in
@@ -371,8 +418,17 @@ def caption_embeddings(tokenizer, text_encoder, captions) -> dict[str, torch.Ten
     return out
 
 
-def train_transformer(transformer, latents, bank: ClipBank, embeddings, seed: int, sizes: Sizes, clock: Clock,
-                      precision: str, lr: float = 1e-3) -> dict:
+def train_transformer(
+    transformer,
+    latents,
+    bank: ClipBank,
+    embeddings,
+    seed: int,
+    sizes: Sizes,
+    clock: Clock,
+    precision: str,
+    lr: float = 1e-3,
+) -> dict:
     """Flow matching on the cached latents: a clip drawn as the data mix says, in one of its four looks."""
     generator = torch.Generator().manual_seed(seed)
     device = latents.device
@@ -395,18 +451,21 @@ def train_transformer(transformer, latents, bank: ClipBank, embeddings, seed: in
         s = sigma.view(-1, 1, 1, 1, 1)
         noised = (1 - s) * z0 + s * noise
         with autocast(device, precision):
-            prediction = transformer(hidden_states=noised, timestep=sigma * 1000, encoder_hidden_states=text,
-                                     return_dict=False)[0]
+            prediction = transformer(
+                hidden_states=noised, timestep=sigma * 1000, encoder_hidden_states=text, return_dict=False
+            )[0]
         loss = torch.mean((prediction.float() - (noise - z0)) ** 2)
         warmup = min(1.0, (step + 1) / 200)
-        optimizer_step(optimizer, loss, transformer.parameters(),
-                       lr * warmup * max(0.02, 0.5 * (1 + np.cos(np.pi * step / steps))))
+        optimizer_step(
+            optimizer, loss, transformer.parameters(), lr * warmup * max(0.02, 0.5 * (1 + np.cos(np.pi * step / steps)))
+        )
         stage.add(step, loss)
     transformer.eval()
     return stage.summary()
 
 
 # ---- the run ----
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -416,8 +475,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--width", type=int, default=DEFAULT_WIDTH, help="working width, a multiple of 8")
     parser.add_argument("--height", type=int, default=DEFAULT_HEIGHT, help="working height, a multiple of 8")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cuda", "cpu"))
-    parser.add_argument("--precision", default="bf16", choices=("bf16", "fp32"),
-                        help="autocast on CUDA (the weights stay fp32; on CPU training is always fp32)")
+    parser.add_argument(
+        "--precision",
+        default="bf16",
+        choices=("bf16", "fp32"),
+        help="autocast on CUDA (the weights stay fp32; on CPU training is always fp32)",
+    )
     parser.add_argument("--max-minutes", type=float, help="stop each stage early once its share of this is spent")
     parser.add_argument("--procedural", type=int, default=2000, help="procedural clips mixed with the shots")
     parser.add_argument("--vae-frame-steps", type=int, default=600)
@@ -428,11 +491,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--vae-clip-batch", type=int, default=16, help=f"{VAE_CLIP_FRAMES}-frame clips a VAE step")
     parser.add_argument("--decoder-batch", type=int, default=8, help=f"{FRAMES}-frame clips a decoder step")
     parser.add_argument("--batch", type=int, default=64, help="latent clips a transformer step")
-    parser.add_argument("--init-from", type=Path,
-                        help="fine-tune: start from this model folder's tokenizer, text encoder, VAE and transformer "
-                             "(e.g. flowmotion/embedded) instead of a seeded initialisation")
-    parser.add_argument("--init-lr-scale", type=float, default=0.3,
-                        help="with --init-from, every stage's learning rate is scaled by this")
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        help="fine-tune: start from this model folder's tokenizer, text encoder, VAE and transformer "
+        "(e.g. flowmotion/embedded) instead of a seeded initialisation",
+    )
+    parser.add_argument(
+        "--init-lr-scale",
+        type=float,
+        default=0.3,
+        help="with --init-from, every stage's learning rate is scaled by this",
+    )
     args = parser.parse_args(argv)
     if args.width % 8 or args.height % 8 or args.width < 16 or args.height < 16:
         parser.error(f"--width and --height must be multiples of 8, at least 16; got {args.width}x{args.height}")
@@ -467,15 +537,25 @@ def main(argv=None) -> None:
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     device = torch.device(args.device)
     clock = Clock(args.max_minutes)
-    sizes = Sizes(args.vae_frame_steps, args.vae_clip_steps, args.decoder_steps, args.steps, args.vae_frame_batch,
-                  args.vae_clip_batch, args.decoder_batch, args.batch)
+    sizes = Sizes(
+        args.vae_frame_steps,
+        args.vae_clip_steps,
+        args.decoder_steps,
+        args.steps,
+        args.vae_frame_batch,
+        args.vae_clip_batch,
+        args.decoder_batch,
+        args.batch,
+    )
 
     from diffusers import UniPCMultistepScheduler, WanPipeline
 
     shots = shot_clips(args.shots, args.width, args.height) if args.shots else []
     bank = build_bank(shots, args.procedural, args.seed, args.width, args.height, device)
-    log(f"{bank.shot_clips} shot clips and {bank.procedural_clips} procedural clips at {args.width}x{args.height} "
-        f"on {device} ({clock.minutes() * 60:.1f} s)")
+    log(
+        f"{bank.shot_clips} shot clips and {bank.procedural_clips} procedural clips at {args.width}x{args.height} "
+        f"on {device} ({clock.minutes() * 60:.1f} s)"
+    )
 
     tokenizer, text_encoder, vae, transformer = initial_components(args.init_from)
     vae = vae.to(device)
@@ -494,41 +574,73 @@ def main(argv=None) -> None:
 
     embeddings = caption_embeddings(tokenizer, text_encoder, sorted(set(bank.captions)) + [""])
     transformer = transformer.to(device)
-    transformer_summary = train_transformer(transformer, latents, bank, embeddings, args.seed, sizes, clock,
-                                            args.precision, lr=1e-3 * scale)
+    transformer_summary = train_transformer(
+        transformer, latents, bank, embeddings, args.seed, sizes, clock, args.precision, lr=1e-3 * scale
+    )
 
-    scheduler = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True,
-                                        num_train_timesteps=1000, flow_shift=FLOW_SHIFT)
-    pipe = WanPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=vae.cpu(), scheduler=scheduler,
-                       transformer=transformer.cpu())
+    scheduler = UniPCMultistepScheduler(
+        prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000, flow_shift=FLOW_SHIFT
+    )
+    pipe = WanPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        vae=vae.cpu(),
+        scheduler=scheduler,
+        transformer=transformer.cpu(),
+    )
     pipe.save_pretrained(args.out, safe_serialization=True)
-    report = training_report(args, bank, sizes, clock, vae_summary, decoder_summary, transformer_summary,
-                             encode_seconds, len(latents))
+    report = training_report(
+        args, bank, sizes, clock, vae_summary, decoder_summary, transformer_summary, encode_seconds, len(latents)
+    )
     (args.out / "TRAINING.json").write_text(json.dumps(report, indent=1))
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     log(f"saved {args.out} ({size / 2**20:.1f} MiB) after {clock.minutes():.1f} min")
 
 
-def training_report(args, bank: ClipBank, sizes: Sizes, clock: Clock, vae: dict, decoder: dict, transformer: dict,
-                    encode_seconds: float, latent_clips: int) -> dict:
+def training_report(
+    args,
+    bank: ClipBank,
+    sizes: Sizes,
+    clock: Clock,
+    vae: dict,
+    decoder: dict,
+    transformer: dict,
+    encode_seconds: float,
+    latent_clips: int,
+) -> dict:
     device = torch.cuda.get_device_name(0) if args.device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     cut_short = any(s["steps_done"] < s["steps"] for s in (vae, decoder, transformer))
     return {
-        "seed": args.seed, "width": args.width, "height": args.height, "frames": FRAMES,
+        "seed": args.seed,
+        "width": args.width,
+        "height": args.height,
+        "frames": FRAMES,
         "init_from": str(args.init_from) if args.init_from else None,
         "init_lr_scale": args.init_lr_scale if args.init_from else None,
-        "mix": {"shots_folder": str(args.shots) if args.shots else None, "shot_clips": bank.shot_clips,
-                "procedural_clips": bank.procedural_clips, "shot_share": SHOT_SHARE if bank.shot_clips else 0.0,
-                "augmentation": "horizontal flip (mask and track too) and time reversal, each with odds 1/2; the "
-                                "transformer's latents hold every clip in all four looks"},
-        "vae": {**vae, "frame_steps": sizes.vae_frame_steps, "frame_batch": sizes.vae_frame_batch,
-                "clip_steps": sizes.vae_clip_steps, "clip_batch": sizes.vae_clip_batch,
-                "clip_frames": VAE_CLIP_FRAMES},
+        "mix": {
+            "shots_folder": str(args.shots) if args.shots else None,
+            "shot_clips": bank.shot_clips,
+            "procedural_clips": bank.procedural_clips,
+            "shot_share": SHOT_SHARE if bank.shot_clips else 0.0,
+            "augmentation": "horizontal flip (mask and track too) and time reversal, each with odds 1/2; the "
+            "transformer's latents hold every clip in all four looks",
+        },
+        "vae": {
+            **vae,
+            "frame_steps": sizes.vae_frame_steps,
+            "frame_batch": sizes.vae_frame_batch,
+            "clip_steps": sizes.vae_clip_steps,
+            "clip_batch": sizes.vae_clip_batch,
+            "clip_frames": VAE_CLIP_FRAMES,
+        },
         "decoder": {**decoder, "batch": sizes.decoder_batch},
         "latents": {"clips": latent_clips, "seconds": round(encode_seconds, 1)},
         "transformer": {**transformer, "batch": sizes.transformer_batch},
-        "cut_short": cut_short, "max_minutes": args.max_minutes, "minutes_total": round(clock.minutes(), 2),
-        "device": device, "precision": args.precision if args.device == "cuda" else "fp32",
+        "cut_short": cut_short,
+        "max_minutes": args.max_minutes,
+        "minutes_total": round(clock.minutes(), 2),
+        "device": device,
+        "precision": args.precision if args.device == "cuda" else "fp32",
         "torch": torch.__version__,
     }
 

@@ -28,15 +28,23 @@ def playblast(frames: int = 5, height: int = 32, width: int = 48, shift: int = 0
     video = np.full((frames, height, width, 3), 30, np.uint8)
     for f in range(frames):
         x = (f * 6 + shift) % (width - 8)
-        video[f, 8:16, x:x + 8] = 220
+        video[f, 8:16, x : x + 8] = 220
     return frames_to_png_bytes(video)
 
 
 class Backend:
     """A live backend on a random loopback port, restartable on the same job store."""
 
-    def __init__(self, pipe, root, limits: Limits | None = None, keys_folder=None, bind="tcp://127.0.0.1:*",
-                 insecure=False, **worker_options):
+    def __init__(
+        self,
+        pipe,
+        root,
+        limits: Limits | None = None,
+        keys_folder=None,
+        bind="tcp://127.0.0.1:*",
+        insecure=False,
+        **worker_options,
+    ):
         self.pipe, self.root, self.limits = pipe, root, limits or Limits()
         self.worker_options = worker_options
         """Worker keywords (preview_every, ...) for every start."""
@@ -55,8 +63,16 @@ class Backend:
     def start(self) -> "Backend":
         store = JobStore(self.root)
         worker = Worker(self.pipe, store, queue.Queue(), **self.worker_options)
-        self.server = Server(self.bind, store, worker, limits=self.limits, model_name="embedded", device="cpu",
-                             keys_folder=self.keys_folder, insecure=self.insecure)
+        self.server = Server(
+            self.bind,
+            store,
+            worker,
+            limits=self.limits,
+            model_name="embedded",
+            device="cpu",
+            keys_folder=self.keys_folder,
+            insecure=self.insecure,
+        )
         self.server.start()
         return self
 

@@ -26,8 +26,24 @@ def test_submit_wait_status_list_and_fetch(backend, tmp_path, capsys):
     source = write_playblast(tmp_path / "blast")
     address = ["--address", backend.address, "--timeout", str(TIMEOUT)]
     fast = [part for name, value in FAST.items() for part in ("--set", f"{name}={value}")]
-    assert main(["submit", str(source), "--prompt", "a red ball", "--job-id", "cli-1", "--shot", "sh010", "--wait",
-                 *fast, *address]) == 0
+    assert (
+        main(
+            [
+                "submit",
+                str(source),
+                "--prompt",
+                "a red ball",
+                "--job-id",
+                "cli-1",
+                "--shot",
+                "sh010",
+                "--wait",
+                *fast,
+                *address,
+            ]
+        )
+        == 0
+    )
     assert "cli-1: done" in capsys.readouterr().out
     job = backend.server.store.get("cli-1")
     assert job.settings == FAST and job.shot == "sh010"
@@ -54,8 +70,24 @@ def test_submit_sends_a_folder_of_subject_masks_and_refuses_a_short_one(backend,
     masks = write_playblast(tmp_path / "subjects")
     address = ["--address", backend.address, "--timeout", str(TIMEOUT)]
     fast = [part for name, value in FAST.items() for part in ("--set", f"{name}={value}")]
-    assert main(["submit", str(source), "--prompt", "a cube", "--subject-masks", str(masks), "--job-id", "masked",
-                 "--wait", *fast, *address]) == 0
+    assert (
+        main(
+            [
+                "submit",
+                str(source),
+                "--prompt",
+                "a cube",
+                "--subject-masks",
+                str(masks),
+                "--job-id",
+                "masked",
+                "--wait",
+                *fast,
+                *address,
+            ]
+        )
+        == 0
+    )
     assert backend.server.store.get("masked").mask_count == 5
     (masks / "frame_0005.png").unlink()
     assert main(["submit", str(source), "--prompt", "a cube", "--subject-masks", str(masks), *address]) == 2
@@ -95,9 +127,22 @@ def test_unknown_job_is_a_clear_error(backend, capsys):
 def test_serve_runs_until_terminated(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     with subprocess.Popen(
-        [sys.executable, "-m", "backend.cli", "serve", "--bind", "tcp://127.0.0.1:*", "--jobs",
-         str(tmp_path / "jobs"), "--device", "cpu"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "backend.cli",
+            "serve",
+            "--bind",
+            "tcp://127.0.0.1:*",
+            "--jobs",
+            str(tmp_path / "jobs"),
+            "--device",
+            "cpu",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
     ) as server:
         lines = []
         deadline = time.monotonic() + 120
@@ -118,8 +163,18 @@ def test_serve_runs_until_terminated(tmp_path):
 
 
 def serve_command(jobs) -> list[str]:
-    return [sys.executable, "-m", "backend.cli", "serve", "--bind", "tcp://127.0.0.1:*", "--jobs", str(jobs),
-            "--device", "cpu"]
+    return [
+        sys.executable,
+        "-m",
+        "backend.cli",
+        "serve",
+        "--bind",
+        "tcp://127.0.0.1:*",
+        "--jobs",
+        str(jobs),
+        "--device",
+        "cpu",
+    ]
 
 
 def test_a_second_backend_on_the_same_job_store_refuses_to_start_naming_the_first(tmp_path):
@@ -131,17 +186,25 @@ def test_a_second_backend_on_the_same_job_store_refuses_to_start_naming_the_firs
     finally:
         held.release()
     assert second.returncode == 2 and "serving" not in second.stdout
-    assert f"the job store {jobs} is in use by another backend (process {os.getpid()} on {socket.gethostname()}, " \
-           f"started {time.strftime('%Y-%m-%d', time.gmtime())}" in second.stderr
+    assert (
+        f"the job store {jobs} is in use by another backend (process {os.getpid()} on {socket.gethostname()}, "
+        f"started {time.strftime('%Y-%m-%d', time.gmtime())}" in second.stderr
+    )
     assert "give this one a job store of its own with --jobs" in second.stderr
 
 
 def test_the_lock_goes_with_its_process_even_on_kill_9(tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from backend.lock import StoreLock; "
-                               "lock = StoreLock(sys.argv[1]).acquire(); print('held', flush=True); sys.stdin.read()",
-         str(tmp_path)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from backend.lock import StoreLock; "
+            "lock = StoreLock(sys.argv[1]).acquire(); print('held', flush=True); sys.stdin.read()",
+            str(tmp_path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "held"

@@ -1,6 +1,5 @@
 """Staying connected: heartbeats for every polling client, and a backend restart under a live client."""
 
-
 from backend import server as server_module
 from protocol import Heartbeat, JobStatus, Welcome
 from protocol.states import JobState
@@ -22,8 +21,9 @@ def test_a_polling_client_is_never_forgotten_and_a_silent_one_is(backend, monkey
     polling, silent = backend.client(), backend.client()
     welcomed(polling), welcomed(silent)
     beats = counting_heartbeats(polling)
-    wait_until(lambda: polling.poll() == [] and len(backend.server.clients) == 1, TIMEOUT,
-               "the silent client to be forgotten")
+    wait_until(
+        lambda: polling.poll() == [] and len(backend.server.clients) == 1, TIMEOUT, "the silent client to be forgotten"
+    )
     # Beats come every second: three more span a whole forgetting period, and the polling client
     # is still on the list.
     after = len(beats)

@@ -60,8 +60,9 @@ Worker(None, store, queue.Queue()).run()
 
 
 def run_child(script: str, *args) -> int:
-    return subprocess.run([sys.executable, "-c", script, *map(str, args)], env=CHILD_ENV, timeout=120,
-                          capture_output=True).returncode
+    return subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)], env=CHILD_ENV, timeout=120, capture_output=True
+    ).returncode
 
 
 def new_job(job_id: str, frames: int = 3) -> Job:
@@ -90,7 +91,7 @@ def test_a_kill_at_any_point_of_a_done_ending_leaves_the_job_queued_or_done(tmp_
     store = JobStore(tmp_path)
     job = store.get("j")
     # The result was in place: the restart finishes the job from it.
-    if point in ENDING_POINTS[ENDING_POINTS.index("result in place"):]:
+    if point in ENDING_POINTS[ENDING_POINTS.index("result in place") :]:
         assert job.state == JobState.DONE and on_disk(tmp_path, "j")["state"] == JobState.DONE
         assert job.stats == {"seconds": 1.0} and job.attempts == 1
     else:  # nothing was committed: the job runs again, as its second attempt
@@ -153,8 +154,12 @@ class FullDisk:
         original = jobs._write_json
 
         def write(path: Path, data: dict) -> None:
-            if (self.full.is_set() and path.name == "manifest.json" and not path.parent.name.startswith(".")
-                    and only_for(data)):
+            if (
+                self.full.is_set()
+                and path.name == "manifest.json"
+                and not path.parent.name.startswith(".")
+                and only_for(data)
+            ):
                 with self.refused:
                     self.refusals += 1
                     self.refused.notify_all()
@@ -177,7 +182,11 @@ def test_a_job_taken_while_the_disk_is_full_stays_first_in_the_queue(tmp_path, m
     with pytest.raises(OSError):
         store.next_job()
     assert (store.queue, store.get("a").state, store.get("a").attempts, store.running()) == (
-        ["a", "b"], JobState.QUEUED, 0, None)
+        ["a", "b"],
+        JobState.QUEUED,
+        0,
+        None,
+    )
     assert JobStore(tmp_path).get("a").state == JobState.QUEUED
     disk.full.clear()
     assert store.next_job().job_id == "a" and on_disk(tmp_path, "a")["state"] == JobState.RUNNING
@@ -250,8 +259,13 @@ def test_a_result_committed_as_the_disk_fills_is_served_and_its_manifest_saved_l
     assert on_disk(backend.root, "j")["state"] == JobState.DONE
 
 
-@pytest.mark.parametrize("ending", ['{"state": "done"', json.dumps({"state": "done", "message": "", "finished": 1.0,
-                                                                    "stats": {}, "result_files": [{"size": "big"}]})])
+@pytest.mark.parametrize(
+    "ending",
+    [
+        '{"state": "done"',
+        json.dumps({"state": "done", "message": "", "finished": 1.0, "stats": {}, "result_files": [{"size": "big"}]}),
+    ],
+)
 def test_a_result_whose_ending_record_is_damaged_is_not_trusted_and_the_job_runs_again(tmp_path, ending):
     source = playblast(frames=3)
     JobStore(tmp_path).add(new_job("j"), source)
@@ -293,8 +307,13 @@ def test_a_backend_killed_at_random_moments_of_manifest_writes_never_tears_one(t
     JobStore(tmp_path).add(new_job("j"), playblast(frames=2))
     chance = random.Random(2026)
     for _ in range(8):
-        child = subprocess.Popen([sys.executable, "-c", SAVE_FOREVER, str(tmp_path)], env=CHILD_ENV,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", SAVE_FOREVER, str(tmp_path)],
+            env=CHILD_ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             # The child goes on saving while this reads, so the kill lands at whatever step it is at.
             for _ in range(chance.randint(1, 30)):

@@ -29,14 +29,23 @@ def test_each_result_frame_is_recorded_with_its_size_and_checksum(tmp_path):
     assert [r["size"] for r in records] == [len(f) for f in frames] and all(len(r["sha256"]) == 64 for r in records)
 
 
-@pytest.mark.parametrize("damage, says", [
-    (lambda result: (result / "frame_0002.png").write_bytes((result / "frame_0002.png").read_bytes()[:100]),
-     "frame 2 is 100 bytes, not"),
-    (lambda result: (result / "frame_0003.png").unlink(), "2 of its 3 frames are there"),
-    (lambda result: (result / "frame_0001.png").write_bytes(bytes(len((result / "frame_0001.png").read_bytes()))),
-     "frame 1 was changed"),
-    (lambda result: (result / "frame_0004.png").write_bytes(b"\x89PNG"), "4 of its 3 frames are there"),
-])
+@pytest.mark.parametrize(
+    "damage, says",
+    [
+        (
+            lambda result: (result / "frame_0002.png").write_bytes((result / "frame_0002.png").read_bytes()[:100]),
+            "frame 2 is 100 bytes, not",
+        ),
+        (lambda result: (result / "frame_0003.png").unlink(), "2 of its 3 frames are there"),
+        (
+            lambda result: (result / "frame_0001.png").write_bytes(
+                bytes(len((result / "frame_0001.png").read_bytes()))
+            ),
+            "frame 1 was changed",
+        ),
+        (lambda result: (result / "frame_0004.png").write_bytes(b"\x89PNG"), "4 of its 3 frames are there"),
+    ],
+)
 def test_a_damaged_result_is_refused_on_fetch_with_the_frame_named(backend, damage, says):
     client = backend.client()
     for job_id in ("damaged", "intact"):
@@ -50,8 +59,16 @@ def test_a_damaged_result_is_refused_on_fetch_with_the_frame_named(backend, dama
     assert len(fetched(client, "intact")[1]) == 3  # the backend carries on
 
 
-MANIFEST = {"job_id": "bad", "prompt": "a ball", "frame_count": 3, "width": 48, "height": 32, "state": "done",
-            "submitted": 1.0, "finished": 2.0}
+MANIFEST = {
+    "job_id": "bad",
+    "prompt": "a ball",
+    "frame_count": 3,
+    "width": 48,
+    "height": 32,
+    "state": "done",
+    "submitted": 1.0,
+    "finished": 2.0,
+}
 DAMAGED = {
     "text submitted": (json.dumps({**MANIFEST, "submitted": "yesterday"}), "field 'submitted' is \"yesterday\""),
     "null finished on a done job": (json.dumps({**MANIFEST, "finished": None}), "field 'finished' is null"),
@@ -60,8 +77,10 @@ DAMAGED = {
     "invalid JSON": ('{"job_id": "bad", ', "manifest.json cannot be read"),
     "a list": ("[1, 2]", "holds a list, not a map"),
     "boolean frame_count": (json.dumps({**MANIFEST, "frame_count": True}), "field 'frame_count' is true"),
-    "unknown state": (json.dumps({**MANIFEST, "state": "exploded"}),
-                      "field 'state' is \"exploded\", not one of queued, running, done, failed, cancelled"),
+    "unknown state": (
+        json.dumps({**MANIFEST, "state": "exploded"}),
+        "field 'state' is \"exploded\", not one of queued, running, done, failed, cancelled",
+    ),
     "done without a finishing time": (json.dumps({**MANIFEST, "finished": 0}), "done but has no finishing time"),
     "another job's id": (json.dumps({**MANIFEST, "job_id": "other"}), "is not its folder's name"),
     "no manifest": (None, "it has no manifest.json"),
@@ -107,8 +126,10 @@ def test_a_backend_starts_on_a_store_full_of_damaged_manifests_and_serves_the_re
 def test_a_stored_job_whose_settings_this_release_refuses_fails_with_the_setting_named(pipe, tmp_path):
     root = tmp_path / "jobs"
     store = JobStore(root)
-    store.add(Job(job_id="old", prompt="a ball", frame_count=5, width=48, height=32,
-                  settings={"num_inference_steps": 2.5}), playblast(frames=5))
+    store.add(
+        Job(job_id="old", prompt="a ball", frame_count=5, width=48, height=32, settings={"num_inference_steps": 2.5}),
+        playblast(frames=5),
+    )
     live = Backend(pipe, root).start()
     try:
         client = live.client()

@@ -84,10 +84,28 @@ def test_an_ended_job_is_in_memory_even_when_its_manifest_cannot_be_written(tmp_
 
 NOW = time.time()
 MANIFEST_BEFORE_THE_ENUM = {
-    "job_id": "old", "prompt": "a red ball on grass", "frame_count": 2, "width": 32, "height": 32,
-    "negative_prompt": "", "seed": 3, "shot": "shot010", "fps": 24.0, "settings": {}, "mask_count": 0,
-    "request_digest": "", "state": "done", "message": "", "submitted": NOW, "started": NOW, "finished": NOW,
-    "stats": {}, "cancel_requested": False, "attempts": 1, "result_files": None, "owner": "",
+    "job_id": "old",
+    "prompt": "a red ball on grass",
+    "frame_count": 2,
+    "width": 32,
+    "height": 32,
+    "negative_prompt": "",
+    "seed": 3,
+    "shot": "shot010",
+    "fps": 24.0,
+    "settings": {},
+    "mask_count": 0,
+    "request_digest": "",
+    "state": "done",
+    "message": "",
+    "submitted": NOW,
+    "started": NOW,
+    "finished": NOW,
+    "stats": {},
+    "cancel_requested": False,
+    "attempts": 1,
+    "result_files": None,
+    "owner": "",
 }
 
 

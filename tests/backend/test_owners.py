@@ -31,13 +31,15 @@ def test_only_the_owner_or_an_admin_cancels_and_others_see_no_prompts(pipe, tmp_
     people = {name: artist(keys, name, admin=name == "lead") for name in ("anna", "bea", "lead")}
     live = Backend(pipe, tmp_path / "jobs", keys_folder=keys).start()
     try:
-        anna, bea, lead = (live.client(server_public_key=live.server.public_key, **people[name])
-                           for name in ("anna", "bea", "lead"))
+        anna, bea, lead = (
+            live.client(server_public_key=live.server.public_key, **people[name]) for name in ("anna", "bea", "lead")
+        )
         for client in (anna, bea, lead):
             welcomed(client)
         anna.submit("anna-1", playblast(), "a red ball", settings=FAST)
-        done = anna.wait(lambda m: isinstance(m, JobStatus) and (m.job_id, m.state) == ("anna-1", JobState.DONE),
-                         TIMEOUT)
+        done = anna.wait(
+            lambda m: isinstance(m, JobStatus) and (m.job_id, m.state) == ("anna-1", JobState.DONE), TIMEOUT
+        )
         assert done[0].prompt == "a red ball"
         manifest = json.loads((tmp_path / "jobs" / "anna-1" / "manifest.json").read_text())
         assert manifest["owner"] == people["anna"]["client_public_key"].decode()
@@ -60,8 +62,9 @@ def test_only_the_owner_or_an_admin_cancels_and_others_see_no_prompts(pipe, tmp_
         cancelled = answer_to(lead, lead.cancel("anna-next"))[0]
         assert (cancelled.job_id, cancelled.state) == ("anna-next", JobState.CANCELLED)
         anna.cancel("anna-long")
-        anna.wait(lambda m: isinstance(m, JobStatus) and (m.job_id, m.state) == ("anna-long", JobState.CANCELLED),
-                  TIMEOUT)
+        anna.wait(
+            lambda m: isinstance(m, JobStatus) and (m.job_id, m.state) == ("anna-long", JobState.CANCELLED), TIMEOUT
+        )
     finally:
         live.stop()
 

@@ -53,8 +53,9 @@ def test_a_job_sends_throttled_previews_before_it_is_done(pipe, tmp_path):
         assert 1 <= len(previews) <= math.ceil(STEPS / EVERY_STEPS)
         assert all(p.step % EVERY_STEPS == 0 and p.total == STEPS and p.job_id == "take-1" for p in previews)
         assert [p.step for p in previews] == sorted({p.step for p in previews})
-        assert all(1 <= p.frame_count <= MAX_PREVIEW_FRAMES and max(p.width, p.height) <= MAX_PREVIEW_SIDE
-                   for p in previews)
+        assert all(
+            1 <= p.frame_count <= MAX_PREVIEW_FRAMES and max(p.width, p.height) <= MAX_PREVIEW_SIDE for p in previews
+        )
     finally:
         live.stop()
 
@@ -71,8 +72,10 @@ def test_previews_go_only_to_version_3_clients_that_asked(pipe, tmp_path):
         asking.wait(lambda m: isinstance(m, Preview), TIMEOUT)
         for client in (silent, older):
             client.status("shared")
-        got = {name: previews_of(collect(client, ended("shared")))
-               for name, client in (("asking", asking), ("silent", silent), ("older", older))}
+        got = {
+            name: previews_of(collect(client, ended("shared")))
+            for name, client in (("asking", asking), ("silent", silent), ("older", older))
+        }
         assert got["asking"] and got["silent"] == [] and got["older"] == []
     finally:
         live.stop()
@@ -86,16 +89,20 @@ def test_another_artists_connection_gets_no_previews(pipe, tmp_path):
     people = {name: artist(keys, name, admin=name == "lead") for name in ("anna", "bea", "lead")}
     live = Backend(pipe, tmp_path / "jobs", keys_folder=keys, preview_every=0.0).start()
     try:
-        anna, bea, lead = (live.client(server_public_key=live.server.public_key, previews=True, **people[name])
-                           for name in ("anna", "bea", "lead"))
+        anna, bea, lead = (
+            live.client(server_public_key=live.server.public_key, previews=True, **people[name])
+            for name in ("anna", "bea", "lead")
+        )
         for client in (anna, bea, lead):
             welcomed(client)
         anna.submit("anna-1", playblast(), "a red ball", settings={**FAST, "num_inference_steps": STEPS})
         anna.wait(lambda m: isinstance(m, Preview), TIMEOUT)
         for client in (bea, lead):
             client.status("anna-1")
-        got = {name: previews_of(collect(client, ended("anna-1")))
-               for name, client in (("anna", anna), ("bea", bea), ("lead", lead))}
+        got = {
+            name: previews_of(collect(client, ended("anna-1")))
+            for name, client in (("anna", anna), ("bea", bea), ("lead", lead))
+        }
         assert got["anna"] and got["bea"] == [] and got["lead"] == []
     finally:
         live.stop()

@@ -13,12 +13,22 @@ from tests.waiting import WatchedContext, wait_until
 from .conftest import FAST, TIMEOUT, Backend, playblast
 
 
-@pytest.mark.parametrize("address, local", [
-    ("tcp://127.0.0.1:5599", True), ("tcp://localhost:5599", True), ("tcp://[::1]:5599", True),
-    ("tcp://127.4.5.6:1", True), ("ipc:///tmp/flowmotion", True), ("inproc://x", True),
-    ("tcp://0.0.0.0:5599", False), ("tcp://*:5599", False), ("tcp://192.168.1.20:5599", False),
-    ("tcp://eth0:5599", False), ("tcp://render-box:5599", False),
-])
+@pytest.mark.parametrize(
+    "address, local",
+    [
+        ("tcp://127.0.0.1:5599", True),
+        ("tcp://localhost:5599", True),
+        ("tcp://[::1]:5599", True),
+        ("tcp://127.4.5.6:1", True),
+        ("ipc:///tmp/flowmotion", True),
+        ("inproc://x", True),
+        ("tcp://0.0.0.0:5599", False),
+        ("tcp://*:5599", False),
+        ("tcp://192.168.1.20:5599", False),
+        ("tcp://eth0:5599", False),
+        ("tcp://render-box:5599", False),
+    ],
+)
 def test_loopback_detection(address, local):
     assert is_loopback(address) is local
 
@@ -45,16 +55,21 @@ def test_allowed_client_works_and_unknown_key_gets_nothing(pipe, tmp_path, keys)
         server_key = live.server.public_key
         assert server_key and len(server_key) == 40
         artist_public, artist_secret = zmq.auth.load_certificate(secret)
-        allowed = live.client(server_public_key=server_key, client_public_key=artist_public,
-                              client_secret_key=artist_secret)
+        allowed = live.client(
+            server_public_key=server_key, client_public_key=artist_public, client_secret_key=artist_secret
+        )
         assert allowed.wait(lambda m: isinstance(m, Welcome), TIMEOUT)[0].secure
         allowed.submit("secure-job", playblast(), "a ball", settings=FAST)
         allowed.wait(lambda m: getattr(m, "state", None) == JobState.DONE, TIMEOUT)
 
         stranger_public, stranger_secret = zmq.curve_keypair()
         watched = [WatchedContext(), WatchedContext()]
-        stranger = live.client(server_public_key=server_key, client_public_key=stranger_public,
-                               client_secret_key=stranger_secret, context=watched[0])
+        stranger = live.client(
+            server_public_key=server_key,
+            client_public_key=stranger_public,
+            client_secret_key=stranger_secret,
+            context=watched[0],
+        )
         plain = live.client(context=watched[1])
         # The backend's refusals themselves: its allow list turns the unknown key away, and a client
         # without encryption cannot even agree on a handshake.
@@ -86,8 +101,9 @@ def test_insecure_must_be_explicit_and_then_serves(pipe, tmp_path):
 
 
 def test_serve_refuses_missing_keys_folder(tmp_path, capsys):
-    code = main(["serve", "--bind", "tcp://0.0.0.0:5599", "--keys", str(tmp_path / "none"), "--jobs",
-                 str(tmp_path / "jobs")])
+    code = main(
+        ["serve", "--bind", "tcp://0.0.0.0:5599", "--keys", str(tmp_path / "none"), "--jobs", str(tmp_path / "jobs")]
+    )
     assert code == 2 and "no server key pair" in capsys.readouterr().err
 
 
@@ -109,8 +125,11 @@ def test_an_artist_added_to_the_allow_list_gets_in_without_a_restart(pipe, tmp_p
     try:
         public, secret = create_key_pair(tmp_path / "artist", "late")
         artist_public, artist_secret = zmq.auth.load_certificate(secret)
-        keys = {"server_public_key": live.server.public_key, "client_public_key": artist_public,
-                "client_secret_key": artist_secret}
+        keys = {
+            "server_public_key": live.server.public_key,
+            "client_public_key": artist_public,
+            "client_secret_key": artist_secret,
+        }
         watched = WatchedContext()
         refused = live.client(**keys, context=watched)
         assert watched.next_event(TIMEOUT) == zmq.EVENT_HANDSHAKE_FAILED_AUTH

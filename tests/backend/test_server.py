@@ -75,7 +75,7 @@ def subject_masks(frames: int = 5, height: int = 32, width: int = 48) -> list[by
     video = np.zeros((frames, height, width, 3), np.uint8)
     for f in range(frames):
         x = (f * 6) % (width - 8)
-        video[f, 8:16, x:x + 8] = 255
+        video[f, 8:16, x : x + 8] = 255
     return frames_to_png_bytes(video)
 
 
@@ -247,8 +247,7 @@ def test_limits_are_enforced_and_named(pipe, tmp_path):
         assert "at most 40x40" in error_reply(client).message
         client.submit("wordy", playblast(frames=3, height=16, width=16), "a" * 11)
         assert "the limit is 10" in error_reply(client).message
-        client.submit("one", playblast(frames=3, height=16, width=16), "slow",
-                      settings=LONG)
+        client.submit("one", playblast(frames=3, height=16, width=16), "slow", settings=LONG)
         client.wait(lambda m: isinstance(m, Accepted), TIMEOUT)
         client.submit("two", playblast(frames=3, height=16, width=16, shift=1), "b")
         assert "the queue is full (1 jobs, the limit max_queue)" in error_reply(client).message
@@ -290,8 +289,13 @@ def send_raw(address: str, parts: list[bytes]) -> list[bytes]:
         ([bytes(range(200))], codes.BAD_MESSAGE),
         ([b"\x85\xa4type\xa6submit"], codes.BAD_MESSAGE),
         ([b"\xdb\x7f\xff\xff\xff" + b"x" * 10], codes.BAD_MESSAGE),
-        ([msgpack.packb({"type": "submit", "v": PROTOCOL_VERSION, "job_id": "a", "prompt": 5, "frame_count": 1}), b"x"],
-         codes.BAD_FIELD),
+        (
+            [
+                msgpack.packb({"type": "submit", "v": PROTOCOL_VERSION, "job_id": "a", "prompt": 5, "frame_count": 1}),
+                b"x",
+            ],
+            codes.BAD_FIELD,
+        ),
         ([msgpack.packb({"type": "teleport", "v": PROTOCOL_VERSION})], codes.UNKNOWN_TYPE),
         ([msgpack.packb({"type": "hello", "v": 0})], codes.VERSION_MISMATCH),
     ],
@@ -409,17 +413,29 @@ def test_a_ping_is_never_answered(backend):
     try:
         dealer.send_multipart([msgpack.packb({"type": "ping", "v": PROTOCOL_VERSION})])
         # Messages on one connection are handled in order: the first answer is the status's.
-        dealer.send_multipart([msgpack.packb({"type": "status", "v": PROTOCOL_VERSION, "job_id": "after-the-ping",
-                                              "request_id": "after"})])
+        dealer.send_multipart(
+            [
+                msgpack.packb(
+                    {"type": "status", "v": PROTOCOL_VERSION, "job_id": "after-the-ping", "request_id": "after"}
+                )
+            ]
+        )
         assert msgpack.unpackb(next_reply(dealer)[0])["request_id"] == "after"
     finally:
         dealer.close(0)
 
 
-PACKABLE_INTS = st.integers(-2**63, 2**63 - 1)
-HEADER_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**64 - 1), st.floats(), st.text(max_size=40),
-                          st.binary(max_size=8), st.lists(PACKABLE_INTS, max_size=2),
-                          st.dictionaries(st.text(max_size=6), PACKABLE_INTS, max_size=2))
+PACKABLE_INTS = st.integers(-(2**63), 2**63 - 1)
+HEADER_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**64 - 1),
+    st.floats(),
+    st.text(max_size=40),
+    st.binary(max_size=8),
+    st.lists(PACKABLE_INTS, max_size=2),
+    st.dictionaries(st.text(max_size=6), PACKABLE_INTS, max_size=2),
+)
 HEADER_NAMES = st.sampled_from(["job_id", "prompt", "frame_count", "seed", "fps", "settings", "shot", "client", "zz"])
 
 

@@ -47,18 +47,25 @@ def test_the_configs_own_rules_apply_and_name_the_setting():
     assert "unknown setting 'warp_factor'; the settings are batch_guidance," in refusal({"warp_factor": 9})
     config = check_settings({"guided_steps": 5, "motion_guidance": False, "learning_rate": 1})
     # The backend runs optimized(): CFG batching is left to the run's plan, the velocity is reused.
-    assert (config.guided_steps, config.motion_guidance, config.batch_guidance,
-            config.reuse_velocity_across_iterations) == (5, False, None, True)
+    assert (
+        config.guided_steps,
+        config.motion_guidance,
+        config.batch_guidance,
+        config.reuse_velocity_across_iterations,
+    ) == (5, False, None, True)
 
 
-@pytest.mark.parametrize("settings, says", [
-    ({"num_inference_steps": 2.5}, "num_inference_steps must be an integer from 1 to 1000, got 2.5"),
-    ({"motion_guidance": "no"}, "motion_guidance must be true or false, got 'no'"),
-    ({"max_sequence_length": 10**12}, "max_sequence_length must be an integer from 1 to 512, got 1000000000000"),
-    ({"num_inference_steps": 10**9}, "num_inference_steps must be an integer from 1 to 1000"),
-    ({"optimization_steps": 10**6}, "optimization_steps must be an integer from 0 to 100"),
-    ({"difference_alignment": 0}, "difference_alignment must be true or false, got 0"),
-])
+@pytest.mark.parametrize(
+    "settings, says",
+    [
+        ({"num_inference_steps": 2.5}, "num_inference_steps must be an integer from 1 to 1000, got 2.5"),
+        ({"motion_guidance": "no"}, "motion_guidance must be true or false, got 'no'"),
+        ({"max_sequence_length": 10**12}, "max_sequence_length must be an integer from 1 to 512, got 1000000000000"),
+        ({"num_inference_steps": 10**9}, "num_inference_steps must be an integer from 1 to 1000"),
+        ({"optimization_steps": 10**6}, "optimization_steps must be an integer from 0 to 100"),
+        ({"difference_alignment": 0}, "difference_alignment must be true or false, got 0"),
+    ],
+)
 def test_a_live_backend_refuses_bad_settings_at_submit_and_stores_nothing(backend, settings, says):
     client = backend.client()
     client.submit("bad", playblast(), "a ball", settings=settings)

@@ -70,7 +70,7 @@ def test_the_benchmark_reads_pre_rendered_shots_and_prints_a_markdown_table(tmp_
     assert names[:2] == ["baseline: blob parked at the mean position", "baseline: blob parked at the frame centre"]
     assert set(blockout.ROWS) <= set(names)
     best = [name for name in names if name.startswith(blockout.BEST)]
-    assert len(best) == 1 and best[0][len(blockout.BEST):] in blockout.ROWS[1:]
+    assert len(best) == 1 and best[0][len(blockout.BEST) :] in blockout.ROWS[1:]
     assert all(line.count("|") == lines[0].count("|") for line in lines)
 
 

@@ -45,9 +45,11 @@ def test_speed_rows_are_selected_by_name_and_their_passes_counted():
     done = run(sys.executable, "bench/speed.py", "--dry-run", "--modes", "faithful,new-shot,reprompt,exact")
     assert done.returncode == 0, done.stderr
     lines = [line.strip() for line in done.stdout.splitlines()[1:]]
-    assert lines == ["FlowMotion faithful: 180 passes",
-                     "optimised, new shot: 130 passes, 120 with the shot cached",
-                     "optimised, re-prompt: 130 passes, 120 with the shot cached",
-                     "optimised without velocity reuse, re-prompt: 170 passes, 160 with the shot cached"]
+    assert lines == [
+        "FlowMotion faithful: 180 passes",
+        "optimised, new shot: 130 passes, 120 with the shot cached",
+        "optimised, re-prompt: 130 passes, 120 with the shot cached",
+        "optimised without velocity reuse, re-prompt: 170 passes, 160 with the shot cached",
+    ]
     bad = run(sys.executable, "bench/speed.py", "--dry-run", "--modes", "plain,warp")
     assert bad.returncode == 2 and "unknown mode 'warp'" in bad.stderr

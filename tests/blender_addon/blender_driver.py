@@ -29,21 +29,33 @@ def import_from_wheels() -> dict:
     without site-packages: the test environment's own copies cannot stand in for them."""
     import subprocess
 
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import zmq, msgpack; "
-            "print(zmq.__file__); print(msgpack.__file__); print(zmq.zmq_version())")
-    result = subprocess.run([sys.executable, "-S", "-c", code, str(wheel_site_packages())], capture_output=True,
-                            text=True)
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import zmq, msgpack; "
+        "print(zmq.__file__); print(msgpack.__file__); print(zmq.zmq_version())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", code, str(wheel_site_packages())], capture_output=True, text=True
+    )
     lines = result.stdout.split()
-    return {"returncode": result.returncode, "stderr": result.stderr[-500:], "zmq": lines[0] if lines else "",
-            "msgpack": lines[1] if len(lines) > 1 else "", "libzmq": lines[2] if len(lines) > 2 else ""}
+    return {
+        "returncode": result.returncode,
+        "stderr": result.stderr[-500:],
+        "zmq": lines[0] if lines else "",
+        "msgpack": lines[1] if len(lines) > 1 else "",
+        "libzmq": lines[2] if len(lines) > 2 else "",
+    }
 
 
 def install(zip_path: str) -> dict:
     result = bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
-    return {"install": sorted(result), "enabled": EXTENSION in bpy.context.preferences.addons,
-            "bundled": import_from_wheels(), "wheels_dir": str(wheel_site_packages()),
-            "has_scene_property": hasattr(bpy.types.Scene, "flowmotion"),
-            "panels": sorted(name for name in dir(bpy.types) if name.startswith("FLOWMOTION_PT_"))}
+    return {
+        "install": sorted(result),
+        "enabled": EXTENSION in bpy.context.preferences.addons,
+        "bundled": import_from_wheels(),
+        "wheels_dir": str(wheel_site_packages()),
+        "has_scene_property": hasattr(bpy.types.Scene, "flowmotion"),
+        "panels": sorted(name for name in dir(bpy.types) if name.startswith("FLOWMOTION_PT_")),
+    }
 
 
 def addon():
@@ -68,8 +80,15 @@ def build_shot(scene, frames: int = 9) -> None:
 
 def render_settings(scene) -> dict:
     r = scene.render
-    return {"engine": r.engine, "x": r.resolution_x, "y": r.resolution_y, "percentage": r.resolution_percentage,
-            "filepath": r.filepath, "format": r.image_settings.file_format, "frame": scene.frame_current}
+    return {
+        "engine": r.engine,
+        "x": r.resolution_x,
+        "y": r.resolution_y,
+        "percentage": r.resolution_percentage,
+        "filepath": r.filepath,
+        "format": r.image_settings.file_format,
+        "frame": scene.frame_current,
+    }
 
 
 def save(options: dict) -> None:
@@ -128,20 +147,45 @@ def land(scene, seconds: float = 90) -> float:
 
 def take_report(scene) -> dict:
     shot = scene.flowmotion
-    takes = [{"name": t.name, "state": t.state, "message": t.message, "job_id": t.job_id, "folder": t.folder,
-              "frame_count": t.frame_count, "strip": t.strip_name, "seed": t.seed, "words": t.describe(),
-              "frame_start": t.frame_start} for t in shot.takes]
+    takes = [
+        {
+            "name": t.name,
+            "state": t.state,
+            "message": t.message,
+            "job_id": t.job_id,
+            "folder": t.folder,
+            "frame_count": t.frame_count,
+            "strip": t.strip_name,
+            "seed": t.seed,
+            "words": t.describe(),
+            "frame_start": t.frame_start,
+        }
+        for t in shot.takes
+    ]
     strips = []
     if scene.sequence_editor is not None:
         for strip in scene.sequence_editor.strips_all:
             element = strip.elements[0]
-            strips.append({"name": strip.name, "channel": strip.channel, "start": strip.frame_final_start,
-                           "duration": strip.frame_final_duration, "elements": len(strip.elements),
-                           "mute": strip.mute,
-                           "size": [element.orig_width, element.orig_height], "directory": strip.directory,
-                           "props": {k: strip[k] for k in strip.keys() if k.startswith("flowmotion_")}})
-    return {"takes": takes, "strips": strips, "status": shot.status, "error": addon().session.last_error(),
-            "settings_changed_mid_way": len(SETTINGS_CHANGED)}
+            strips.append(
+                {
+                    "name": strip.name,
+                    "channel": strip.channel,
+                    "start": strip.frame_final_start,
+                    "duration": strip.frame_final_duration,
+                    "elements": len(strip.elements),
+                    "mute": strip.mute,
+                    "size": [element.orig_width, element.orig_height],
+                    "directory": strip.directory,
+                    "props": {k: strip[k] for k in strip.keys() if k.startswith("flowmotion_")},
+                }
+            )
+    return {
+        "takes": takes,
+        "strips": strips,
+        "status": shot.status,
+        "error": addon().session.last_error(),
+        "settings_changed_mid_way": len(SETTINGS_CHANGED),
+    }
 
 
 def generate(options: dict) -> dict:
@@ -167,8 +211,11 @@ def generate(options: dict) -> dict:
         blocker = Path(bpy.path.abspath("//flowmotion"))
         blocker.write_text("not a folder")  # the take's frames cannot be written under it
         drive(lambda: take.state == "done" and bool(take.message), 60)
-        report["blocked"] = {"state": take.state, "words": take.describe(),
-                             "reimport_poll": bpy.ops.flowmotion.import_take.poll()}
+        report["blocked"] = {
+            "state": take.state,
+            "words": take.describe(),
+            "reimport_poll": bpy.ops.flowmotion.import_take.poll(),
+        }
         blocker.unlink()
         report["reimport"] = sorted(bpy.ops.flowmotion.import_take())
         report["seconds"] = land(scene)
@@ -201,8 +248,10 @@ def problems(options: dict) -> dict:
     scene = bpy.context.scene
     build_shot(scene)
     scene.flowmotion.prompt = "a red ball"
-    report = {"unsaved_ready": bpy.ops.flowmotion.generate.poll(),
-              "unsaved_problem": addon().operators.shot_problem(bpy.context)}
+    report = {
+        "unsaved_ready": bpy.ops.flowmotion.generate.poll(),
+        "unsaved_problem": addon().operators.shot_problem(bpy.context),
+    }
     save(options)
     report["ready"] = bpy.ops.flowmotion.generate.poll()
     scene.frame_end = scene.frame_start - 1  # Blender keeps the range at one frame or more
@@ -218,10 +267,21 @@ def problems(options: dict) -> dict:
 def full_render_settings(scene) -> dict:
     """Every setting the playblast touches, and a few it must leave alone."""
     r, image = scene.render, scene.render.image_settings
-    return {"engine": r.engine, "x": r.resolution_x, "y": r.resolution_y, "percentage": r.resolution_percentage,
-            "filepath": r.filepath, "extension": r.use_file_extension, "transparent": r.film_transparent,
-            "media": image.media_type, "format": image.file_format, "color": image.color_mode,
-            "depth": image.color_depth, "codec": r.ffmpeg.codec, "frame": scene.frame_current}
+    return {
+        "engine": r.engine,
+        "x": r.resolution_x,
+        "y": r.resolution_y,
+        "percentage": r.resolution_percentage,
+        "filepath": r.filepath,
+        "extension": r.use_file_extension,
+        "transparent": r.film_transparent,
+        "media": image.media_type,
+        "format": image.file_format,
+        "color": image.color_mode,
+        "depth": image.color_depth,
+        "codec": r.ffmpeg.codec,
+        "frame": scene.frame_current,
+    }
 
 
 def png_size(path: Path) -> list[int]:
@@ -245,9 +305,13 @@ def playblast(options: dict) -> dict:
     before = full_render_settings(scene)
     module = addon().playblast
     paths = module.render(scene, 832).frames
-    report = {"before": before, "after_success": full_render_settings(scene),
-              "frames": [p.name for p in paths], "sizes": sorted({tuple(png_size(p)) for p in paths}),
-              "folder_parent": str(paths[0].parent.parent)}
+    report = {
+        "before": before,
+        "after_success": full_render_settings(scene),
+        "frames": [p.name for p in paths],
+        "sizes": sorted({tuple(png_size(p)) for p in paths}),
+        "folder_parent": str(paths[0].parent.parent),
+    }
 
     def lose_camera(scene, *_args):
         if scene.frame_current == 7:
@@ -262,8 +326,9 @@ def playblast(options: dict) -> dict:
     bpy.app.handlers.frame_change_post.remove(lose_camera)
     after = full_render_settings(scene)
     report["after_failure"] = after
-    report["left_behind"] = sorted(p.name for p in Path(report["folder_parent"]).glob("flowmotion-playblast-*")
-                                   if p != paths[0].parent)
+    report["left_behind"] = sorted(
+        p.name for p in Path(report["folder_parent"]).glob("flowmotion-playblast-*") if p != paths[0].parent
+    )
     return report
 
 
@@ -342,8 +407,12 @@ def admitted(address: str, server_key: str, secret_file: Path, timeout: float) -
     from zmq.utils.monitor import recv_monitor_message
 
     public, secret = zmq.auth.load_certificate(secret_file)
-    ended = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-             | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+    ended = (
+        zmq.EVENT_HANDSHAKE_SUCCEEDED
+        | zmq.EVENT_HANDSHAKE_FAILED_AUTH
+        | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+        | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+    )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         probe = zmq.Context.instance().socket(zmq.DEALER)
@@ -441,28 +510,39 @@ def panels(options: dict) -> dict:
     report["running"] = draw("FLOWMOTION_PT_main_sequencer")
     report["advanced"] = draw("FLOWMOTION_PT_advanced_sequencer")
     report["menu"] = draw("FLOWMOTION_MT_main")
-    report["in_render_menu"] = any(getattr(f, "__module__", "").startswith(EXTENSION)
-                                   for f in bpy.types.TOPBAR_MT_render._dyn_ui_initialize())
-    report["operator_labels"] = {name: getattr(bpy.types, name).bl_label for name in dir(bpy.types)
-                                 if name.startswith("FLOWMOTION_OT_")}
+    report["in_render_menu"] = any(
+        getattr(f, "__module__", "").startswith(EXTENSION) for f in bpy.types.TOPBAR_MT_render._dyn_ui_initialize()
+    )
+    report["operator_labels"] = {
+        name: getattr(bpy.types, name).bl_label for name in dir(bpy.types) if name.startswith("FLOWMOTION_OT_")
+    }
     report["setting_names"] = list(addon().properties.SETTING_NAMES)
-    report["parents"] = {name: getattr(bpy.types, name).bl_parent_id for name in
-                         ("FLOWMOTION_PT_advanced_view3d", "FLOWMOTION_PT_advanced_sequencer")}
-    report["spaces"] = sorted({(getattr(bpy.types, name).bl_space_type, getattr(bpy.types, name).bl_category)
-                               for name in report["panels"]})
+    report["parents"] = {
+        name: getattr(bpy.types, name).bl_parent_id
+        for name in ("FLOWMOTION_PT_advanced_view3d", "FLOWMOTION_PT_advanced_sequencer")
+    }
+    report["spaces"] = sorted(
+        {(getattr(bpy.types, name).bl_space_type, getattr(bpy.types, name).bl_category) for name in report["panels"]}
+    )
     return report
 
 
 def install_both(options: dict) -> dict:
     """The zip for a later Blender's Python is refused by this one; the zip for this one installs."""
     try:
-        refused = sorted(bpy.ops.extensions.package_install_files(filepath=options["later_zip"],
-                                                                 repo="user_default", enable_on_install=True))
+        refused = sorted(
+            bpy.ops.extensions.package_install_files(
+                filepath=options["later_zip"], repo="user_default", enable_on_install=True
+            )
+        )
     except RuntimeError as error:
         refused = str(error)
     folder = Path(os.environ["BLENDER_USER_RESOURCES"]) / "extensions" / "user_default" / "flowmotion_previs"
-    report = {"later": refused, "later_enabled": EXTENSION in bpy.context.preferences.addons,
-              "later_installed": folder.exists()}
+    report = {
+        "later": refused,
+        "later_enabled": EXTENSION in bpy.context.preferences.addons,
+        "later_installed": folder.exists(),
+    }
     report.update(install(options["zip"]))
     return report
 
@@ -515,8 +595,11 @@ def subjects(options: dict) -> dict:
     }
     scene.frame_set(4)
     ground.select_set(True)
-    report["select"] = {"result": sorted(bpy.ops.flowmotion.select_subjects()), "frame": scene.frame_current,
-                        "selected": sorted(obj.name for obj in bpy.context.selected_objects)}
+    report["select"] = {
+        "result": sorted(bpy.ops.flowmotion.select_subjects()),
+        "frame": scene.frame_current,
+        "selected": sorted(obj.name for obj in bpy.context.selected_objects),
+    }
     scene.frame_set(before["frame"])
     report["none"] = module.render(scene, 832, subjects="NONE").masks
     try:
@@ -545,8 +628,10 @@ def subjects(options: dict) -> dict:
         report["mask_error"] = str(error)
     bpy.app.handlers.frame_change_post.remove(lose_camera_in_mask_pass)
     scene.camera = camera
-    report["after_failure"] = {"settings_kept": full_render_settings(scene) == before,
-                               "ground_hidden": ground.hide_render}
+    report["after_failure"] = {
+        "settings_kept": full_render_settings(scene) == before,
+        "ground_hidden": ground.hide_render,
+    }
     return report
 
 
@@ -596,8 +681,9 @@ def two_files(options: dict) -> dict:
         press()
         land(scene)
         take = scene.flowmotion.takes[0]
-        runs.append({"name": take.name, "folder": take.folder, "state": take.state,
-                     "hashes": frame_hashes(take.folder)})
+        runs.append(
+            {"name": take.name, "folder": take.folder, "state": take.state, "hashes": frame_hashes(take.folder)}
+        )
         bpy.ops.wm.save_mainfile()
     report["runs"] = runs
     report["a_after_b"] = frame_hashes(runs[0]["folder"])
@@ -660,8 +746,14 @@ def rendering(options: dict) -> dict:
     press()
     take = scene.flowmotion.takes[-1]
     steps = []
-    drive(lambda: steps.append([take.state, take.step, take.total, take.describe()]) or
-          (take.state == "rendering" and take.step >= 4), 30, watch=scene)
+    drive(
+        lambda: (
+            steps.append([take.state, take.step, take.total, take.describe()])
+            or (take.state == "rendering" and take.step >= 4)
+        ),
+        30,
+        watch=scene,
+    )
     report["steps"] = steps
     report["between_images"] = full_render_settings(scene) == before
     report["cancel"] = sorted(bpy.ops.flowmotion.cancel())
@@ -712,8 +804,13 @@ def take_actions(options: dict) -> dict:
     shot.active_take = 0
     shot.prompt, shot.settings.guided_steps = "a blue cube on snow", 1
     report["use"] = sorted(bpy.ops.flowmotion.use_take())
-    report["shot"] = {"prompt": shot.prompt, "seed": shot.seed, "lock": shot.lock_seed,
-                      "guided_steps": shot.settings.guided_steps, "first_seed": first.seed}
+    report["shot"] = {
+        "prompt": shot.prompt,
+        "seed": shot.seed,
+        "lock": shot.lock_seed,
+        "guided_steps": shot.settings.guided_steps,
+        "first_seed": first.seed,
+    }
     report["solo"] = sorted(bpy.ops.flowmotion.solo_take())
     report["solo_strips"] = take_report(scene)["strips"]
     report["unsolo"] = sorted(bpy.ops.flowmotion.solo_take())
@@ -727,8 +824,20 @@ def take_actions(options: dict) -> dict:
 def draw_preferences() -> list:
     log = []
     prefs = bpy.context.preferences.addons[EXTENSION].preferences
-    type(prefs).draw(type("Drawn", (), {"layout": Layout(log), **{k: getattr(prefs, k) for k in (
-        "address", "connect_timeout", "server_public_key", "client_public_key")}})(), bpy.context)
+    type(prefs).draw(
+        type(
+            "Drawn",
+            (),
+            {
+                "layout": Layout(log),
+                **{
+                    k: getattr(prefs, k)
+                    for k in ("address", "connect_timeout", "server_public_key", "client_public_key")
+                },
+            },
+        )(),
+        bpy.context,
+    )
     return log
 
 
@@ -737,9 +846,16 @@ def online_access(options: dict) -> dict:
     report, scene = shot_ready(options)
     session = addon().session
     session.online_access_allowed = lambda: False
-    report["loopback"] = [session.is_loopback(a) for a in ("tcp://127.0.0.1:5599", "tcp://localhost:1",
-                                                              "tcp://[::1]:5599", "tcp://gpu-box:5599",
-                                                              "tcp://10.0.0.2:5599")]
+    report["loopback"] = [
+        session.is_loopback(a)
+        for a in (
+            "tcp://127.0.0.1:5599",
+            "tcp://localhost:1",
+            "tcp://[::1]:5599",
+            "tcp://gpu-box:5599",
+            "tcp://10.0.0.2:5599",
+        )
+    ]
     bpy.context.preferences.addons[EXTENSION].preferences.address = "tcp://gpu-box:5599"
     try:
         report["generate"] = press()
@@ -791,6 +907,7 @@ def previs_scene(kind: str, frames: int) -> None:
         track = camera.constraints.new("TRACK_TO")
         track.target, track.track_axis, track.up_axis = centre, "TRACK_NEGATIVE_Z", "UP_Y"
         import math
+
         for index in range(5):
             angle = math.radians(-90 + index * 30)
             keyed(camera, [(1 + round(index * (frames - 1) / 4), (10 * math.cos(angle), 10 * math.sin(angle), 3.0))])
@@ -840,8 +957,11 @@ def watch_preview(take, seconds: float = 90) -> dict:
             seen["drawn"] = draw("FLOWMOTION_PT_main_view3d")
             seen["users"] = image.users
         icon = addon().previews.icon_of(take)
-        seen["icon_matches"] = icon is not None and tuple(icon.image_size) == picture[0] and (
-            np.array(icon.image_pixels_float[:], np.float32).tobytes() == picture[1])
+        seen["icon_matches"] = (
+            icon is not None
+            and tuple(icon.image_size) == picture[0]
+            and (np.array(icon.image_pixels_float[:], np.float32).tobytes() == picture[1])
+        )
         if not seen["pictures"] or picture != seen["pictures"][-1]:
             seen["pictures"].append(picture)
             seen["steps"].append(take.preview_step)
@@ -865,13 +985,18 @@ def live_preview(options: dict) -> dict:
         seen["job_id"] = take.job_id
         seen["others_images"] = [run["image"] for run in runs if bpy.data.images.get(run["image"]) is not None]
         land(scene)
-        seen["after_landing"] = {"state": take.state, "image_kept": bpy.data.images.get(seen["image"]) is not None,
-                                 "icon_kept": seen["image"] in addon().previews.icons(),
-                                 "preview_image": take.preview_image, "drawn": draw("FLOWMOTION_PT_main_view3d")}
+        seen["after_landing"] = {
+            "state": take.state,
+            "image_kept": bpy.data.images.get(seen["image"]) is not None,
+            "icon_kept": seen["image"] in addon().previews.icons(),
+            "preview_image": take.preview_image,
+            "drawn": draw("FLOWMOTION_PT_main_view3d"),
+        }
         runs.append(seen)
     report["runs"] = runs
-    report["preview_images_left"] = [image.name for image in bpy.data.images
-                                     if image.name.startswith(addon().previews.PREFIX)]
+    report["preview_images_left"] = [
+        image.name for image in bpy.data.images if image.name.startswith(addon().previews.PREFIX)
+    ]
     return report
 
 
@@ -888,17 +1013,37 @@ def take_states(options: dict) -> dict:
     bpy.ops.wm.save_as_mainfile(filepath=str(path))
     bpy.ops.wm.open_mainfile(filepath=str(path))
     takes = bpy.context.scene.flowmotion.takes
-    return {"states": [take.state for take in takes], "stored": [take.get("state") for take in takes],
-            "items": [item.identifier for item in takes[0].bl_rna.properties["state"].enum_items]}
+    return {
+        "states": [take.state for take in takes],
+        "stored": [take.get("state") for take in takes],
+        "items": [item.identifier for item in takes[0].bl_rna.properties["state"].enum_items],
+    }
 
 
-SCENARIOS = {"take_states": take_states, "install": install_both, "subjects": subjects, "generate": generate,
-             "reattach": reattach,
-             "problems": problems, "playblast": playblast, "takes": takes, "secured": secured,
-             "version_mismatch": version_mismatch, "panels": panels, "regenerate": regenerate,
-             "two_files": two_files, "frame_ranges": frame_ranges, "preflight": preflight, "rendering": rendering,
-             "variations": variations, "ten_in_a_row": ten_in_a_row, "take_actions": take_actions,
-             "online_access": online_access, "previs": previs, "live_preview": live_preview}
+SCENARIOS = {
+    "take_states": take_states,
+    "install": install_both,
+    "subjects": subjects,
+    "generate": generate,
+    "reattach": reattach,
+    "problems": problems,
+    "playblast": playblast,
+    "takes": takes,
+    "secured": secured,
+    "version_mismatch": version_mismatch,
+    "panels": panels,
+    "regenerate": regenerate,
+    "two_files": two_files,
+    "frame_ranges": frame_ranges,
+    "preflight": preflight,
+    "rendering": rendering,
+    "variations": variations,
+    "ten_in_a_row": ten_in_a_row,
+    "take_actions": take_actions,
+    "online_access": online_access,
+    "previs": previs,
+    "live_preview": live_preview,
+}
 
 if __name__ == "__main__":
     scenario, options = sys.argv[1], json.loads(sys.argv[2])

@@ -22,8 +22,18 @@ def pytest_collection_modifyitems(items):
 def addon_zips(tmp_path_factory):
     """The extension zips, built once by build_addon.py (which validates them with Blender's validator)."""
     out = tmp_path_factory.mktemp("dist")
-    result = subprocess.run([sys.executable, str(ROOT / "build_addon.py"), "--out", str(out),
-                             "--wheels-cache", str(ROOT / ".wheels-cache")], capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "build_addon.py"),
+            "--out",
+            str(out),
+            "--wheels-cache",
+            str(ROOT / ".wheels-cache"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return {"output": result.stdout, "py311": next(out.glob("*-py311.zip")), "py313": next(out.glob("*-py313.zip"))}
 
@@ -33,13 +43,24 @@ def run_blender(scenario: str, options: dict, user_folder: Path, timeout: float 
     # Blender's temporary files (playblasts, takes of unsaved files) stay in the test's folder too.
     temporary = user_folder / "tmp"
     temporary.mkdir(exist_ok=True)
-    env = {**os.environ, "BLENDER_USER_RESOURCES": str(user_folder), "HF_HUB_OFFLINE": "1",
-           "PYTHONUNBUFFERED": "1", "TMPDIR": str(temporary)}
-    result = subprocess.run([sys.executable, str(DRIVER), scenario, json.dumps(options, default=str)],
-                            capture_output=True, text=True, env=env, timeout=timeout, cwd=str(user_folder))
+    env = {
+        **os.environ,
+        "BLENDER_USER_RESOURCES": str(user_folder),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        "TMPDIR": str(temporary),
+    }
+    result = subprocess.run(
+        [sys.executable, str(DRIVER), scenario, json.dumps(options, default=str)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=str(user_folder),
+    )
     lines = [line for line in result.stdout.splitlines() if line.startswith("REPORT ")]
     assert result.returncode == 0 and lines, f"blender exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-    return json.loads(lines[-1][len("REPORT "):])
+    return json.loads(lines[-1][len("REPORT ") :])
 
 
 @pytest.fixture(scope="session")

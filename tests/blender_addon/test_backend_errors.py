@@ -26,9 +26,17 @@ def test_a_key_made_in_one_click_is_refused_until_allowed(addon_zips, secured_ba
     backend, allowed = secured_backend
     user = tmp_path / "user"
     user.mkdir()
-    report = run_blender("secured", {"zip": str(addon_zips["py311"]), "address": backend.address,
-                                     "server_key": backend.server.public_key, "allowed": str(allowed),
-                                     "timeout": 1.0}, user)
+    report = run_blender(
+        "secured",
+        {
+            "zip": str(addon_zips["py311"]),
+            "address": backend.address,
+            "server_key": backend.server.public_key,
+            "allowed": str(allowed),
+            "timeout": 1.0,
+        },
+        user,
+    )
     assert report["keys"] == ["FINISHED"] and len(report["public_key"]) == 40
     assert Path(report["key_folder"]).is_relative_to(user / "extensions")
     assert stat.S_IMODE(report["secret_mode"]) == 0o600
@@ -38,8 +46,9 @@ def test_a_key_made_in_one_click_is_refused_until_allowed(addon_zips, secured_ba
 
 
 def test_a_protocol_version_mismatch_is_named_in_the_take(addon_zips, live_backend, tmp_path):
-    report = run_blender("version_mismatch", {"zip": str(addon_zips["py311"]), "address": live_backend.address,
-                                              "timeout": 1.0}, tmp_path)
+    report = run_blender(
+        "version_mismatch", {"zip": str(addon_zips["py311"]), "address": live_backend.address, "timeout": 1.0}, tmp_path
+    )
     assert report["generate"] == ["FINISHED"]
     message = report["takes"][-1]["message"]
     assert "protocol version" in message and "same FlowMotion release" in message, message

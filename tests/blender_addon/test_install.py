@@ -42,8 +42,7 @@ def test_the_durable_copy_is_the_librarys_and_no_staging_zip_is_left(addon_zips)
 
 
 def test_blender_installs_the_zip_and_the_bundled_wheels_import(addon_zips, tmp_path):
-    report = run_blender("install", {"zip": str(addon_zips["py311"]), "later_zip": str(addon_zips["py313"])},
-                         tmp_path)
+    report = run_blender("install", {"zip": str(addon_zips["py311"]), "later_zip": str(addon_zips["py313"])}, tmp_path)
     # Blender 5.0 runs Python 3.11: the zip fenced to Blender 5.1 and later (Python 3.13) is refused.
     # (Blender prints why and still answers FINISHED, so what counts is that nothing was installed.)
     assert not report["later_installed"] and not report["later_enabled"], report["later"]
@@ -53,7 +52,8 @@ def test_blender_installs_the_zip_and_the_bundled_wheels_import(addon_zips, tmp_
     assert bundled["zmq"].startswith(report["wheels_dir"]) and bundled["msgpack"].startswith(report["wheels_dir"])
     assert bundled["libzmq"].count(".") == 2
     assert {"FLOWMOTION_PT_main_view3d", "FLOWMOTION_PT_main_sequencer", "FLOWMOTION_PT_advanced_view3d"} <= set(
-        report["panels"])
+        report["panels"]
+    )
 
 
 def test_take_states_stored_as_text_still_load(addon_zips, tmp_path):
@@ -73,9 +73,20 @@ def test_zips_built_under_a_private_umask_are_still_readable_by_all(tmp_path):
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    result = subprocess.run([sys.executable, str(root / "build_addon.py"), "--out", str(tmp_path),
-                             "--wheels-cache", str(root / ".wheels-cache")], capture_output=True, text=True,
-                            preexec_fn=lambda: os.umask(0o077), timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(root / "build_addon.py"),
+            "--out",
+            str(tmp_path),
+            "--wheels-cache",
+            str(root / ".wheels-cache"),
+        ],
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: os.umask(0o077),
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     zips = sorted(tmp_path.glob("*.zip"))
     assert len(zips) == 2 and all(z.stat().st_mode & 0o777 == 0o644 for z in zips)

@@ -6,8 +6,11 @@ STEPS = 12
 
 
 def test_each_take_shows_its_own_changing_preview_until_it_lands(addon_zips, live_backend, tmp_path):
-    report = run_blender("live_preview", {"zip": str(addon_zips["py311"]), "address": live_backend.address,
-                                          "settings": {"num_inference_steps": STEPS}}, tmp_path)
+    report = run_blender(
+        "live_preview",
+        {"zip": str(addon_zips["py311"]), "address": live_backend.address, "settings": {"num_inference_steps": STEPS}},
+        tmp_path,
+    )
     first, second = report["runs"]
     for run in (first, second):
         assert run["image"], "no preview image appeared while the take ran"
@@ -15,8 +18,9 @@ def test_each_take_shows_its_own_changing_preview_until_it_lands(addon_zips, liv
         assert 1 <= run["steps"][0] <= 3 and run["steps"][0] < run["steps"][1] <= STEPS
         assert len(run["sizes"]) == 1 and run["users"] == 0  # never saved with the .blend
         assert ["icon", 10.0] in run["drawn"] and run["icon_matches"]
-        assert any(kind == "label" and f"preview at step {run['steps'][0]}/{STEPS}" in text
-                   for kind, text, *_ in run["drawn"])
+        assert any(
+            kind == "label" and f"preview at step {run['steps'][0]}/{STEPS}" in text for kind, text, *_ in run["drawn"]
+        )
         landed = run["after_landing"]
         assert landed["state"] == "imported" and not landed["image_kept"] and not landed["icon_kept"]
         assert landed["preview_image"] == ""

@@ -53,8 +53,12 @@ def test_takes_of_two_files_in_one_folder_stay_apart(addon_zips, live_backend, t
 
 def test_a_take_covers_its_shot_frame_for_frame(addon_zips, live_backend, tmp_path):
     ranges = [[1, 30], [1, 27], [101, 112]]
-    report = run_blender("frame_ranges", {"zip": str(addon_zips["py311"]), "address": live_backend.address,
-                                          "ranges": ranges}, tmp_path, timeout=400)
+    report = run_blender(
+        "frame_ranges",
+        {"zip": str(addon_zips["py311"]), "address": live_backend.address, "ranges": ranges},
+        tmp_path,
+        timeout=400,
+    )
     strips = {s["name"]: s for s in report["strips"]}
     for (first, last), take in zip(ranges, report["takes"], strict=True):
         count = last - first + 1
@@ -73,8 +77,9 @@ def small_backend(tmp_path):
     from protocol import Limits
     from tests.backend.conftest import Backend
 
-    backend = Backend(build_tiny_pipeline(), tmp_path / "jobs", limits=Limits(max_width=64, max_height=32,
-                                                                               max_frames=25)).start()
+    backend = Backend(
+        build_tiny_pipeline(), tmp_path / "jobs", limits=Limits(max_width=64, max_height=32, max_frames=25)
+    ).start()
     yield backend
     backend.stop()
 
@@ -116,15 +121,19 @@ def test_one_generate_gives_variations_on_free_channels(addon_zips, live_backend
     assert report["generate"] == [["FINISHED"]]
     takes = report["takes"]
     assert [t["state"] for t in takes] == ["imported"] * 3 and len({t["seed"] for t in takes}) == 3
-    assert sorted((s["start"], s["channel"], s["elements"]) for s in report["strips"]) == [(1, 1, 9), (1, 2, 9),
-                                                                                           (1, 3, 9)]
+    assert sorted((s["start"], s["channel"], s["elements"]) for s in report["strips"]) == [
+        (1, 1, 9),
+        (1, 2, 9),
+        (1, 3, 9),
+    ]
     jobs = [live_backend.server.store.get(t["job_id"]) for t in takes]
     assert len({b"".join(live_backend.server.store.source_frames(job.job_id)) for job in jobs}) == 1
 
 
 def test_ten_generates_in_a_row_give_ten_distinct_takes(addon_zips, live_backend, tmp_path):
-    report = run_blender("ten_in_a_row", {"zip": str(addon_zips["py311"]), "address": live_backend.address},
-                         tmp_path, timeout=400)
+    report = run_blender(
+        "ten_in_a_row", {"zip": str(addon_zips["py311"]), "address": live_backend.address}, tmp_path, timeout=400
+    )
     assert report["generate"] == [["FINISHED"]] * 10 and report["landed_between"]
     takes = report["takes"]
     assert [t["state"] for t in takes] == ["imported"] * 10, [t["words"] for t in takes]
@@ -142,8 +151,13 @@ def test_take_actions_and_the_backends_state(addon_zips, live_backend, tmp_path)
     report = run_blender("take_actions", {"zip": str(addon_zips["py311"]), "address": live_backend.address}, tmp_path)
     shot = report["shot"]
     assert report["use"] == ["FINISHED"]
-    assert shot == {"prompt": "a red ball on grass", "seed": shot["first_seed"], "lock": True, "guided_steps": 2,
-                    "first_seed": shot["first_seed"]}
+    assert shot == {
+        "prompt": "a red ball on grass",
+        "seed": shot["first_seed"],
+        "lock": True,
+        "guided_steps": 2,
+        "first_seed": shot["first_seed"],
+    }
     assert report["solo"] == ["FINISHED"] and sorted(s["mute"] for s in report["solo_strips"]) == [False, True]
     assert report["unsolo"] == ["FINISHED"] and [s["mute"] for s in report["unsolo_strips"]] == [False, False]
     assert report["open_poll"] is True

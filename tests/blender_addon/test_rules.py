@@ -29,13 +29,20 @@ def test_size_and_count_rules_match_the_core():
         assert shape.legal_frame_count(value) == legal_frame_count(value)
 
 
-@pytest.mark.parametrize("size, bounds, expected", [
-    ((1920, 1080), (832, 0, 0), (832, 468)), ((72, 40), (832, 0, 0), (72, 40)), ((1080, 1920), (832, 0, 0), (468, 832)),
-    ((640, 360), (0, 0, 0), (640, 360)),
-    # At the backend's default limits a full-HD shot is sent as it is: never rounded past 1080.
-    ((1920, 1080), (4096, 1920, 1080), (1920, 1080)), ((2048, 1152), (4096, 1920, 1080), (1920, 1080)),
-    ((72, 40), (0, 64, 32), (57, 32)), ((4000, 10), (0, 1920, 1080), (1920, 4)),
-])
+@pytest.mark.parametrize(
+    "size, bounds, expected",
+    [
+        ((1920, 1080), (832, 0, 0), (832, 468)),
+        ((72, 40), (832, 0, 0), (72, 40)),
+        ((1080, 1920), (832, 0, 0), (468, 832)),
+        ((640, 360), (0, 0, 0), (640, 360)),
+        # At the backend's default limits a full-HD shot is sent as it is: never rounded past 1080.
+        ((1920, 1080), (4096, 1920, 1080), (1920, 1080)),
+        ((2048, 1152), (4096, 1920, 1080), (1920, 1080)),
+        ((72, 40), (0, 64, 32), (57, 32)),
+        ((4000, 10), (0, 1920, 1080), (1920, 4)),
+    ],
+)
 def test_sent_size_fits_every_bound_and_keeps_the_aspect(size, bounds, expected):
     assert load_shape().sent_size(*size, *bounds) == expected
 
@@ -58,8 +65,14 @@ def test_addon_settings_are_core_settings_with_the_same_defaults():
     assert set(settings) <= set(defaults)
     assert {name: defaults[name] for name in settings} == settings
     # Every setting of the method is offered; the speed switches are the backend's business.
-    offered = set(defaults) - {"skip_identical_source_cfg", "batch_guidance", "reuse_velocity_across_iterations",
-                               "reuse_velocity_for_euler_step", "max_sequence_length", "source_prompt"}
+    offered = set(defaults) - {
+        "skip_identical_source_cfg",
+        "batch_guidance",
+        "reuse_velocity_across_iterations",
+        "reuse_velocity_for_euler_step",
+        "max_sequence_length",
+        "source_prompt",
+    }
     assert offered == set(settings)
 
 
@@ -69,8 +82,11 @@ def calls(tree):
 
 def test_operators_read_well_in_search_and_labels_are_translatable():
     operators = ast.parse((ADDON / "operators.py").read_text())
-    labels = [node.value.value for node in ast.walk(operators) if isinstance(node, ast.Assign)
-              and [t.id for t in node.targets if isinstance(t, ast.Name)] == ["bl_label"]]
+    labels = [
+        node.value.value
+        for node in ast.walk(operators)
+        if isinstance(node, ast.Assign) and [t.id for t in node.targets if isinstance(t, ast.Name)] == ["bl_label"]
+    ]
     assert len(labels) >= 10 and all("FlowMotion" in label for label in labels), labels
     # A label made with an f-string cannot be translated: dynamic text goes through words().
     for name in ("operators.py", "panels.py", "preferences.py", "properties.py"):

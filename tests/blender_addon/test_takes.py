@@ -6,8 +6,11 @@ from .conftest import run_blender
 
 
 def test_two_generates_queue_two_takes_that_land_on_free_channels(addon_zips, live_backend, tmp_path):
-    report = run_blender("takes", {"zip": str(addon_zips["py311"]), "address": live_backend.address,
-                                   "prompt": "a red ball on grass", "seed": 3}, tmp_path)
+    report = run_blender(
+        "takes",
+        {"zip": str(addon_zips["py311"]), "address": live_backend.address, "prompt": "a red ball on grass", "seed": 3},
+        tmp_path,
+    )
     assert report["generate"] == [["FINISHED"], ["FINISHED"]]
     assert "queued" in report["states_seen"]["take_002"]
     landed = report["landed"]

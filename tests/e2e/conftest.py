@@ -40,11 +40,28 @@ class BackendProcess:
         self.starts = 0
 
     def start(self, timeout: float = 120) -> "BackendProcess":
-        command = [sys.executable, "-m", "backend.cli", "serve", "--bind", self.address, "--jobs", str(self.jobs),
-                   "--model", str(self.model), "--device", "cpu"]
+        command = [
+            sys.executable,
+            "-m",
+            "backend.cli",
+            "serve",
+            "--bind",
+            self.address,
+            "--jobs",
+            str(self.jobs),
+            "--model",
+            str(self.model),
+            "--device",
+            "cpu",
+        ]
         with self.log.open("a") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                                            env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
+            self.process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"},
+            )
         deadline = time.monotonic() + timeout
         while self.log.read_text().count("serving ") < self.starts + 1 and time.monotonic() < deadline:
             if self.process.poll() is not None:

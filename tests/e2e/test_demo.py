@@ -20,9 +20,13 @@ MAX_TIMES_STANDING_STILL = 1.8
 
 def test_the_demo_lands_a_take_and_writes_its_comparisons(tmp_path):
     out = tmp_path / "demo"
-    result = subprocess.run([sys.executable, str(ROOT / "examples" / "demo.py"), "--out", str(out)],
-                            capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "demo.py"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "take take_001: 17 frames on channel 1 at frame 1" in result.stdout
     # The hopping ball went along as a subject mask, and the demo says how far the take's subject stays

@@ -31,19 +31,24 @@ def playblast(backend, job_id: str) -> np.ndarray:
     return np.stack([iio.imread(path) for path in frames]).astype(float)
 
 
-@pytest.mark.parametrize("kind, subjects, variations", [("slide", "Cube", 1), ("bounce", "Ball", 1),
-                                                        ("orbit", "", 2)])
-def test_a_previs_scene_comes_back_as_takes_covering_the_shot(kind, subjects, variations, addon_zips, backend,
-                                                              tmp_path):
-    report = run_blender("previs", {"zip": str(addon_zips["py311"]), "address": backend.address, "kind": kind,
-                                    "variations": variations}, tmp_path, timeout=600)
+@pytest.mark.parametrize("kind, subjects, variations", [("slide", "Cube", 1), ("bounce", "Ball", 1), ("orbit", "", 2)])
+def test_a_previs_scene_comes_back_as_takes_covering_the_shot(
+    kind, subjects, variations, addon_zips, backend, tmp_path
+):
+    report = run_blender(
+        "previs",
+        {"zip": str(addon_zips["py311"]), "address": backend.address, "kind": kind, "variations": variations},
+        tmp_path,
+        timeout=600,
+    )
     assert report["plan"] == {"frames": 25, "width": 320, "height": 192}
     takes = report["takes"]
     assert [t["state"] for t in takes] == ["imported"] * variations, [t["words"] for t in takes]
     assert report["subjects"] == [subjects] * variations
     strips = report["strips"]
     assert sorted((s["start"], s["duration"], s["elements"], s["channel"]) for s in strips) == [
-        (1, 25, 25, channel) for channel in range(1, variations + 1)]
+        (1, 25, 25, channel) for channel in range(1, variations + 1)
+    ]
     assert all(s["size"] == [320, 192] for s in strips)
     jobs = [manifest(backend, t["job_id"]) for t in takes]
     assert [job["mask_count"] for job in jobs] == [25 if subjects else 0] * variations

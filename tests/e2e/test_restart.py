@@ -18,9 +18,17 @@ def backend(tiny_model, tmp_path):
 
 def test_a_take_survives_closing_blender_and_restarting_the_backend(addon_zips, backend, tmp_path):
     blend = tmp_path / "shot.blend"
-    first = run_blender("generate", {"zip": str(addon_zips["py311"]), "address": backend.address,
-                                     "blend": str(blend), "mode": "save_and_quit",
-                                     "settings": {"num_inference_steps": 40}}, tmp_path)
+    first = run_blender(
+        "generate",
+        {
+            "zip": str(addon_zips["py311"]),
+            "address": backend.address,
+            "blend": str(blend),
+            "mode": "save_and_quit",
+            "settings": {"num_inference_steps": 40},
+        },
+        tmp_path,
+    )
     sent = first["takes"][-1]
     assert sent["state"] in ("queued", "running") and first["strips"] == []
 
@@ -30,8 +38,9 @@ def test_a_take_survives_closing_blender_and_restarting_the_backend(addon_zips, 
     backend.start()
     assert "1 queued from before" in backend.log.read_text()
 
-    second = run_blender("reattach", {"zip": str(addon_zips["py311"]), "blend": str(blend),
-                                      "address": backend.address}, tmp_path)
+    second = run_blender(
+        "reattach", {"zip": str(addon_zips["py311"]), "blend": str(blend), "address": backend.address}, tmp_path
+    )
     take = second["takes"][-1]
     assert take["state"] == "imported" and take["job_id"] == sent["job_id"], take
     strip = second["strips"][0]

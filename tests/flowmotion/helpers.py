@@ -10,7 +10,7 @@ def moving_square(frames: int = 9, height: int = 32, width: int = 48, seed: int 
     video = (rng.random((frames, height, width, 3)) * noise).astype(np.uint8)
     for f in range(frames):
         x = int(f * (width - 12) / max(1, frames - 1))
-        video[f, height // 3: height // 3 + 12, x:x + 12] = 220
+        video[f, height // 3 : height // 3 + 12, x : x + 12] = 220
     return video
 
 

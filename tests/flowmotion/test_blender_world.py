@@ -84,8 +84,12 @@ def test_a_camera_shot_has_no_subject_but_global_motion(camera_shot):
 
 
 def test_the_command_writes_shots_and_their_descriptions(tmp_path):
-    assert blender_world.main(["--out", str(tmp_path), "--count", "2", "--seed", "7", "--width", "32",
-                               "--height", "24", "--frames", "3"]) == 0
+    assert (
+        blender_world.main(
+            ["--out", str(tmp_path), "--count", "2", "--seed", "7", "--width", "32", "--height", "24", "--frames", "3"]
+        )
+        == 0
+    )
     shots = blender_world.load_shots(tmp_path)
     assert [entry["seed"] for entry, _ in shots] == [7, 8]
     assert [entry["kind"] for entry, _ in shots] == ["object+camera", "camera"]

@@ -31,34 +31,91 @@ def test_transfer_writes_frames_of_the_source_size_and_count(source_folder, tmp_
 
 def test_max_area_flag_overrides_the_embedded_models_working_area(source_folder, tmp_path, capsys):
     out = tmp_path / "take"
-    assert main(["transfer", str(source_folder), "--prompt", "a cube", "--out", str(out), "--max-area", "4096",
-                 *FAST]) == 0
+    assert (
+        main(["transfer", str(source_folder), "--prompt", "a cube", "--out", str(out), "--max-area", "4096", *FAST])
+        == 0
+    )
     assert "the model worked at 9 frames, 40x32) in " in capsys.readouterr().out
 
 
 def test_transfer_to_mp4_with_asked_size(source_folder, tmp_path):
     out = tmp_path / "take.mp4"
-    args = ["transfer", str(source_folder), "--prompt", "a cube", "--out", str(out), "--frames", "5",
-            "--width", "48", "--height", "32", "--fps", "12", *FAST]
+    args = [
+        "transfer",
+        str(source_folder),
+        "--prompt",
+        "a cube",
+        "--out",
+        str(out),
+        "--frames",
+        "5",
+        "--width",
+        "48",
+        "--height",
+        "32",
+        "--fps",
+        "12",
+        *FAST,
+    ]
     assert main(args) == 0
     frames, fps = read_video(out)
     assert frames.shape == (5, 32, 48, 3) and fps == pytest.approx(12)
 
 
 def test_every_config_field_has_a_flag():
-    args = build_parser().parse_args([
-        "transfer", "src", "--prompt", "p", "--out", "o", "--num-inference-steps", "20", "--guided-steps", "4",
-        "--optimization-steps", "5", "--learning-rate", "0.01", "--latent-alignment-weight", "1",
-        "--difference-alignment-weight", "2", "--velocity-regularization-gamma", "0.5", "--guidance-scale", "3",
-        "--source-guidance-scale", "1", "--source-prompt", "grey", "--source-motion", "clean_latent",
-        "--no-motion-guidance", "--no-difference-alignment", "--no-velocity-regularization",
-        "--max-sequence-length", "64",
-    ])
+    args = build_parser().parse_args(
+        [
+            "transfer",
+            "src",
+            "--prompt",
+            "p",
+            "--out",
+            "o",
+            "--num-inference-steps",
+            "20",
+            "--guided-steps",
+            "4",
+            "--optimization-steps",
+            "5",
+            "--learning-rate",
+            "0.01",
+            "--latent-alignment-weight",
+            "1",
+            "--difference-alignment-weight",
+            "2",
+            "--velocity-regularization-gamma",
+            "0.5",
+            "--guidance-scale",
+            "3",
+            "--source-guidance-scale",
+            "1",
+            "--source-prompt",
+            "grey",
+            "--source-motion",
+            "clean_latent",
+            "--no-motion-guidance",
+            "--no-difference-alignment",
+            "--no-velocity-regularization",
+            "--max-sequence-length",
+            "64",
+        ]
+    )
     assert config_from_arguments(args) == FlowMotionConfig(
-        num_inference_steps=20, guided_steps=4, optimization_steps=5, learning_rate=0.01,
-        latent_alignment_weight=1.0, difference_alignment_weight=2.0, velocity_regularization_gamma=0.5,
-        guidance_scale=3.0, source_guidance_scale=1.0, source_prompt="grey", source_motion="clean_latent",
-        motion_guidance=False, difference_alignment=False, velocity_regularization=False, max_sequence_length=64,
+        num_inference_steps=20,
+        guided_steps=4,
+        optimization_steps=5,
+        learning_rate=0.01,
+        latent_alignment_weight=1.0,
+        difference_alignment_weight=2.0,
+        velocity_regularization_gamma=0.5,
+        guidance_scale=3.0,
+        source_guidance_scale=1.0,
+        source_prompt="grey",
+        source_motion="clean_latent",
+        motion_guidance=False,
+        difference_alignment=False,
+        velocity_regularization=False,
+        max_sequence_length=64,
     )
     defaults = build_parser().parse_args(["transfer", "src", "--prompt", "p", "--out", "o"])
     assert config_from_arguments(defaults) == FlowMotionConfig()
@@ -105,21 +162,60 @@ def test_a_subject_mask_folder_steers_the_take_and_a_mismatched_one_is_refused(s
     mask_folder = write_video(mask, tmp_path / "subjects")
     plain, steered = tmp_path / "plain", tmp_path / "steered"
     assert main(["transfer", str(source_folder), "--prompt", "a cube", "--out", str(plain), *FAST]) == 0
-    assert main(["transfer", str(source_folder), "--prompt", "a cube", "--out", str(steered), "--subject-mask",
-                 str(mask_folder), *FAST]) == 0
+    assert (
+        main(
+            [
+                "transfer",
+                str(source_folder),
+                "--prompt",
+                "a cube",
+                "--out",
+                str(steered),
+                "--subject-mask",
+                str(mask_folder),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     assert not np.array_equal(read_video(plain)[0], read_video(steered)[0])
     short = write_video(mask[:6], tmp_path / "short")
     out = tmp_path / "refused"
-    assert main(["transfer", str(source_folder), "--prompt", "a cube", "--out", str(out), "--subject-mask", str(short),
-                 *FAST]) == 2
+    assert (
+        main(
+            [
+                "transfer",
+                str(source_folder),
+                "--prompt",
+                "a cube",
+                "--out",
+                str(out),
+                "--subject-mask",
+                str(short),
+                *FAST,
+            ]
+        )
+        == 2
+    )
     assert "the subject mask has 6 frames of 40x30 but the source has 10 frames" in capsys.readouterr().err
     assert not out.exists()
 
 
 def test_the_plan_is_printed_and_the_runtime_flags_reach_it(source_folder, tmp_path, capsys):
     out = tmp_path / "take"
-    args = ["transfer", str(source_folder), "--prompt", "a cube", "--out", str(out), "--optimized", "--vae-tiling",
-            "--no-batch-guidance", "--fp8", *FAST]
+    args = [
+        "transfer",
+        str(source_folder),
+        "--prompt",
+        "a cube",
+        "--out",
+        str(out),
+        "--optimized",
+        "--vae-tiling",
+        "--no-batch-guidance",
+        "--fp8",
+        *FAST,
+    ]
     assert main(args) == 0
     err = capsys.readouterr().err
     assert "plan: vae tiling on: set by the runtime options" in err

@@ -120,19 +120,29 @@ def test_leftovers_of_a_killed_writer_are_removed_and_nothing_else(tmp_path):
 
 def test_durable_imports_only_the_standard_library():
     # The add-on's zip carries a copy of this one file: loaded on its own, it may need nothing else.
-    check = ("import importlib.util, sys; before = set(sys.modules); "
-             f"spec = importlib.util.spec_from_file_location('durable', {durable.__file__!r}); "
-             "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
-             "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] not in sys.stdlib_module_names))")
+    check = (
+        "import importlib.util, sys; before = set(sys.modules); "
+        f"spec = importlib.util.spec_from_file_location('durable', {durable.__file__!r}); "
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
+        "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] not in sys.stdlib_module_names))"
+    )
     out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
 
 
 def test_the_library_writes_through_durable_and_still_knows_nothing_of_protocol_or_backend():
-    check = ("import sys, flowmotion, flowmotion.cache, flowmotion.video; "
-             "print('flowmotion.durable' in sys.modules, "
-             "sorted({m.split('.')[0] for m in sys.modules} & {'protocol', 'backend', 'zmq', 'msgpack'}))")
+    check = (
+        "import sys, flowmotion, flowmotion.cache, flowmotion.video; "
+        "print('flowmotion.durable' in sys.modules, "
+        "sorted({m.split('.')[0] for m in sys.modules} & {'protocol', 'backend', 'zmq', 'msgpack'}))"
+    )
     root = os.path.dirname(os.path.dirname(durable.__file__))
-    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120, check=True,
-                         env={**os.environ, "PYTHONPATH": root})
+    out = subprocess.run(
+        [sys.executable, "-c", check],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={**os.environ, "PYTHONPATH": root},
+    )
     assert out.stdout.strip() == "True []"

@@ -55,9 +55,14 @@ def test_frame_differences_stack_consecutive_then_all_ordered_pairs():
     x = torch.tensor([1.0, 4.0, 9.0]).view(1, 1, 3, 1, 1)
     d = guidance.frame_differences(x).flatten().tolist()
     consecutive = [3.0, 5.0]
-    pairs = [3.0, 8.0,  # frame 0 against 1, 2
-             3.0, 5.0,  # frame 1 against 0, 2
-             8.0, 5.0]  # frame 2 against 0, 1
+    pairs = [
+        3.0,
+        8.0,  # frame 0 against 1, 2
+        3.0,
+        5.0,  # frame 1 against 0, 2
+        8.0,
+        5.0,
+    ]  # frame 2 against 0, 1
     assert d == consecutive + pairs
 
 

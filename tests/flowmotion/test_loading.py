@@ -41,7 +41,10 @@ def test_the_embedded_model_ships_in_the_package_and_loads_like_a_real_one():
     pipe = load_pipeline("embedded", device="cpu")
     assert type(pipe).__name__ == "WanPipeline" and pipe.transformer.dtype == torch.float32
     assert {type(pipe.transformer).__name__, type(pipe.vae).__name__, type(pipe.text_encoder).__name__} == {
-        "WanTransformer3DModel", "AutoencoderKLWan", "UMT5EncoderModel"}
+        "WanTransformer3DModel",
+        "AutoencoderKLWan",
+        "UMT5EncoderModel",
+    }
     again = load_pipeline("embedded", device="cpu")
     for a, b in zip(pipe.transformer.parameters(), again.transformer.parameters(), strict=True):
         assert torch.equal(a, b)
@@ -114,8 +117,13 @@ def test_the_embedded_model_plans_whole_vae_chunks_for_its_halved_time():
     assert model.pipe.vae_scale_factor_temporal == 2 and model.temporal_multiple == 4
     assert model.latent_shape(17, 32, 32)[2:] == (9, 8, 8)
     for frames in (9, 11, 17):
-        out = flowmotion.transfer(model.pipe, moving_square(frames=frames, height=32, width=32), "a red ball on grass",
-                                  config=FAST, generator=torch.Generator().manual_seed(0))
+        out = flowmotion.transfer(
+            model.pipe,
+            moving_square(frames=frames, height=32, width=32),
+            "a red ball on grass",
+            config=FAST,
+            generator=torch.Generator().manual_seed(0),
+        )
         assert out.frames.shape == (frames, 32, 32, 3) and out.plan.model_frames in (9, 13, 17)
 
 

@@ -44,9 +44,15 @@ def test_a_pipeline_of_no_known_family_is_refused_by_name():
 
 
 def test_a_two_expert_wan22_pipeline_is_refused_with_the_reason(tiny_pipe):
-    two_experts = WanPipeline(tokenizer=tiny_pipe.tokenizer, text_encoder=tiny_pipe.text_encoder, vae=tiny_pipe.vae,
-                              scheduler=tiny_pipe.scheduler, transformer=tiny_pipe.transformer,
-                              transformer_2=build_transformer(), boundary_ratio=0.875)
+    two_experts = WanPipeline(
+        tokenizer=tiny_pipe.tokenizer,
+        text_encoder=tiny_pipe.text_encoder,
+        vae=tiny_pipe.vae,
+        scheduler=tiny_pipe.scheduler,
+        transformer=tiny_pipe.transformer,
+        transformer_2=build_transformer(),
+        boundary_ratio=0.875,
+    )
     with pytest.raises(FlowMotionError, match="two-expert Wan2.2"):
         model_for(two_experts)
 
@@ -56,10 +62,26 @@ def test_wan22_without_guidance_is_wan_pipeline_with_an_euler_scheduler():
     pipe.scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
     noise = torch.randn(1, 48, 3, 2, 4, generator=seeded(3))
     config = FlowMotionConfig(num_inference_steps=5, guided_steps=2, motion_guidance=False, guidance_scale=5.0)
-    reference = pipe("a red ball", negative_prompt="blurry", height=32, width=64, num_frames=9,
-                     num_inference_steps=5, guidance_scale=5.0, latents=noise.clone(), output_type="latent").frames
-    ours = transfer(pipe, moving_square(9, 32, 64), "a red ball", negative_prompt="blurry", config=config,
-                    latents=noise.clone(), output_type="latent").frames
+    reference = pipe(
+        "a red ball",
+        negative_prompt="blurry",
+        height=32,
+        width=64,
+        num_frames=9,
+        num_inference_steps=5,
+        guidance_scale=5.0,
+        latents=noise.clone(),
+        output_type="latent",
+    ).frames
+    ours = transfer(
+        pipe,
+        moving_square(9, 32, 64),
+        "a red ball",
+        negative_prompt="blurry",
+        config=config,
+        latents=noise.clone(),
+        output_type="latent",
+    ).frames
     assert torch.allclose(ours, reference, atol=1e-5, rtol=1e-5)
 
 
@@ -77,8 +99,9 @@ def test_wan22_transfer_counts_its_passes_exactly_and_honours_its_multiples(ti2v
 
 
 def test_wan22_latent_has_48_channels_at_16x_compression(ti2v_pipe):
-    out = transfer(ti2v_pipe, moving_square(9, 64, 96), "a ball", config=FAST, generator=seeded(0),
-                   output_type="latent")
+    out = transfer(
+        ti2v_pipe, moving_square(9, 64, 96), "a ball", config=FAST, generator=seeded(0), output_type="latent"
+    )
     assert tuple(out.frames.shape) == (1, 48, 3, 4, 6)
 
 
@@ -97,20 +120,31 @@ def test_a_unipc_run_is_euler_on_those_sigmas(tiny_pipe):
     """The transfer without guidance against a hand-written Euler loop over UniPC's timesteps / 1000."""
     noise = torch.randn(1, 16, 3, 4, 6, generator=seeded(5))
     config = FlowMotionConfig(num_inference_steps=5, guided_steps=2, motion_guidance=False, guidance_scale=4.0)
-    ours = transfer(tiny_pipe, moving_square(9, 32, 48), "a cube", negative_prompt="dark", config=config,
-                    latents=noise.clone(), output_type="latent").frames
+    ours = transfer(
+        tiny_pipe,
+        moving_square(9, 32, 48),
+        "a cube",
+        negative_prompt="dark",
+        config=config,
+        latents=noise.clone(),
+        output_type="latent",
+    ).frames
 
     with torch.no_grad():
-        cond, uncond = tiny_pipe.encode_prompt("a cube", "dark", do_classifier_free_guidance=True,
-                                               max_sequence_length=config.max_sequence_length)
+        cond, uncond = tiny_pipe.encode_prompt(
+            "a cube", "dark", do_classifier_free_guidance=True, max_sequence_length=config.max_sequence_length
+        )
         tiny_pipe.scheduler.set_timesteps(5)
         timesteps = tiny_pipe.scheduler.timesteps
         sigmas = [t / 1000 for t in timesteps.tolist()] + [0.0]
         latent = noise.clone()
         for i, t in enumerate(timesteps):
+
             def velocity(embedding, latent=latent, t=t):
-                return tiny_pipe.transformer(hidden_states=latent, timestep=t.expand(1),
-                                             encoder_hidden_states=embedding, return_dict=False)[0]
+                return tiny_pipe.transformer(
+                    hidden_states=latent, timestep=t.expand(1), encoder_hidden_states=embedding, return_dict=False
+                )[0]
+
             v_cond, v_uncond = velocity(cond), velocity(uncond)
             latent = latent + (sigmas[i + 1] - sigmas[i]) * (v_uncond + 4.0 * (v_cond - v_uncond))
     assert torch.allclose(ours, latent, atol=1e-5, rtol=1e-5)

@@ -89,8 +89,13 @@ def test_the_preview_hook_sends_every_few_steps_and_the_last(embedded):
     sent = []
     hook = preview_hook(latent_rgb_for(embedded), sent.append, every=2)
     config = FlowMotionConfig(num_inference_steps=5, guided_steps=2, optimization_steps=1)
-    out = run_transfer(embedded, TransferRequest(moving_square(9, 32, 32), "a red ball on grass", config=config,
-                                                 generator=seeded(0), output_type="latent"), on_step=hook)
+    out = run_transfer(
+        embedded,
+        TransferRequest(
+            moving_square(9, 32, 32), "a red ball on grass", config=config, generator=seeded(0), output_type="latent"
+        ),
+        on_step=hook,
+    )
     assert [preview.step for preview in sent] == [0, 2, 4]
     assert all(preview.total == 5 and preview.frames.dtype == np.uint8 for preview in sent)
     latent_frames, rows, columns = out.frames.shape[2:]

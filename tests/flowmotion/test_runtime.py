@@ -14,8 +14,7 @@ FAST = FlowMotionConfig(num_inference_steps=3, guided_steps=1, optimization_step
 def test_native_attention_and_tiling_keep_the_result():
     pipe = build_tiny_pipeline()
     before = transfer(pipe, moving_square(), "a ball", config=FAST, generator=seeded(0)).frames
-    apply_runtime_options(pipe, RuntimeOptions(attention_backend="native", vae_tiling=True,
-                                               offload_text_encoder=True))
+    apply_runtime_options(pipe, RuntimeOptions(attention_backend="native", vae_tiling=True, offload_text_encoder=True))
     assert pipe.vae.use_tiling
     after = transfer(pipe, moving_square(), "a ball", config=FAST, generator=seeded(0)).frames
     assert np.allclose(before, after, atol=1e-5)
@@ -47,19 +46,34 @@ def test_a_big_gpu_keeps_everything_resident_and_runs_cfg_unbatched():
 def test_tight_memory_offloads_the_text_encoder_first_then_tiles():
     offload_only = plan_runtime(CUDA, FULL_SIZE, free=4 * GiB, options=RuntimeOptions(), batch_guidance=None)
     assert offload_only.offload_text_encoder and not offload_only.vae_tiling
-    both = plan_runtime(CUDA, FULL_SIZE.__class__(**{**FULL_SIZE.__dict__, "text_encoder_bytes": GiB}),
-                        free=4 * GiB, options=RuntimeOptions(), batch_guidance=None)
+    both = plan_runtime(
+        CUDA,
+        FULL_SIZE.__class__(**{**FULL_SIZE.__dict__, "text_encoder_bytes": GiB}),
+        free=4 * GiB,
+        options=RuntimeOptions(),
+        batch_guidance=None,
+    )
     assert both.offload_text_encoder and both.vae_tiling
     assert "1.0 GiB more with the text encoder off" in both.reasons["vae_tiling"]
 
 
 def test_the_caller_overrides_the_plan():
-    plan = plan_runtime(CUDA, FULL_SIZE, free=60 * GiB, batch_guidance=True,
-                        options=RuntimeOptions(offload_text_encoder=True, vae_tiling=True))
+    plan = plan_runtime(
+        CUDA,
+        FULL_SIZE,
+        free=60 * GiB,
+        batch_guidance=True,
+        options=RuntimeOptions(offload_text_encoder=True, vae_tiling=True),
+    )
     assert (plan.offload_text_encoder, plan.vae_tiling, plan.batch_guidance) == (True, True, True)
     assert plan.reasons["vae_tiling"] == "set by the runtime options"
-    kept = plan_runtime(CUDA, FULL_SIZE, free=GiB, options=RuntimeOptions(offload_text_encoder=False,
-                        vae_tiling=False), batch_guidance=False)
+    kept = plan_runtime(
+        CUDA,
+        FULL_SIZE,
+        free=GiB,
+        options=RuntimeOptions(offload_text_encoder=False, vae_tiling=False),
+        batch_guidance=False,
+    )
     assert (kept.offload_text_encoder, kept.vae_tiling, kept.batch_guidance) == (False, False, False)
 
 
@@ -74,13 +88,21 @@ def test_the_cpu_batches_small_passes_only_and_never_offloads():
 
 @pytest.mark.slow
 def test_a_run_records_its_plan_and_leaves_the_pipeline_as_it_was(fresh_pipe):
-    out = transfer(fresh_pipe, moving_square(), "a ball", config=FAST, generator=seeded(0),
-                   runtime=RuntimeOptions(vae_tiling=True))
+    out = transfer(
+        fresh_pipe, moving_square(), "a ball", config=FAST, generator=seeded(0), runtime=RuntimeOptions(vae_tiling=True)
+    )
     assert out.stats.runtime["vae_tiling"] == "on: set by the runtime options"
     assert out.stats.runtime["batch_guidance"] == "off: set by the config"
     assert not fresh_pipe.vae.use_tiling
-    optimised = transfer(fresh_pipe, moving_square(), "a ball", config=FlowMotionConfig.optimized(**FAST.to_dict()
-                         | {"skip_identical_source_cfg": True, "batch_guidance": None}), generator=seeded(0))
+    optimised = transfer(
+        fresh_pipe,
+        moving_square(),
+        "a ball",
+        config=FlowMotionConfig.optimized(
+            **FAST.to_dict() | {"skip_identical_source_cfg": True, "batch_guidance": None}
+        ),
+        generator=seeded(0),
+    )
     assert optimised.stats.runtime["batch_guidance"].startswith("on: ")
     assert optimised.stats.transformer_calls * 2 - 1 == optimised.stats.forward_passes  # one unbatched source pass
 
@@ -88,8 +110,9 @@ def test_a_run_records_its_plan_and_leaves_the_pipeline_as_it_was(fresh_pipe):
 @pytest.mark.slow
 def test_what_this_machine_cannot_do_falls_back_with_a_note(fresh_pipe, capsys):
     before = transfer(fresh_pipe, moving_square(), "a ball", config=FAST, generator=seeded(0)).frames
-    notes = apply_runtime_options(fresh_pipe, RuntimeOptions(attention_backend="sage8", fp8_linear=True,
-                                                             compile_blocks=True))
+    notes = apply_runtime_options(
+        fresh_pipe, RuntimeOptions(attention_backend="sage8", fp8_linear=True, compile_blocks=True)
+    )
     assert len(notes) == 3
     assert "attention 'sage8' falls back to PyTorch SDPA: it needs a CUDA GPU, this run is on cpu" in notes
     assert "FP8 linear layers off, bf16 kept: FP8 matrix products need a CUDA GPU, this run is on cpu" in notes

@@ -102,8 +102,7 @@ def test_source_noise_does_not_depend_on_the_target_seed(tiny_pipe):
     noise = torch.randn(1, 16, 2, 2, 2, generator=seeded(1))
     a = transfer(tiny_pipe, SMALL, "a ball", config=config, latents=noise, generator=seeded(1), output_type="latent")
     b = transfer(tiny_pipe, SMALL, "a ball", config=config, latents=noise, generator=seeded(2), output_type="latent")
-    c = transfer(tiny_pipe, SMALL, "a ball", config=config.replace(source_seed=3), latents=noise,
-                 output_type="latent")
+    c = transfer(tiny_pipe, SMALL, "a ball", config=config.replace(source_seed=3), latents=noise, output_type="latent")
     assert torch.equal(a.frames, b.frames) and not torch.equal(a.frames, c.frames)
 
 
@@ -120,13 +119,25 @@ def count_block_calls(pipe):
 
 
 def test_the_step_cache_sees_only_the_unguided_steps(tiny_pipe):
-    config = FlowMotionConfig(num_inference_steps=8, guided_steps=3, optimization_steps=2, guidance_scale=1.0,
-                              source_guidance_scale=1.0,
-                              unguided_step_cache=1e6)  # a threshold so high that every cached step is skipped
+    config = FlowMotionConfig(
+        num_inference_steps=8,
+        guided_steps=3,
+        optimization_steps=2,
+        guidance_scale=1.0,
+        source_guidance_scale=1.0,
+        unguided_step_cache=1e6,
+    )  # a threshold so high that every cached step is skipped
     phase, calls, handle = count_block_calls(tiny_pipe)
     try:
-        out = transfer(tiny_pipe, SMALL, "a ball", config=config, generator=seeded(0), output_type="latent",
-                       on_progress=lambda p: phase.update(now=p.phase))
+        out = transfer(
+            tiny_pipe,
+            SMALL,
+            "a ball",
+            config=config,
+            generator=seeded(0),
+            output_type="latent",
+            on_progress=lambda p: phase.update(now=p.phase),
+        )
     finally:
         handle.remove()
     assert calls["source_motion"] == 3 and calls["guided_step"] == 3 * (2 + 1)  # every block ran
@@ -134,14 +145,27 @@ def test_the_step_cache_sees_only_the_unguided_steps(tiny_pipe):
     assert out.stats.forward_passes == 3 + 9 + 5
     assert not tiny_pipe.transformer.is_cache_enabled
 
-    uncached = transfer(tiny_pipe, SMALL, "a ball", config=config.replace(unguided_step_cache=0.0),
-                        generator=seeded(0), output_type="latent")
+    uncached = transfer(
+        tiny_pipe,
+        SMALL,
+        "a ball",
+        config=config.replace(unguided_step_cache=0.0),
+        generator=seeded(0),
+        output_type="latent",
+    )
     assert not torch.equal(out.frames, uncached.frames)
     guided_only = dict(num_inference_steps=3, guided_steps=3)
-    a = transfer(tiny_pipe, SMALL, "a ball", config=config.replace(**guided_only), generator=seeded(0),
-                 output_type="latent")
-    b = transfer(tiny_pipe, SMALL, "a ball", config=config.replace(unguided_step_cache=0.0, **guided_only),
-                 generator=seeded(0), output_type="latent")
+    a = transfer(
+        tiny_pipe, SMALL, "a ball", config=config.replace(**guided_only), generator=seeded(0), output_type="latent"
+    )
+    b = transfer(
+        tiny_pipe,
+        SMALL,
+        "a ball",
+        config=config.replace(unguided_step_cache=0.0, **guided_only),
+        generator=seeded(0),
+        output_type="latent",
+    )
     assert torch.equal(a.frames, b.frames)
 
 
@@ -153,8 +177,14 @@ def test_the_step_cache_is_removed_when_a_transfer_is_cancelled(tiny_pipe):
     config = FlowMotionConfig(num_inference_steps=6, guided_steps=1, optimization_steps=1, unguided_step_cache=0.1)
     passes = []
     with pytest.raises(TransferCancelled):
-        transfer(tiny_pipe, SMALL, "a ball", config=config, on_progress=lambda p: passes.append(p.phase),
-                 should_cancel=lambda: passes.count("sampling") >= 2)
+        transfer(
+            tiny_pipe,
+            SMALL,
+            "a ball",
+            config=config,
+            on_progress=lambda p: passes.append(p.phase),
+            should_cancel=lambda: passes.count("sampling") >= 2,
+        )
     assert not tiny_pipe.transformer.is_cache_enabled
 
 
@@ -217,8 +247,9 @@ def test_reusing_the_velocity_for_the_euler_step_too_runs_110_passes_and_100_on_
 @pytest.mark.slow
 def test_reuse_is_exact_with_one_adam_iteration_and_counts_passes_without_any(tiny_pipe):
     one = FlowMotionConfig(optimization_steps=1, skip_identical_source_cfg=True)
-    assert torch.equal(run(tiny_pipe, one)[0].frames,
-                       run(tiny_pipe, one.replace(reuse_velocity_across_iterations=True))[0].frames)
+    assert torch.equal(
+        run(tiny_pipe, one)[0].frames, run(tiny_pipe, one.replace(reuse_velocity_across_iterations=True))[0].frames
+    )
     # Without Adam iterations there is no velocity to reuse: the Euler step evaluates its own.
     none = FlowMotionConfig(optimization_steps=0, reuse_velocity_for_euler_step=True, **REUSE)
     out, calls = run(tiny_pipe, none)
@@ -230,8 +261,12 @@ def test_forward_pass_count_matches_every_reuse_combination(tiny_pipe):
 
     for across in (False, True):
         for euler in (False, True):
-            config = FlowMotionConfig(num_inference_steps=6, guided_steps=3, reuse_velocity_across_iterations=across,
-                                      reuse_velocity_for_euler_step=euler)
+            config = FlowMotionConfig(
+                num_inference_steps=6,
+                guided_steps=3,
+                reuse_velocity_across_iterations=across,
+                reuse_velocity_for_euler_step=euler,
+            )
             out, calls = run(tiny_pipe, config)
             assert calls == out.stats.forward_passes == forward_pass_count(config)
 

@@ -14,10 +14,18 @@ FAST = FlowMotionConfig(num_inference_steps=6, guided_steps=3, optimization_step
 
 def test_the_keyword_call_is_the_request_call(tiny_pipe, source_video):
     noise = torch.randn(1, 16, 3, 4, 6, generator=seeded(2))
-    by_keywords = transfer(tiny_pipe, source_video, "a cube", negative_prompt="dark", config=FAST,
-                           latents=noise.clone(), output_type="latent").frames
-    request = TransferRequest(source_video, "a cube", negative_prompt="dark", config=FAST, latents=noise.clone(),
-                              output_type="latent")
+    by_keywords = transfer(
+        tiny_pipe,
+        source_video,
+        "a cube",
+        negative_prompt="dark",
+        config=FAST,
+        latents=noise.clone(),
+        output_type="latent",
+    ).frames
+    request = TransferRequest(
+        source_video, "a cube", negative_prompt="dark", config=FAST, latents=noise.clone(), output_type="latent"
+    )
     assert torch.equal(run_transfer(tiny_pipe, request).frames, by_keywords)
     other = run_transfer(tiny_pipe, request.replace(prompt="a ball", latents=noise.clone())).frames
     assert not torch.equal(other, by_keywords)
@@ -61,10 +69,12 @@ def test_cancelling_from_the_hook_stops_the_run_at_that_step(tiny_pipe, source_v
     config = FAST.replace(guided_steps=0)
     try:
         with pytest.raises(TransferCancelled, match="the artist cancelled"):
-            run_transfer(tiny_pipe, TransferRequest(source_video, "a ball", config=config, generator=seeded(0)),
-                         on_step=cancel_after_two)
+            run_transfer(
+                tiny_pipe,
+                TransferRequest(source_video, "a ball", config=config, generator=seeded(0)),
+                on_step=cancel_after_two,
+            )
     finally:
         handle.remove()
     assert steps == [0, 1]
     assert len(calls) == 2 * 2 < forward_pass_count(config)
-

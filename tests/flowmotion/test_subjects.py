@@ -22,7 +22,7 @@ def square_mask(frames: int = 9, height: int = 32, width: int = 48) -> np.ndarra
     mask = np.zeros((frames, height, width), bool)
     for f in range(frames):
         x = int(f * (width - 12) / max(1, frames - 1))
-        mask[f, height // 3: height // 3 + 12, x:x + 12] = True
+        mask[f, height // 3 : height // 3 + 12, x : x + 12] = True
     return mask
 
 
@@ -55,19 +55,24 @@ def test_latent_coverage_groups_frames_as_the_vae_does(tiny_pipe):
     frames = 1 + 2 * factor
     mask = torch.zeros(1, 1, frames, 2 * size, 2 * size)
     mask[:, :, 0, :size, :size] = 1.0  # frame 0: the top-left latent position, whole
-    mask[:, :, 1, :size // 2, size:] = 1.0  # inside latent frame 1: a quarter of the top-right one
+    mask[:, :, 1, : size // 2, size:] = 1.0  # inside latent frame 1: a quarter of the top-right one
     mask[:, :, frames - 1, size:, :] = 1.0  # last frame: the bottom row
     coverage = model.latent_coverage(mask)
     assert coverage.shape == (1, 1, 3, 2, 2)
     expected = torch.tensor([[[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.5], [0.0, 0.0]], [[0.0, 0.0], [1.0, 1.0]]])
     assert torch.allclose(coverage[0, 0], expected)
     with pytest.raises(FlowMotionError, match="whole latent frames"):
-        model.latent_coverage(mask[:, :, :frames - 1])
+        model.latent_coverage(mask[:, :, : frames - 1])
 
 
 def test_a_guided_step_moves_the_latent_towards_the_subjects(tiny_pipe):
-    config = FlowMotionConfig(optimization_steps=30, guidance_scale=1.0, latent_alignment_weight=0.0,
-                              difference_alignment_weight=0.0, subject_learning_rate=0.05)
+    config = FlowMotionConfig(
+        optimization_steps=30,
+        guidance_scale=1.0,
+        latent_alignment_weight=0.0,
+        difference_alignment_weight=0.0,
+        subject_learning_rate=0.05,
+    )
     model = WanModel(tiny_pipe)
     sampler = Sampler(model, config, PhaseClock(RunStats(), torch.device("cpu")))
     embeddings = (model.encode_prompt("a ball"), model.encode_prompt(""))
@@ -91,8 +96,9 @@ def test_a_subject_mask_changes_the_take_and_can_be_switched_off(tiny_pipe):
     video, mask = moving_square(), square_mask()
     plain = transfer(tiny_pipe, video, "a ball", config=FAST, generator=seeded(0)).frames
     with_subjects = transfer(tiny_pipe, video, "a ball", config=FAST, generator=seeded(0), subject_mask=mask).frames
-    switched_off = transfer(tiny_pipe, video, "a ball", config=FAST.replace(subject_alignment=False),
-                            generator=seeded(0), subject_mask=mask).frames
+    switched_off = transfer(
+        tiny_pipe, video, "a ball", config=FAST.replace(subject_alignment=False), generator=seeded(0), subject_mask=mask
+    ).frames
     assert not np.allclose(plain, with_subjects)
     assert np.array_equal(plain, switched_off)
     as_video = np.repeat((mask * 255).astype(np.uint8)[..., None], 3, axis=3)  # a rendered mask video

@@ -18,10 +18,17 @@ def write_shots_folder(folder, clips, width=WIDTH, height=HEIGHT):
     folder.mkdir(parents=True, exist_ok=True)
     shots = []
     for i, clip in enumerate(clips):
-        np.savez(folder / f"shot_{i:08d}.npz", playblast=clip.frames, scene=clip.frames, mask=clip.mask,
-                 track=clip.track)
-        shots.append({"file": f"shot_{i:08d}.npz", "color": clip.color if clip.color != "grey" else "red",
-                      "shape": clip.shape, "background": "grass"})
+        np.savez(
+            folder / f"shot_{i:08d}.npz", playblast=clip.frames, scene=clip.frames, mask=clip.mask, track=clip.track
+        )
+        shots.append(
+            {
+                "file": f"shot_{i:08d}.npz",
+                "color": clip.color if clip.color != "grey" else "red",
+                "shape": clip.shape,
+                "background": "grass",
+            }
+        )
     (folder / "shots.json").write_text(json.dumps({"width": width, "height": height, "shots": shots}))
     return folder
 
@@ -90,9 +97,34 @@ def test_a_tiny_run_on_blender_shots_saves_a_model_that_loads_and_transfers(tmp_
     shots = tmp_path / "shots"
     write_shots(shots, [0, 2], WIDTH, HEIGHT, FRAMES)  # an object shot and a camera shot
     out = tmp_path / "embedded"
-    train.main(["--out", str(out), "--shots", str(shots), "--device", "cpu", "--procedural", "2",
-                "--vae-frame-steps", "1", "--vae-clip-steps", "1", "--decoder-steps", "1", "--steps", "2",
-                "--vae-frame-batch", "2", "--vae-clip-batch", "1", "--decoder-batch", "1", "--batch", "2"])
+    train.main(
+        [
+            "--out",
+            str(out),
+            "--shots",
+            str(shots),
+            "--device",
+            "cpu",
+            "--procedural",
+            "2",
+            "--vae-frame-steps",
+            "1",
+            "--vae-clip-steps",
+            "1",
+            "--decoder-steps",
+            "1",
+            "--steps",
+            "2",
+            "--vae-frame-batch",
+            "2",
+            "--vae-clip-batch",
+            "1",
+            "--decoder-batch",
+            "1",
+            "--batch",
+            "2",
+        ]
+    )
 
     report = json.loads((out / "TRAINING.json").read_text())
     assert (report["width"], report["height"]) == (WIDTH, HEIGHT)

@@ -28,16 +28,35 @@ def test_without_guidance_the_sampler_is_wan_pipeline_with_an_euler_scheduler(fr
     config = FlowMotionConfig(num_inference_steps=8, guided_steps=2, motion_guidance=False, guidance_scale=6.0)
     prompt, negative = "a red ball on grass", "blurry"
 
-    reference = fresh_pipe(prompt, negative_prompt=negative, height=32, width=48, num_frames=9,
-                           num_inference_steps=8, guidance_scale=6.0, latents=noise.clone(), output_type="latent")
-    ours = transfer(fresh_pipe, source, prompt, negative_prompt=negative, config=config, latents=noise.clone(),
-                    output_type="latent")
+    reference = fresh_pipe(
+        prompt,
+        negative_prompt=negative,
+        height=32,
+        width=48,
+        num_frames=9,
+        num_inference_steps=8,
+        guidance_scale=6.0,
+        latents=noise.clone(),
+        output_type="latent",
+    )
+    ours = transfer(
+        fresh_pipe, source, prompt, negative_prompt=negative, config=config, latents=noise.clone(), output_type="latent"
+    )
     assert torch.allclose(ours.frames, reference.frames, atol=1e-5, rtol=1e-5)
 
-    reference_video = fresh_pipe(prompt, negative_prompt=negative, height=32, width=48, num_frames=9,
-                                 num_inference_steps=8, guidance_scale=6.0, latents=noise.clone()).frames[0]
-    ours_video = transfer(fresh_pipe, source, prompt, negative_prompt=negative, config=config,
-                          latents=noise.clone()).frames
+    reference_video = fresh_pipe(
+        prompt,
+        negative_prompt=negative,
+        height=32,
+        width=48,
+        num_frames=9,
+        num_inference_steps=8,
+        guidance_scale=6.0,
+        latents=noise.clone(),
+    ).frames[0]
+    ours_video = transfer(
+        fresh_pipe, source, prompt, negative_prompt=negative, config=config, latents=noise.clone()
+    ).frames
     assert ours_video.shape == reference_video.shape == (9, 32, 48, 3)
     assert np.allclose(ours_video, reference_video, atol=1e-5)
 
@@ -52,8 +71,14 @@ def test_same_seed_same_video_other_seed_other_video(tiny_pipe, source_video):
 
 def test_guidance_changes_the_result(tiny_pipe, source_video):
     noise = torch.randn(1, 16, 3, 4, 6, generator=seeded(1))
-    plain = transfer(tiny_pipe, source_video, "a cube", config=FAST.replace(motion_guidance=False),
-                     latents=noise, output_type="latent").frames
+    plain = transfer(
+        tiny_pipe,
+        source_video,
+        "a cube",
+        config=FAST.replace(motion_guidance=False),
+        latents=noise,
+        output_type="latent",
+    ).frames
     guided = transfer(tiny_pipe, source_video, "a cube", config=FAST, latents=noise, output_type="latent").frames
     assert not torch.allclose(plain, guided)
 
@@ -66,8 +91,14 @@ def test_forward_passes_at_the_papers_settings(tiny_pipe, changes, expected):
     config = FlowMotionConfig(**changes)
     calls, handle = count_passes(tiny_pipe)
     try:
-        out = transfer(tiny_pipe, moving_square(frames=5, height=16, width=16), "a ball", config=config,
-                       generator=seeded(0), output_type="latent")
+        out = transfer(
+            tiny_pipe,
+            moving_square(frames=5, height=16, width=16),
+            "a ball",
+            config=config,
+            generator=seeded(0),
+            output_type="latent",
+        )
     finally:
         handle.remove()
     assert len(calls) == expected == out.stats.forward_passes
@@ -110,8 +141,7 @@ def test_result_has_exactly_the_asked_count_and_size(tiny_pipe):
     assert out.frames.shape == (10, 30, 50, 3) and out.frames.dtype == np.float32
     assert (out.plan.model_frames, out.plan.model_height, out.plan.model_width) == (9, 32, 48)
     assert 0.0 <= out.frames.min() and out.frames.max() <= 1.0
-    asked = transfer(tiny_pipe, source, "a ball", config=FAST, generator=seeded(0), num_frames=6, height=20,
-                     width=24)
+    asked = transfer(tiny_pipe, source, "a ball", config=FAST, generator=seeded(0), num_frames=6, height=20, width=24)
     assert asked.frames.shape == (6, 20, 24, 3)
     capped = transfer(tiny_pipe, source, "a ball", config=FAST, generator=seeded(0), max_area=16 * 32)
     assert capped.frames.shape == (10, 30, 50, 3)
@@ -135,8 +165,9 @@ def test_wrong_latents_shape_is_refused(tiny_pipe, source_video):
 def test_progress_reports_every_phase_in_order(tiny_pipe, source_video):
     events = []
     out = transfer(tiny_pipe, source_video, "a ball", config=FAST, generator=seeded(0), on_progress=events.append)
-    assert [e.phase for e in events] == (["encode_prompt", "encode_source"] + ["source_motion"] * 3
-                                         + ["guided_step"] * 3 + ["sampling"] * 3 + ["decode"])
+    assert [e.phase for e in events] == (
+        ["encode_prompt", "encode_source"] + ["source_motion"] * 3 + ["guided_step"] * 3 + ["sampling"] * 3 + ["decode"]
+    )
     steps = [e.step for e in events if e.phase in ("guided_step", "sampling")]
     assert steps == [1, 2, 3, 4, 5, 6]
     assert [e.total for e in events if e.phase in ("guided_step", "sampling")] == [6] * 6
@@ -151,8 +182,14 @@ def test_cancellation_stops_before_the_next_forward_pass(tiny_pipe, source_video
     calls, handle = count_passes(tiny_pipe)
     try:
         with pytest.raises(TransferCancelled):
-            transfer(tiny_pipe, source_video, "a ball", config=FAST, generator=seeded(0),
-                     should_cancel=lambda: len(calls) >= 5)
+            transfer(
+                tiny_pipe,
+                source_video,
+                "a ball",
+                config=FAST,
+                generator=seeded(0),
+                should_cancel=lambda: len(calls) >= 5,
+            )
     finally:
         handle.remove()
     assert len(calls) == 5

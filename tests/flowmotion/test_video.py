@@ -19,14 +19,18 @@ from flowmotion.video import (
 from .helpers import moving_square
 
 
-@pytest.mark.parametrize("side, legal", [(1, 16), (16, 16), (23, 16), (24, 32), (480, 480), (720, 720),
-                                         (1080, 1088), (1079, 1072), (100, 96)])
+@pytest.mark.parametrize(
+    "side, legal",
+    [(1, 16), (16, 16), (23, 16), (24, 32), (480, 480), (720, 720), (1080, 1088), (1079, 1072), (100, 96)],
+)
 def test_sides_round_to_the_nearest_multiple_of_16(side, legal):
     assert legal_side(side) == legal
 
 
-@pytest.mark.parametrize("frames, legal", [(1, 1), (2, 1), (3, 5), (4, 5), (5, 5), (6, 5), (7, 9), (48, 49),
-                                           (49, 49), (50, 49), (81, 81), (100, 101)])
+@pytest.mark.parametrize(
+    "frames, legal",
+    [(1, 1), (2, 1), (3, 5), (4, 5), (5, 5), (6, 5), (7, 9), (48, 49), (49, 49), (50, 49), (81, 81), (100, 101)],
+)
 def test_frame_counts_map_to_the_nearest_4k_plus_1(frames, legal):
     assert legal_frame_count(frames) == legal
 

@@ -96,8 +96,9 @@ class FakeBackend:
 
 
 def welcome(instance: str, version: int = PROTOCOL_VERSION) -> Welcome:
-    return Welcome(server="fake", model="m", device="cpu", limits={}, queue_length=0, instance=instance,
-                   version=version)
+    return Welcome(
+        server="fake", model="m", device="cpu", limits={}, queue_length=0, instance=instance, version=version
+    )
 
 
 def polled_until(client: BackendClient, accept, timeout: float = 5.0):
@@ -115,8 +116,22 @@ def test_polling_pings_the_backend_and_a_restart_is_followed_by_hello_and_status
         client.status("shot1-take1")
         client.fetch("shot1-take2")
         assert backend.receive_until(StatusRequest)[1].job_id == "shot1-take1"
-        backend.send(identity, Result(job_id="shot1-take2", frame_count=0, width=1, height=1, fps=24.0, prompt="",
-                                      negative_prompt="", seed=0, shot="", settings={}, stats={}))
+        backend.send(
+            identity,
+            Result(
+                job_id="shot1-take2",
+                frame_count=0,
+                width=1,
+                height=1,
+                fps=24.0,
+                prompt="",
+                negative_prompt="",
+                seed=0,
+                shot="",
+                settings={},
+                stats={},
+            ),
+        )
         polled_until(client, lambda m: isinstance(m, Result))
         assert client.following == {"shot1-take1"}
 
@@ -170,13 +185,28 @@ def test_a_newer_client_falls_back_to_an_older_backends_version():
             header = msgpack.unpackb(parts[0])
             headers.append(header)
             if header["v"] != 2:  # what a version 2 backend answers to any other version
-                backend.socket.send_multipart([identity, msgpack.packb({
-                    "type": "error", "v": 2, "code": codes.VERSION_MISMATCH, "field": "v", "job_id": None,
-                    "message": "this side speaks protocol version 2"})])
+                backend.socket.send_multipart(
+                    [
+                        identity,
+                        msgpack.packb(
+                            {
+                                "type": "error",
+                                "v": 2,
+                                "code": codes.VERSION_MISMATCH,
+                                "field": "v",
+                                "job_id": None,
+                                "message": "this side speaks protocol version 2",
+                            }
+                        ),
+                    ]
+                )
             elif header["type"] == "hello":
                 backend.socket.send_multipart([identity, *encode(welcome("old", version=2), version=2)])
         assert [(h["type"], h["v"]) for h in headers if h["type"] != "ping"] == [
-            ("hello", PROTOCOL_VERSION), ("hello", 2), ("status", 2)]
+            ("hello", PROTOCOL_VERSION),
+            ("hello", 2),
+            ("status", 2),
+        ]
         assert headers[0]["versions"] == [2, 3] and "versions" not in headers[1]
         assert headers[-1] == {"type": "status", "v": 2, "job_id": "shot1-take1"} and request_id
         assert client.version == 2 and client.welcome.instance == "old"
@@ -236,8 +266,10 @@ def test_with_no_version_in_common_the_waiting_requests_fail_with_the_reason(mon
         deadline = time.monotonic() + 5
         while len(errors) < 2 and time.monotonic() < deadline:
             errors += [m for m, _ in client.poll() if isinstance(m, Error)]
-        assert [(e.code, e.job_id) for e in errors] == [(codes.VERSION_MISMATCH, None),
-                                                         (codes.VERSION_MISMATCH, "take")]
+        assert [(e.code, e.job_id) for e in errors] == [
+            (codes.VERSION_MISMATCH, None),
+            (codes.VERSION_MISMATCH, "take"),
+        ]
         assert errors[1].request_id == request_id and errors[1].message == "install the same release"
     finally:
         client.close()

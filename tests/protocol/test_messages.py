@@ -21,21 +21,49 @@ def refused(parts, table=p.CLIENT_MESSAGES) -> p.ProtocolError:
 
 
 EXAMPLES = [
-    (p.Hello(client="blender"), ()), (p.Hello(client="blender", versions=[2, 3], request_id="r1"), ()),
-    (p.Submit(job_id="shot010.take-1", prompt="a red ball", frame_count=2, negative_prompt="blur", seed=7,
-              shot="shot010", fps=25.0, settings={"guided_steps": 5, "difference_alignment": False}), (b"1", b"2")),
+    (p.Hello(client="blender"), ()),
+    (p.Hello(client="blender", versions=[2, 3], request_id="r1"), ()),
+    (
+        p.Submit(
+            job_id="shot010.take-1",
+            prompt="a red ball",
+            frame_count=2,
+            negative_prompt="blur",
+            seed=7,
+            shot="shot010",
+            fps=25.0,
+            settings={"guided_steps": 5, "difference_alignment": False},
+        ),
+        (b"1", b"2"),
+    ),
     (p.Submit(job_id="masked", prompt="a cube", frame_count=2, mask_count=2), (b"f1", b"f2", b"m1", b"m2")),
-    (p.Ping(), ()), (p.Cancel(job_id="a"), ()), (p.StatusRequest(job_id="a"), ()), (p.Fetch(job_id="a"), ()),
+    (p.Ping(), ()),
+    (p.Cancel(job_id="a"), ()),
+    (p.StatusRequest(job_id="a"), ()),
+    (p.Fetch(job_id="a"), ()),
     (p.ListJobs(), ()),
 ]
 SERVER_EXAMPLES = [
-    (p.Welcome(server="s", model="m", device="cpu", limits={"max_frames": 3}, queue_length=0,
-               instance="a1"), ()),
+    (p.Welcome(server="s", model="m", device="cpu", limits={"max_frames": 3}, queue_length=0, instance="a1"), ()),
     (p.Accepted(job_id="a", state="queued", position=2, request_id="r9"), ()),
     (p.Progress(job_id="a", phase="sampling", step=3, total=50, elapsed=1.5, eta=None, forward_passes=12), ()),
     (p.JobStatus(job_id="a", state="failed", position=0, message="bad video"), ()),
-    (p.Result(job_id="a", frame_count=1, width=4, height=4, fps=24.0, prompt="x", negative_prompt="", seed=0,
-              shot="", settings={}, stats={"seconds": 1.0}), (b"png",)),
+    (
+        p.Result(
+            job_id="a",
+            frame_count=1,
+            width=4,
+            height=4,
+            fps=24.0,
+            prompt="x",
+            negative_prompt="",
+            seed=0,
+            shot="",
+            settings={},
+            stats={"seconds": 1.0},
+        ),
+        (b"png",),
+    ),
     (p.JobList(jobs=[{"job_id": "a"}], total=7), ()),
     (p.Error(code="bad_field", message="m", field="seed"), ()),
     (p.Heartbeat(time=1.0, queue_length=0, instance="a1", running="a"), ()),
@@ -64,8 +92,11 @@ def test_version_mismatch_names_both_versions():
 
 
 def test_a_hello_from_a_newer_version_is_read_for_its_versions():
-    message, _, version = p.decode_versioned(raw({"type": "hello", "v": 9, "client": "later", "versions": [3, 9],
-                                                  "colour": "blue"}), p.CLIENT_MESSAGES, LIMITS)
+    message, _, version = p.decode_versioned(
+        raw({"type": "hello", "v": 9, "client": "later", "versions": [3, 9], "colour": "blue"}),
+        p.CLIENT_MESSAGES,
+        LIMITS,
+    )
     assert message == p.Hello(client="later", versions=[3, 9]) and version == PROTOCOL_VERSION
 
 
@@ -100,20 +131,13 @@ SUBMIT = {"type": "submit", "v": PROTOCOL_VERSION, "job_id": "a"}
         ({"type": "cancel", "v": PROTOCOL_VERSION, "job_id": 5}, codes.BAD_FIELD, "job_id"),
         ({"type": "cancel", "v": PROTOCOL_VERSION, "job_id": "../../etc"}, codes.BAD_FIELD, "job_id"),
         ({"type": "cancel", "v": PROTOCOL_VERSION, "job_id": "a", "extra": 1}, codes.BAD_FIELD, "extra"),
-        ({**SUBMIT, "prompt": "p", "frame_count": True}, codes.BAD_FIELD,
-         "frame_count"),
-        ({**SUBMIT, "prompt": "p", "frame_count": 11}, codes.LIMIT_EXCEEDED,
-         "frame_count"),
-        ({**SUBMIT, "prompt": "p" * 51, "frame_count": 1}, codes.LIMIT_EXCEEDED,
-         "prompt"),
-        ({**SUBMIT, "prompt": "p", "frame_count": 1, "seed": -1}, codes.BAD_FIELD,
-         "seed"),
-        ({**SUBMIT, "prompt": "p", "frame_count": 1, "fps": float("nan")},
-         codes.BAD_FIELD, "fps"),
-        ({**SUBMIT, "prompt": "p", "frame_count": 1, "settings": {"x": [1]}},
-         codes.BAD_FIELD, "settings"),
-        ({**SUBMIT, "prompt": "p", "frame_count": 1, "settings": {"Bad-Name": 1}},
-         codes.BAD_FIELD, "settings"),
+        ({**SUBMIT, "prompt": "p", "frame_count": True}, codes.BAD_FIELD, "frame_count"),
+        ({**SUBMIT, "prompt": "p", "frame_count": 11}, codes.LIMIT_EXCEEDED, "frame_count"),
+        ({**SUBMIT, "prompt": "p" * 51, "frame_count": 1}, codes.LIMIT_EXCEEDED, "prompt"),
+        ({**SUBMIT, "prompt": "p", "frame_count": 1, "seed": -1}, codes.BAD_FIELD, "seed"),
+        ({**SUBMIT, "prompt": "p", "frame_count": 1, "fps": float("nan")}, codes.BAD_FIELD, "fps"),
+        ({**SUBMIT, "prompt": "p", "frame_count": 1, "settings": {"x": [1]}}, codes.BAD_FIELD, "settings"),
+        ({**SUBMIT, "prompt": "p", "frame_count": 1, "settings": {"Bad-Name": 1}}, codes.BAD_FIELD, "settings"),
     ],
 )
 def test_bad_fields_are_named(header, code, field):
@@ -176,17 +200,40 @@ def test_peek_job_id_only_trusts_a_valid_id():
     assert peek_job_id(b"\xc1", LIMITS) is None
 
 
-FIELD_VALUES = st.one_of(st.none(), st.booleans(), st.integers(min_value=-2**63, max_value=2**64 - 1),
-                         st.floats(allow_nan=True), st.text(max_size=80), st.binary(max_size=20),
-                         st.lists(st.integers(-9, 9), max_size=3),
-                         st.dictionaries(st.text(max_size=8), st.integers(-9, 9), max_size=3))
-FIELD_NAMES = st.sampled_from(["type", "v", "job_id", "prompt", "frame_count", "seed", "fps", "settings", "shot",
-                               "negative_prompt", "client", "zzz"])
+FIELD_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(allow_nan=True),
+    st.text(max_size=80),
+    st.binary(max_size=20),
+    st.lists(st.integers(-9, 9), max_size=3),
+    st.dictionaries(st.text(max_size=8), st.integers(-9, 9), max_size=3),
+)
+FIELD_NAMES = st.sampled_from(
+    [
+        "type",
+        "v",
+        "job_id",
+        "prompt",
+        "frame_count",
+        "seed",
+        "fps",
+        "settings",
+        "shot",
+        "negative_prompt",
+        "client",
+        "zzz",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(header=st.dictionaries(FIELD_NAMES, FIELD_VALUES, max_size=8),
-       kind=st.sampled_from(sorted(p.CLIENT_MESSAGES) + ["nope"]), frames=st.integers(0, 3))
+@given(
+    header=st.dictionaries(FIELD_NAMES, FIELD_VALUES, max_size=8),
+    kind=st.sampled_from(sorted(p.CLIENT_MESSAGES) + ["nope"]),
+    frames=st.integers(0, 3),
+)
 def test_fuzzed_headers_decode_or_are_refused_cleanly(header, kind, frames):
     header.setdefault("type", kind)
     header.setdefault("v", 1)

@@ -43,9 +43,18 @@ def test_the_largest_preview_round_trips():
     assert decoded == message and len(parts[0]) == MAX_PREVIEW_BYTES
 
 
-@pytest.mark.parametrize("field, value", [("frame_count", MAX_PREVIEW_FRAMES + 1), ("width", MAX_PREVIEW_SIDE + 1),
-                                          ("height", MAX_PREVIEW_SIDE + 1), ("frame_count", 0), ("width", 0),
-                                          ("total", 0), ("step", -1)])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("frame_count", MAX_PREVIEW_FRAMES + 1),
+        ("width", MAX_PREVIEW_SIDE + 1),
+        ("height", MAX_PREVIEW_SIDE + 1),
+        ("frame_count", 0),
+        ("width", 0),
+        ("total", 0),
+        ("step", -1),
+    ],
+)
 def test_an_oversize_or_empty_preview_is_refused_by_its_field(field, value):
     header = {**HEADER, field: value}
     size = max(header["frame_count"], 0) * max(header["width"], 0) * max(header["height"], 0) * 3

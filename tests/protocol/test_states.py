@@ -33,12 +33,15 @@ def test_the_enum_items_suit_a_blender_enum_property():
 @pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
 @pytest.mark.parametrize("state", [s.value for s in JobState])
 def test_every_state_on_the_wire_decodes_to_the_enum(state, version):
-    for header in ({"type": "job", "job_id": "a", "state": state, "position": 0},
-                   {"type": "accepted", "job_id": "a", "state": state, "position": 0}):
+    for header in (
+        {"type": "job", "job_id": "a", "state": state, "position": 0},
+        {"type": "accepted", "job_id": "a", "state": state, "position": 0},
+    ):
         message, _ = p.decode(raw({**header, "v": version}), p.SERVER_MESSAGES)
         assert type(message.state) is JobState and message.state == state
-    listing, _ = p.decode(raw({"type": "jobs", "v": version, "jobs": [{"job_id": "a", "state": state}]}),
-                          p.SERVER_MESSAGES)
+    listing, _ = p.decode(
+        raw({"type": "jobs", "v": version, "jobs": [{"job_id": "a", "state": state}]}), p.SERVER_MESSAGES
+    )
     assert type(listing.jobs[0]["state"]) is JobState
 
 
@@ -59,6 +62,8 @@ def test_an_unknown_state_is_refused_naming_the_field(kind):
 @pytest.mark.parametrize("state, shown", [("exploded", "'exploded'"), ([1], "'[1]'"), (7, "'7'")])
 def test_an_unknown_state_in_a_job_list_is_refused_naming_the_entry(state, shown):
     with pytest.raises(p.ProtocolError) as error:
-        p.decode(raw({"type": "jobs", "v": 3, "jobs": [{"job_id": "a", "state": "done"},
-                                                       {"job_id": "b", "state": state}]}), p.SERVER_MESSAGES)
+        p.decode(
+            raw({"type": "jobs", "v": 3, "jobs": [{"job_id": "a", "state": "done"}, {"job_id": "b", "state": state}]}),
+            p.SERVER_MESSAGES,
+        )
     assert error.value.field == "jobs" and f"entry 2 has state {shown}, none of queued" in error.value.message
