@@ -131,10 +131,11 @@ def test_cancel_of_a_running_job_takes_effect_promptly(backend):
     client.cancel("long")
     later = []
     client.wait(lambda m: later.append(m) or (isinstance(m, JobStatus) and m.state == JobState.CANCELLED), TIMEOUT)
-    # Promptly, counted in the job's own steps: the step in flight ends it (a report already on its
-    # way may still come), where the job had many more to go.
+    # Promptly, counted in the job's own steps: a cancel that went unheeded runs all 1000; a heeded one
+    # ends the job within the few steps the tiny model takes while the message travels and is read
+    # (more on a loaded machine, never hundreds).
     steps = [m.step for m in later if isinstance(m, Progress) and m.phase == seen.phase]
-    assert max(steps, default=seen.step) <= seen.step + 2 < seen.total
+    assert max(steps, default=seen.step) <= seen.step + 50 < seen.total
     client.fetch("long")
     assert error_reply(client).code == codes.NOT_READY
 

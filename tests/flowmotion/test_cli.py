@@ -22,9 +22,10 @@ def test_transfer_writes_frames_of_the_source_size_and_count(source_folder, tmp_
     assert frames.shape == (10, 30, 40, 3)
     captured = capsys.readouterr()
     summary = captured.out.strip().splitlines()[-1]
-    # The embedded model works at the area of its training clips (32x32 = 1024 pixels) unless told otherwise,
-    # in steps of 8 pixels (its VAE downsamples 4x, its transformer patches 2x2).
-    assert summary.startswith(f"wrote {out} (10 frames, 40x30; the model worked at 9 frames, 32x24) in ")
+    # The embedded model works at most at the area of its training clips (80x48 = 3840 pixels) unless told
+    # otherwise, in steps of 8 pixels (its VAE downsamples 4x, its transformer patches 2x2): 40x30 fits, and
+    # only rounds to a legal 40x32.
+    assert summary.startswith(f"wrote {out} (10 frames, 40x30; the model worked at 9 frames, 40x32) in ")
     assert "forward passes" in summary and "peak RSS" in summary
     assert "embedded (the built-in model" in captured.err
 
@@ -32,10 +33,10 @@ def test_transfer_writes_frames_of_the_source_size_and_count(source_folder, tmp_
 def test_max_area_flag_overrides_the_embedded_models_working_area(source_folder, tmp_path, capsys):
     out = tmp_path / "take"
     assert (
-        main(["transfer", str(source_folder), "--prompt", "a cube", "--out", str(out), "--max-area", "4096", *FAST])
+        main(["transfer", str(source_folder), "--prompt", "a cube", "--out", str(out), "--max-area", "1024", *FAST])
         == 0
     )
-    assert "the model worked at 9 frames, 40x32) in " in capsys.readouterr().out
+    assert "the model worked at 9 frames, 32x24) in " in capsys.readouterr().out
 
 
 def test_transfer_to_mp4_with_asked_size(source_folder, tmp_path):
