@@ -243,10 +243,12 @@ class BackendClient:
         the older version) and a fetch refused for unread replies (ask again shortly)."""
         if not isinstance(message, Error):
             return False
-        older = [v for v in SUPPORTED_VERSIONS if v < self.hello_version]
         if message.code == VERSION_MISMATCH and self.version is None:
-            if older:
-                self.hello(max(older))
+            # Only a version 2 backend refuses a hello for its `v` (later ones read a newer hello and
+            # answer in the newest version both speak), so such a refusal means: greet it in 2.
+            oldest = SUPPORTED_VERSIONS[0]
+            if message.field == "v" and self.hello_version != oldest:
+                self.hello(oldest)
                 return True
             self._refuse_waiting(message)
         if message.code == UNREAD_LIMIT and message.job_id:

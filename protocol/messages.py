@@ -28,10 +28,11 @@ from .errors import BAD_FIELD, BAD_MESSAGE, LIMIT_EXCEEDED, UNKNOWN_TYPE, VERSIO
 from .limits import Limits
 from .states import JobState
 
-PROTOCOL_VERSION = 3
-SUPPORTED_VERSIONS = (2, 3)
-"""Version 2: subject masks. Version 3: request ids, version negotiation in hello/welcome, and
-live previews of a running take."""
+PROTOCOL_VERSION = 4
+SUPPORTED_VERSIONS = (2, 3, 4)
+"""Version 2: subject masks. Version 3: request ids, version negotiation in hello/welcome.
+Version 4: live previews of a running take (a version 3 backend reads a version 4 hello and leaves
+its `previews` out, so a newer add-on still works with it, without previews)."""
 REQUEST_ID = re.compile(r"[\x21-\x7e]{1,64}")
 JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 SETTING_NAME = re.compile(r"[a-z_][a-z0-9_]{0,63}")
@@ -206,7 +207,7 @@ class Hello(Request):
     client: str = ""
     versions: list = field(default_factory=list, metadata=check(_versions, since=3))
     """The protocol versions the client speaks; none: only the version of this message."""
-    previews: bool = field(default=False, metadata=check(None, since=3))
+    previews: bool = field(default=False, metadata=check(None, since=4))
     """Send this connection `preview` messages of the running jobs it follows and owns."""
 
 
@@ -308,14 +309,14 @@ class Progress(Message):
 
 @dataclass(frozen=True)
 class Preview(Message):
-    """A glimpse of a running job's take at `step` of `total` (news, in version 3, only to its
+    """A glimpse of a running job's take at `step` of `total` (news, in version 4, only to its
     owner's connections that asked for previews in their hello). One part follows the header:
     `frame_count` frames of `width` x `height` RGB pixels, one byte per channel, frame after frame,
     each row top to bottom."""
 
     TYPE: ClassVar[str] = "preview"
     CARRIES_FRAMES: ClassVar[bool] = True
-    SINCE: ClassVar[int] = 3
+    SINCE: ClassVar[int] = 4
     job_id: str = field(metadata=check(_job_id))
     step: int = field(metadata=check(_non_negative))
     """The step just taken, counted from 0."""

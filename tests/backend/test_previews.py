@@ -1,5 +1,5 @@
 """Live previews: sent while a job runs, throttled, only to its owner's connections that asked, in
-protocol version 3, and dropped rather than queued for a client that does not read."""
+protocol version 4, and dropped rather than queued for a client that does not read."""
 
 import math
 
@@ -60,7 +60,7 @@ def test_a_job_sends_throttled_previews_before_it_is_done(pipe, tmp_path):
         live.stop()
 
 
-def test_previews_go_only_to_version_3_clients_that_asked(pipe, tmp_path):
+def test_previews_go_only_to_version_4_clients_that_asked(pipe, tmp_path):
     live = Backend(pipe, tmp_path / "jobs", preview_every=0.0).start()
     try:
         asking, silent, older = live.client(previews=True), live.client(), live.client(previews=True)

@@ -68,16 +68,16 @@ def test_a_version_2_client_is_answered_in_version_2(backend):
 def test_hello_chooses_the_newest_common_version_or_says_none_is_shared(backend):
     context, socket = raw_client(backend.address)
     try:
-        socket.send(msgpack.packb({"type": "hello", "v": 9, "versions": [2, 3, 9], "request_id": "h1", "new": 1}))
+        socket.send(msgpack.packb({"type": "hello", "v": 9, "versions": [2, 3, 4, 9], "request_id": "h1", "new": 1}))
         welcome = answer(socket)
-        assert (welcome["v"], welcome["version"], welcome["request_id"]) == (3, 3, "h1")
+        assert (welcome["v"], welcome["version"], welcome["request_id"]) == (4, 4, "h1")
         socket.send(msgpack.packb({"type": "hello", "v": 9, "versions": [7, 9], "request_id": "h2"}))
         error = answer(socket)
         assert (error["code"], error["field"], error["request_id"]) == (codes.VERSION_MISMATCH, "versions", "h2")
-        assert "versions 2, 3" in error["message"]
+        assert "versions 2, 3, 4" in error["message"]
         socket.send(msgpack.packb({"type": "status", "v": 1, "job_id": "a"}))
         error = answer(socket)
-        assert error["code"] == codes.VERSION_MISMATCH and "versions 2 to 3" in error["message"]
+        assert error["code"] == codes.VERSION_MISMATCH and "versions 2 to 4" in error["message"]
     finally:
         socket.close(0)
         context.term()

@@ -207,7 +207,7 @@ def test_a_newer_client_falls_back_to_an_older_backends_version():
             ("hello", 2),
             ("status", 2),
         ]
-        assert headers[0]["versions"] == [2, 3] and "versions" not in headers[1]
+        assert headers[0]["versions"] == [2, 3, 4] and "versions" not in headers[1]
         assert headers[-1] == {"type": "status", "v": 2, "job_id": "shot1-take1"} and request_id
         assert client.version == 2 and client.welcome.instance == "old"
     finally:

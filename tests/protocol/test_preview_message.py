@@ -1,4 +1,4 @@
-"""The `preview` message: a running take's glimpse, bounded in size, version 3 only."""
+"""The `preview` message: a running take's glimpse, bounded in size, version 4 only."""
 
 import msgpack
 import pytest
@@ -24,7 +24,7 @@ def refused(parts) -> p.ProtocolError:
 
 
 def raw(header: dict, *parts: bytes) -> list[bytes]:
-    return [msgpack.packb({"type": "preview", "v": 3, **header}, use_bin_type=True), *parts]
+    return [msgpack.packb({"type": "preview", "v": 4, **header}, use_bin_type=True), *parts]
 
 
 HEADER = {"job_id": "a", "step": 0, "total": 4, "frame_count": 1, "width": 2, "height": 2}
@@ -77,17 +77,31 @@ def test_malformed_fields_are_refused(field, value):
     assert refused(raw({**HEADER, field: value}, bytes(12))).field == field
 
 
-def test_a_preview_does_not_exist_in_version_2():
-    with pytest.raises(p.ProtocolError, match="needs protocol version 3"):
-        p.encode(preview(), [pixels(preview())], version=2)
-    error = refused([msgpack.packb({"type": "preview", "v": 2, **HEADER}), bytes(12)])
-    assert error.code == codes.UNKNOWN_TYPE and "version 3" in error.message
+@pytest.mark.parametrize("version", [2, 3])
+def test_a_preview_does_not_exist_before_version_4(version):
+    with pytest.raises(p.ProtocolError, match="needs protocol version 4"):
+        p.encode(preview(), [pixels(preview())], version=version)
+    error = refused([msgpack.packb({"type": "preview", "v": version, **HEADER}), bytes(12)])
+    assert error.code == codes.UNKNOWN_TYPE and "version 4" in error.message
 
 
-def test_a_client_asks_for_previews_in_its_hello_from_version_3():
-    hello = p.Hello(client="blender", versions=[2, 3], previews=True)
+def test_a_client_asks_for_previews_in_its_hello_from_version_4():
+    hello = p.Hello(client="blender", versions=[2, 3, 4], previews=True)
     assert p.decode(p.encode(hello), p.CLIENT_MESSAGES)[0].previews is True
-    assert p.decode(p.encode(hello, version=2), p.CLIENT_MESSAGES)[0].previews is False
+    for older in (2, 3):
+        assert p.decode(p.encode(hello, version=older), p.CLIENT_MESSAGES)[0].previews is False
+
+
+def test_a_version_3_backend_reads_the_hello_of_a_client_that_asks_for_previews(monkeypatch):
+    # The release before previews spoke 2 and 3: it reads a newer hello by its own rules and leaves
+    # the field it does not know out, so a newer add-on still connects to it, without previews.
+    from protocol import messages
+
+    sent = p.encode(p.Hello(client="blender", versions=[2, 3, 4], previews=True, request_id="h1"))
+    monkeypatch.setattr(messages, "PROTOCOL_VERSION", 3)
+    monkeypatch.setattr(messages, "SUPPORTED_VERSIONS", (2, 3))
+    hello, _, version = p.decode_versioned(sent, p.CLIENT_MESSAGES)
+    assert version == 3 and hello.versions == [2, 3, 4] and hello.previews is False and hello.request_id == "h1"
     assert p.Hello(client="blender").previews is False
 
 
