@@ -531,9 +531,17 @@ def initial_components(init_from: Path | None):
 
 
 def main(argv=None) -> None:
-    args = parse_args(argv)
+    # Denormals flushed to zero, as when the shipped weights were trained; the setting is the whole
+    # process's (it would reach a caller's later floating-point work), so it is put back after.
+    torch.set_flush_denormal(True)
+    try:
+        train(parse_args(argv))
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
-    torch.set_flush_denormal(True)  # denormals flushed to zero, as when the shipped weights were trained
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     device = torch.device(args.device)
     clock = Clock(args.max_minutes)

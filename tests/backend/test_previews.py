@@ -9,7 +9,7 @@ import torch
 from backend.previews import PreviewSlot, preview_hook
 from flowmotion.preview import first_channels_rgb
 from flowmotion.request import StepInfo
-from protocol import JobStatus, Preview, Welcome
+from protocol import Accepted, JobStatus, Preview, Welcome
 from protocol.client import BackendClient
 from protocol.messages import MAX_PREVIEW_FRAMES, MAX_PREVIEW_SIDE
 from protocol.states import JobState
@@ -69,13 +69,14 @@ def test_previews_go_only_to_version_4_clients_that_asked(pipe, tmp_path):
         older.hello(2)  # an older add-on: it speaks version 2, which has no previews
         older.wait(lambda m: isinstance(m, Welcome) and m.version == 2, TIMEOUT)
         asking.submit("shared", playblast(), "a red ball", settings=FAST)
-        asking.wait(lambda m: isinstance(m, Preview), TIMEOUT)
+        first = asking.wait(lambda m: isinstance(m, Preview), TIMEOUT)[0]
         for client in (silent, older):
             client.status("shared")
         got = {
             name: previews_of(collect(client, ended("shared")))
             for name, client in (("asking", asking), ("silent", silent), ("older", older))
         }
+        got["asking"].insert(0, first)  # on a loaded machine the first may be the only one
         assert got["asking"] and got["silent"] == [] and got["older"] == []
     finally:
         live.stop()
@@ -96,13 +97,14 @@ def test_another_artists_connection_gets_no_previews(pipe, tmp_path):
         for client in (anna, bea, lead):
             welcomed(client)
         anna.submit("anna-1", playblast(), "a red ball", settings={**FAST, "num_inference_steps": STEPS})
-        anna.wait(lambda m: isinstance(m, Preview), TIMEOUT)
+        first = anna.wait(lambda m: isinstance(m, Preview), TIMEOUT)[0]
         for client in (bea, lead):
             client.status("anna-1")
         got = {
             name: previews_of(collect(client, ended("anna-1")))
             for name, client in (("anna", anna), ("bea", bea), ("lead", lead))
         }
+        got["anna"].insert(0, first)  # on a loaded machine the first may be the only one
         assert got["anna"] and got["bea"] == [] and got["lead"] == []
     finally:
         live.stop()
@@ -119,16 +121,19 @@ def test_a_client_that_does_not_read_gets_previews_dropped_not_queued(pipe, tmp_
         for client in (idle, watching):
             welcomed(client)
         idle.submit("long", playblast(), "a red ball", settings=LONG)
+        idle.wait(lambda m: isinstance(m, Accepted), TIMEOUT)  # so the watcher's status finds the job
         watching.status("long")
         # From here the idle client reads nothing while the job goes on making previews.
         seen = []
         watching.wait(lambda m: isinstance(m, Preview) and len(seen.append(m) or seen) >= 3, TIMEOUT)
         dropped = sum(lost for _, lost in live.server.outbox.offers.values())
-        assert dropped >= 2  # the idle client's, at least: it holds its first one still
+        assert dropped >= 1  # the idle client's: it holds its first one still
         watching.cancel("long")
         watching.wait(lambda m: isinstance(m, JobStatus) and m.state == JobState.CANCELLED, TIMEOUT)
         late = collect(idle, ended("long"))
-        assert len(previews_of(late)) == 1 and late[-1].state == JobState.CANCELLED
+        # Queued, the idle client would now read every preview the watcher saw (three or more); dropped, it
+        # holds the one it never read, and at most one more sent in a moment its reader freed the first.
+        assert 1 <= len(previews_of(late)) <= 2 < len(seen) and late[-1].state == JobState.CANCELLED
     finally:
         for client in (idle, watching):
             client.close()

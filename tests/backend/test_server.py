@@ -30,8 +30,6 @@ from tests.waiting import WatchedContext, wait_until
 
 from .conftest import FAST, LONG, TIMEOUT, Backend, playblast, welcomed
 
-SLOW = {"num_inference_steps": 50, "guided_steps": 10}
-
 
 def until_state(client, job_id, states=tuple(ENDED), timeout=TIMEOUT) -> JobStatus:
     status, _ = client.wait(lambda m: isinstance(m, JobStatus) and m.job_id == job_id and m.state in states, timeout)
@@ -107,7 +105,7 @@ def test_bad_subject_masks_are_refused_at_submit_with_the_reason(backend):
 def test_two_clients_queue_positions_and_cancel_queued(backend):
     first, second = backend.client(), backend.client()
     welcomed(first), welcomed(second)
-    first.submit("a", playblast(), "one", settings=SLOW)
+    first.submit("a", playblast(), "one", settings=LONG)  # runs until cancelled, however loaded the machine
     assert first.wait(lambda m: isinstance(m, Accepted), TIMEOUT)[0].position == 1
     until_state(first, "a", (JobState.RUNNING,))
     second.submit("b", playblast(shift=1), "two", settings=FAST)

@@ -140,7 +140,7 @@ def test_the_embedded_vae_keeps_moving_objects_moving():
     for _ in range(8):
         clip = make_clip(rng, background="grass")
         with torch.no_grad():
-            decoded = model.decode(model.encode_video(to_video(clip.frames[None])))
+            decoded = model.decode(model.encode_video(to_video(torch.from_numpy(clip.frames[None]))))
         frames = ((decoded[0].permute(1, 2, 3, 0).clamp(-1, 1) + 1) / 2).numpy()
         on_track.append((track_errors(frames, clip.color, clip.track) <= 3.0).mean())
     # A VAE that quarters time left half of these frames' objects behind (0.50); this one keeps 0.93.
