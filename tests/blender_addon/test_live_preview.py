@@ -2,7 +2,7 @@
 
 from .conftest import run_blender
 
-STEPS = 12
+STEPS = 48  # enough steps that the add-on reads two previews before the tiny model is done
 
 
 def test_each_take_shows_its_own_changing_preview_until_it_lands(addon_zips, live_backend, tmp_path):
