@@ -10,8 +10,8 @@ from flowmotion.video import frames_from_png_bytes, frames_to_png_bytes
 from protocol import JobStatus, Preview
 from protocol.states import JobState
 
-from .conftest import FAST, TIMEOUT, Backend, playblast, welcomed
-from .test_previews import collect, ended, previews_of
+from .conftest import FAST, LONG, TIMEOUT, Backend, playblast, welcomed
+from .test_previews import collect, ended
 from .test_server import fetched
 
 
@@ -35,19 +35,16 @@ def test_a_wan22_ti2v_job_runs_with_previews_and_subject_masks(ti2v, tmp_path):
     try:
         client = live.client(previews=True)
         welcomed(client)
-        client.submit(
-            "ti2v-1",
-            playblast(frames=5, height=32, width=48),
-            "a red ball",
-            seed=1,
-            settings=FAST,
-            masks=masks(5, 32, 48),
-        )
-        messages = collect(client, ended("ti2v-1"))
-        final = [m for m in messages if isinstance(m, JobStatus)][-1]
+        shot, shot_masks = playblast(frames=5, height=32, width=48), masks(5, 32, 48)
+        # A job that runs until cancelled shows its previews; a short one lands.
+        client.submit("ti2v-long", shot, "a red ball", seed=1, settings=LONG, masks=shot_masks)
+        preview = client.wait(lambda m: isinstance(m, Preview), TIMEOUT)[0]
+        assert preview.job_id == "ti2v-long" and preview.total == LONG["num_inference_steps"]
+        client.cancel("ti2v-long")
+        assert collect(client, ended("ti2v-long"))[-1].state == JobState.CANCELLED
+        client.submit("ti2v-1", shot, "a red ball", seed=1, settings=FAST, masks=shot_masks)
+        final = collect(client, ended("ti2v-1"))[-1]
         assert final.state == JobState.DONE, final
-        assert previews_of(messages), "no preview reached the owner"
-        assert all(isinstance(p, Preview) and p.total == FAST["num_inference_steps"] for p in previews_of(messages))
         result, frames = fetched(client, "ti2v-1")
         assert (result.frame_count, result.width, result.height) == (5, 48, 32)
         video = frames_from_png_bytes(frames)
