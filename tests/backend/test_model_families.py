@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from flowmotion.tiny import TI2V_LATENT_CHANNELS, build_tiny_ti2v_pipeline
-from flowmotion.video import frames_from_png_bytes, frames_to_png_bytes
+from flowmotion.video import frames_from_png_bytes
 from protocol import JobStatus, Preview
 from protocol.states import JobState
 
 from .conftest import FAST, LONG, TIMEOUT, Backend, playblast, welcomed
 from .test_previews import collect, ended
-from .test_server import fetched
+from .test_server import fetched, subject_masks
 
 
 @pytest.fixture(scope="module")
@@ -22,20 +22,12 @@ def ti2v():
     return pipe
 
 
-def masks(frames: int, height: int, width: int) -> list[bytes]:
-    video = np.zeros((frames, height, width, 3), np.uint8)
-    for f in range(frames):
-        x = (f * 6) % (width - 8)
-        video[f, 8:16, x : x + 8] = 255
-    return frames_to_png_bytes(video)
-
-
 def test_a_wan22_ti2v_job_runs_with_previews_and_subject_masks(ti2v, tmp_path):
     live = Backend(ti2v, tmp_path / "jobs", preview_every=0.0).start()
     try:
         client = live.client(previews=True)
         welcomed(client)
-        shot, shot_masks = playblast(frames=5, height=32, width=48), masks(5, 32, 48)
+        shot, shot_masks = playblast(frames=5, height=32, width=48), subject_masks(5, 32, 48)
         # A job that runs until cancelled shows its previews; a short one lands.
         client.submit("ti2v-long", shot, "a red ball", seed=1, settings=LONG, masks=shot_masks)
         preview = client.wait(lambda m: isinstance(m, Preview), TIMEOUT)[0]
