@@ -25,10 +25,12 @@ INTEGER_RANGES = {
     "optimization_steps": (0, 100),
     "max_sequence_length": (1, 512),
     "source_seed": (0, MAX_SEED),
+    "subject_placements": (0, 20),
 }
 """Smallest and largest value of each integer setting. 1000 denoising steps is twenty times the
 paper's 50; 100 Adam iterations per guided step is over thirty times its 3; 512 tokens is what
-Wan's text encoder was trained on and its pipeline's default."""
+Wan's text encoder was trained on and its pipeline's default; 20 subject placements is over six
+times the default 3, each one more velocity evaluation."""
 
 
 def job_config(settings: dict) -> FlowMotionConfig:

@@ -57,6 +57,7 @@ SUBJECT_MODES = (
     "subject masks only (no LA, no DA)",
     "FlowMotion + subject masks, velocity reused across iterations",
     "FlowMotion + subject masks, velocity reused across iterations and for the Euler step",
+    "FlowMotion + subject masks, alignment only (no subject placement)",
 )
 REUSED = dict(reuse_velocity_across_iterations=True)
 REUSED_FOR_EULER = dict(reuse_velocity_across_iterations=True, reuse_velocity_for_euler_step=True)
@@ -106,6 +107,7 @@ def modes(steps: int, guided: int, learning_rate: float) -> dict[str, FlowMotion
         "FlowMotion, velocity reused across iterations and for the Euler step": base.replace(**REUSED_FOR_EULER),
         SUBJECT_MODES[2]: base.replace(**REUSED),
         SUBJECT_MODES[3]: base.replace(**REUSED_FOR_EULER),
+        SUBJECT_MODES[4]: base.replace(subject_placements=0),
     }
 
 

@@ -128,6 +128,30 @@ class FlowMotionSettings(bpy.types.PropertyGroup):
     subject_learning_rate: FloatProperty(
         name="Subject Rate", default=0.03, min=1e-6, max=1.0, precision=4, description="Step size of Subject Alignment"
     )
+    subject_placements: IntProperty(
+        name="Subject Placements",
+        default=3,
+        min=0,
+        max=20,
+        description="How often the take's own subject is redrawn where the shot's subjects are "
+        "(needs subjects; 0: never)",
+    )
+    subject_placement_from: FloatProperty(
+        name="Place From",
+        default=0.85,
+        min=0.01,
+        max=1.0,
+        precision=2,
+        description="Noise level of the first subject placement",
+    )
+    subject_placement_until: FloatProperty(
+        name="Place Until",
+        default=0.55,
+        min=0.01,
+        max=1.0,
+        precision=2,
+        description="Noise level of the last subject placement",
+    )
     source_seed: IntProperty(
         name="Source Seed",
         default=0,

@@ -67,6 +67,20 @@ class FlowMotionConfig:
     subject_learning_rate: float = 0.03
     """Adam learning rate of Subject Alignment, which has its own optimiser beside the paper's."""
 
+    subject_placements: int = 3
+    """When the shot comes with subject masks: how many times the sampler rebuilds its clean-latent
+    prediction with the take's own subject drawn where the masks put it (Subject Placement, an addition
+    to the paper: alignment alone lets a subject drift, double or fade; 0: never). Each costs one more
+    velocity evaluation."""
+
+    subject_placement_from: float = 0.85
+    """Noise level (sigma) of the first subject placement; the others follow evenly down to
+    `subject_placement_until`. Higher places the subject before the model has drawn one."""
+
+    subject_placement_until: float = 0.55
+    """Noise level (sigma) of the last subject placement. Lower holds the subject to the masks' shape
+    for longer and leaves the model less room to draw it."""
+
     max_sequence_length: int = 512
     """Tokens the text encoder sees per prompt (Wan's pipeline default)."""
 
@@ -120,6 +134,13 @@ class FlowMotionConfig:
             raise FlowMotionError(
                 f"unknown source_motion {self.source_motion!r}; choose one of {', '.join(SOURCE_MOTIONS)}"
             )
+        if self.subject_placements < 0:
+            raise FlowMotionError(f"subject_placements must be 0 (never) or more, got {self.subject_placements}")
+        if not 0 < self.subject_placement_until <= self.subject_placement_from <= 1:
+            raise FlowMotionError(
+                "subject placement needs 0 < subject_placement_until <= subject_placement_from <= 1, got "
+                f"{self.subject_placement_until} and {self.subject_placement_from}"
+            )
         if self.unguided_step_cache < 0:
             raise FlowMotionError(f"unguided_step_cache must be 0 (off) or more, got {self.unguided_step_cache}")
         if self.max_sequence_length < 1:
@@ -134,6 +155,17 @@ class FlowMotionConfig:
         benchmark scores it the same as the faithful path, see bench/RESULTS.md)."""
         defaults = {"skip_identical_source_cfg": True, "batch_guidance": None, "reuse_velocity_across_iterations": True}
         return cls(**{**defaults, **changes})
+
+    @property
+    def placement_sigmas(self) -> tuple[float, ...]:
+        """The noise levels at which a shot with subject masks has its subject placed, highest first."""
+        count = self.subject_placements
+        if count == 0:
+            return ()
+        if count == 1:
+            return (self.subject_placement_from,)
+        span = self.subject_placement_from - self.subject_placement_until
+        return tuple(self.subject_placement_from - span * k / (count - 1) for k in range(count))
 
     @property
     def guided_step_count(self) -> int:

@@ -18,6 +18,11 @@ def latent_prediction(z: torch.Tensor, sigma: float, velocity: torch.Tensor) -> 
     return z - sigma * velocity
 
 
+def noise_prediction(z: torch.Tensor, sigma: float, velocity: torch.Tensor) -> torch.Tensor:
+    """The noise the latent's path started from, as the velocity has it: eps_hat(s) = z_s + (1 - s) * v."""
+    return z + (1.0 - sigma) * velocity
+
+
 def noised_latent(z0: torch.Tensor, sigma: float, noise: torch.Tensor) -> torch.Tensor:
     """Forward flow-matching noising: z_s = (1 - s) * z0 + s * eps."""
     return (1.0 - sigma) * z0 + sigma * noise
@@ -113,3 +118,82 @@ def subject_alignment_loss(subject_coverage: torch.Tensor, target_motion: torch.
     """SA: mean squared error between where the subjects are in the source (coverage of each latent
     position, in [0, 1]) and where the target's latent stands out, both normalised per frame."""
     return torch.mean((per_frame_normalised(subject_coverage) - per_frame_normalised(objectness(target_motion))) ** 2)
+
+
+# Subject placement -------------------------------------------------------------------------------
+# Subject Alignment nudges the latent; on a small model it cannot hold a subject on its track, and
+# the take's subject drifts, doubles or fades. Subject placement rebuilds the clean-latent
+# prediction at a few noise levels of the sampling: the frames' background, read row by row from
+# the prediction itself (rows keep a horizon), with the take's own subject, read from the
+# prediction where the masks put it, drawn in at the masks' positions. Colour and background stay
+# the prompt's; placement comes from the shot.
+
+PLACEMENT_STRENGTH = 1.5
+"""How far past the prediction's own subject the placed subject stands out from its background."""
+PLACEMENT_MIN_AREA = 3.0
+"""Smallest footprint (latent positions) of a placed subject: a smaller one the model erases."""
+PLACEMENT_GAMMA = 0.5
+"""Coverage is raised to this power, so partly covered positions count nearly as covered ones."""
+TOP_SHARE = 50
+"""The subject's strength is that of the prediction's strongest 1 / TOP_SHARE positions."""
+
+
+def subject_footprint(coverage: torch.Tensor, min_area: float = PLACEMENT_MIN_AREA) -> torch.Tensor:
+    """Coverage (batch, 1, frames, height, width) grown, in every frame where it shows a subject
+    smaller than `min_area` positions, by a soft disc of that area around the subject's centroid."""
+    _, _, frames, height, width = coverage.shape
+    ys = torch.arange(height, dtype=coverage.dtype, device=coverage.device)[:, None]
+    xs = torch.arange(width, dtype=coverage.dtype, device=coverage.device)[None, :]
+    radius = (min_area / torch.pi) ** 0.5
+    grown = coverage.clone()
+    for b in range(coverage.shape[0]):
+        for f in range(frames):
+            frame = coverage[b, 0, f]
+            total = float(frame.sum())
+            if total <= 1e-6 or total >= min_area:
+                continue
+            cy, cx = float((frame * ys).sum()) / total, float((frame * xs).sum()) / total
+            disc = torch.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / (2 * (radius / 1.2) ** 2))
+            grown[b, 0, f] = torch.maximum(frame, disc)
+    return grown
+
+
+def row_background(x: torch.Tensor) -> torch.Tensor:
+    """Each row's median latent vector, (batch, channels, frames, height, 1): the background of a
+    frame with a horizon, which a frame-wide median would mistake for a subject."""
+    return x.median(dim=-1, keepdim=True).values
+
+
+def place_subject(
+    prediction: torch.Tensor,
+    coverage: torch.Tensor,
+    strength: float = PLACEMENT_STRENGTH,
+    min_area: float = PLACEMENT_MIN_AREA,
+) -> torch.Tensor:
+    """The clean-latent `prediction` (batch, channels, frames, height, width) rebuilt with its subject
+    where `coverage` (batch, 1, frames, height, width, in [0, 1]) puts the shot's subjects.
+
+    Per group of latent frames (the first alone, since Wan-family VAEs encode the first video frame
+    by itself, then the rest): the background is the group's mean row profile; the subject is the
+    prediction's deviation from its rows inside the coverage, weighted by coverage and by how far each
+    position stands out, at least as strong as the prediction's strongest positions and scaled by
+    `strength`; it is added at the coverage, grown to `min_area` positions where smaller."""
+    cover = subject_footprint(coverage.clamp(0, 1), min_area) ** PLACEMENT_GAMMA
+    rows = row_background(prediction)
+    deviation = prediction - rows
+    standing_out = (deviation * deviation).sum(dim=CHANNEL_DIM, keepdim=True).sqrt()
+    frames = prediction.shape[FRAME_DIM]
+    groups = [slice(0, 1), slice(1, frames)] if frames > 1 else [slice(0, 1)]
+    placed = torch.empty_like(prediction)
+    for group in groups:
+        weights = (cover[:, :, group] * standing_out[:, :, group] ** 2).flatten(2)  # (b, 1, n)
+        vectors = deviation[:, :, group].flatten(2)  # (b, c, n)
+        subject = (vectors * weights).sum(dim=2) / (weights.sum(dim=2) + PROJECTION_EPS)  # (b, c)
+        strongest = standing_out[:, :, group].flatten(2)
+        count = max(1, min(strongest.shape[2] // TOP_SHARE, 24))
+        floor = strongest.topk(count, dim=2).values.mean(dim=2)  # (b, 1)
+        length = subject.norm(dim=1, keepdim=True)
+        subject = subject / (length + PROJECTION_EPS) * torch.maximum(length, floor) * strength
+        background = rows[:, :, group].mean(dim=FRAME_DIM, keepdim=True).expand_as(prediction[:, :, group])
+        placed[:, :, group] = background + cover[:, :, group] * subject[:, :, None, None, None]
+    return placed

@@ -62,13 +62,23 @@ def guided_velocity_evaluations(config: FlowMotionConfig) -> int:
     return adam + (0 if config.reuse_velocity_for_euler_step and adam else 1)
 
 
-def forward_pass_count(config: FlowMotionConfig, source_cached: bool = False) -> int:
-    """Transformer forward passes one transfer runs under `config` (with the source motion cached or not)."""
+def placement_steps(sigmas: list[float], config: FlowMotionConfig) -> list[int]:
+    """The steps at which Subject Placement runs: for each placement noise level, the first step at or
+    below it (levels that meet on one step place once there)."""
+    steps = len(sigmas) - 1
+    chosen = {next((i for i in range(steps) if sigmas[i] <= level), None) for level in config.placement_sigmas}
+    return sorted(i for i in chosen if i is not None)
+
+
+def forward_pass_count(config: FlowMotionConfig, source_cached: bool = False, placements: int = 0) -> int:
+    """Transformer forward passes one transfer runs under `config` (with the source motion cached or
+    not, and with this many Subject Placement steps, each one more velocity)."""
     per_velocity = 2 if config.guidance_scale > 1.0 else 1
     guided = config.guided_step_count
     per_source = 0 if source_cached else source_passes_per_step(config)
     per_guided_step = per_source + guided_velocity_evaluations(config) * per_velocity
-    return guided * per_guided_step + (config.num_inference_steps - guided) * per_velocity
+    unguided = config.num_inference_steps - guided
+    return guided * per_guided_step + unguided * per_velocity + placements * per_velocity
 
 
 def _source_tensor(frames: np.ndarray, plan: ShapePlan) -> torch.Tensor:
@@ -132,6 +142,8 @@ class Sampler:
         self.batched = batched
         self.on_step = on_step
         self.timesteps, self.sigmas = model.schedule(config.num_inference_steps)
+        self.placement_steps = placement_steps(self.sigmas, config)
+        self.placement: torch.Tensor | None = None
 
     def source_motions(self, source_latent: torch.Tensor, source_embedding) -> list[torch.Tensor]:
         """m_src for every guided step: the source latent itself, or its one-step prediction from
@@ -202,8 +214,15 @@ class Sampler:
         return variable.detach(), raw_velocity
 
     def euler_step(self, latent, i: int, embeddings, velocity=None):
-        """One Euler step; with `velocity`, that one instead of a fresh evaluation at `latent`."""
+        """One Euler step; with `velocity`, that one instead of a fresh evaluation at `latent`. At a
+        Subject Placement step the latent is first rebuilt around a placed clean-latent prediction,
+        on the same noise, and its velocity evaluated afresh."""
         if velocity is None:
+            velocity = self.velocity(latent, self.timesteps[i], embeddings)
+        if self.placement is not None and i in self.placement_steps:
+            sigma = self.sigmas[i]
+            placed = guidance.place_subject(guidance.latent_prediction(latent, sigma, velocity), self.placement)
+            latent = guidance.noised_latent(placed, sigma, guidance.noise_prediction(latent, sigma, velocity))
             velocity = self.velocity(latent, self.timesteps[i], embeddings)
         stepped = latent + (self.sigmas[i + 1] - self.sigmas[i]) * velocity
         if self.on_step is not None:
@@ -211,7 +230,12 @@ class Sampler:
             self.on_step(StepInfo(i, len(self.timesteps), self.sigmas[i], stepped, prediction))
         return stepped
 
-    def run(self, initial_noise, source_motions: list[torch.Tensor], embeddings, subjects=None) -> torch.Tensor:
+    def run(
+        self, initial_noise, source_motions: list[torch.Tensor], embeddings, subjects=None, placement=None
+    ) -> torch.Tensor:
+        """Sample from `initial_noise`: Subject Alignment towards `subjects` in the guided steps and
+        Subject Placement at `placement` (both coverages per latent position, or None)."""
+        self.placement = placement
         total = len(self.timesteps)
         guided = len(source_motions)
         latent = initial_noise
@@ -334,10 +358,9 @@ def run_transfer(
     shape = model.latent_shape(plan.model_frames, plan.model_height, plan.model_width)
     if latents is not None and tuple(latents.shape) != shape:
         raise FlowMotionError(f"latents have shape {tuple(latents.shape)} but this shot needs {shape}")
-    subjects = None
+    coverage = None
     if request.subject_mask is not None:
-        subjects = _subject_tensor(request.subject_mask, frames, plan)
-        subjects = model.latent_coverage(subjects) if config.subject_alignment else None
+        coverage = model.latent_coverage(_subject_tensor(request.subject_mask, frames, plan))
 
     machine = plan_runtime(
         model.device,
@@ -366,7 +389,7 @@ def run_transfer(
             on_progress,
             check_cancel,
             request.cache,
-            subjects,
+            coverage,
             on_step,
         )
     finally:
@@ -389,7 +412,7 @@ def _run(
     on_progress,
     check_cancel,
     cache,
-    subjects,
+    coverage,
     on_step=None,
 ) -> FlowMotionOutput:
     clock = PhaseClock(RunStats(), model.device, on_progress, forward_pass_count(config))
@@ -404,9 +427,11 @@ def _run(
         # Every prompt of this run is encoded: the text encoder's device memory is the run's to use.
         offload_text_encoder(pipe)
     sampler = Sampler(model, config, clock, batched=machine.batch_guidance, on_step=on_step)
+    placements = len(sampler.placement_steps) if coverage is not None and config.subject_placements else 0
+    clock.planned_passes = forward_pass_count(config, placements=placements)
     source_motions, cached = _source_motion(model, sampler, clock, frames, plan, shape, config, cache, prompts)
     if cached:
-        clock.planned_passes = forward_pass_count(config, source_cached=True)
+        clock.planned_passes = forward_pass_count(config, source_cached=True, placements=placements)
     clock.stats.source_cache_hit = cached
     check_cancel()
 
@@ -414,7 +439,9 @@ def _run(
         initial_noise = randn_tensor(shape, generator=generator, device=model.device, dtype=torch.float32)
     else:
         initial_noise = latents.to(model.device, torch.float32)
-    latent = sampler.run(initial_noise, source_motions, embeddings, subjects)
+    subjects = coverage if config.subject_alignment else None
+    placement = coverage if config.subject_placements else None
+    latent = sampler.run(initial_noise, source_motions, embeddings, subjects, placement)
 
     if output_type == "latent":
         return FlowMotionOutput(latent, clock.finish(model.forward_passes, model.transformer_calls), plan)

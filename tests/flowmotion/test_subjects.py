@@ -97,7 +97,12 @@ def test_a_subject_mask_changes_the_take_and_can_be_switched_off(tiny_pipe):
     plain = transfer(tiny_pipe, video, "a ball", config=FAST, generator=seeded(0)).frames
     with_subjects = transfer(tiny_pipe, video, "a ball", config=FAST, generator=seeded(0), subject_mask=mask).frames
     switched_off = transfer(
-        tiny_pipe, video, "a ball", config=FAST.replace(subject_alignment=False), generator=seeded(0), subject_mask=mask
+        tiny_pipe,
+        video,
+        "a ball",
+        config=FAST.replace(subject_alignment=False, subject_placements=0),
+        generator=seeded(0),
+        subject_mask=mask,
     ).frames
     assert not np.allclose(plain, with_subjects)
     assert np.array_equal(plain, switched_off)
