@@ -134,6 +134,8 @@ PLACEMENT_MIN_AREA = 3.0
 """Smallest footprint (latent positions) of a placed subject: a smaller one the model erases."""
 PLACEMENT_GAMMA = 0.5
 """Coverage is raised to this power, so partly covered positions count nearly as covered ones."""
+SUBJECT_SHARPNESS = 2.0
+"""Positions inside the coverage weigh in the subject's look by how far they stand out, to this power."""
 TOP_SHARE = 50
 """The subject's strength is that of the prediction's strongest 1 / TOP_SHARE positions."""
 
@@ -186,7 +188,7 @@ def place_subject(
     groups = [slice(0, 1), slice(1, frames)] if frames > 1 else [slice(0, 1)]
     placed = torch.empty_like(prediction)
     for group in groups:
-        weights = (cover[:, :, group] * standing_out[:, :, group] ** 2).flatten(2)  # (b, 1, n)
+        weights = (cover[:, :, group] * standing_out[:, :, group] ** SUBJECT_SHARPNESS).flatten(2)  # (b, 1, n)
         vectors = deviation[:, :, group].flatten(2)  # (b, c, n)
         subject = (vectors * weights).sum(dim=2) / (weights.sum(dim=2) + PROJECTION_EPS)  # (b, c)
         strongest = standing_out[:, :, group].flatten(2)
