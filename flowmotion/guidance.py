@@ -137,27 +137,24 @@ PLACEMENT_GAMMA = 0.5
 SUBJECT_SHARPNESS = 2.0
 """Positions inside the coverage weigh in the subject's look by how far they stand out, to this power."""
 TOP_SHARE = 50
-"""The subject's strength is that of the prediction's strongest 1 / TOP_SHARE positions."""
+"""The subject's strength is that of the prediction's strongest 1 / TOP_SHARE positions ..."""
+TOP_MOST = 24
+"""... and of at most this many of them."""
 
 
 def subject_footprint(coverage: torch.Tensor, min_area: float = PLACEMENT_MIN_AREA) -> torch.Tensor:
     """Coverage (batch, 1, frames, height, width) grown, in every frame where it shows a subject
     smaller than `min_area` positions, by a soft disc of that area around the subject's centroid."""
-    _, _, frames, height, width = coverage.shape
+    height, width = coverage.shape[-2:]
     ys = torch.arange(height, dtype=coverage.dtype, device=coverage.device)[:, None]
     xs = torch.arange(width, dtype=coverage.dtype, device=coverage.device)[None, :]
     radius = (min_area / torch.pi) ** 0.5
-    grown = coverage.clone()
-    for b in range(coverage.shape[0]):
-        for f in range(frames):
-            frame = coverage[b, 0, f]
-            total = float(frame.sum())
-            if total <= 1e-6 or total >= min_area:
-                continue
-            cy, cx = float((frame * ys).sum()) / total, float((frame * xs).sum()) / total
-            disc = torch.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / (2 * (radius / 1.2) ** 2))
-            grown[b, 0, f] = torch.maximum(frame, disc)
-    return grown
+    total = coverage.sum(dim=(3, 4), keepdim=True)
+    centre_y = (coverage * ys).sum(dim=(3, 4), keepdim=True) / total.clamp(min=1e-12)
+    centre_x = (coverage * xs).sum(dim=(3, 4), keepdim=True) / total.clamp(min=1e-12)
+    disc = torch.exp(-((ys - centre_y) ** 2 + (xs - centre_x) ** 2) / (2 * (radius / 1.2) ** 2))
+    small = (total > 1e-6) & (total < min_area)
+    return torch.where(small, torch.maximum(coverage, disc), coverage)
 
 
 def row_background(x: torch.Tensor) -> torch.Tensor:
@@ -192,7 +189,7 @@ def place_subject(
         vectors = deviation[:, :, group].flatten(2)  # (b, c, n)
         subject = (vectors * weights).sum(dim=2) / (weights.sum(dim=2) + PROJECTION_EPS)  # (b, c)
         strongest = standing_out[:, :, group].flatten(2)
-        count = max(1, min(strongest.shape[2] // TOP_SHARE, 24))
+        count = max(1, min(strongest.shape[2] // TOP_SHARE, TOP_MOST))
         floor = strongest.topk(count, dim=2).values.mean(dim=2)  # (b, 1)
         length = subject.norm(dim=1, keepdim=True)
         subject = subject / (length + PROJECTION_EPS) * torch.maximum(length, floor) * strength

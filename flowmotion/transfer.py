@@ -135,15 +135,17 @@ class Sampler:
         clock: PhaseClock,
         batched: bool = False,
         on_step: StepHook | None = None,
+        placement: torch.Tensor | None = None,
     ):
+        """`placement`: the subjects' coverage per latent position for Subject Placement, or None."""
         self.model = model
         self.config = config
         self.clock = clock
         self.batched = batched
         self.on_step = on_step
         self.timesteps, self.sigmas = model.schedule(config.num_inference_steps)
-        self.placement_steps = placement_steps(self.sigmas, config)
-        self.placement: torch.Tensor | None = None
+        self.placement = placement
+        self.placement_steps = placement_steps(self.sigmas, config) if placement is not None else []
 
     def source_motions(self, source_latent: torch.Tensor, source_embedding) -> list[torch.Tensor]:
         """m_src for every guided step: the source latent itself, or its one-step prediction from
@@ -230,12 +232,9 @@ class Sampler:
             self.on_step(StepInfo(i, len(self.timesteps), self.sigmas[i], stepped, prediction))
         return stepped
 
-    def run(
-        self, initial_noise, source_motions: list[torch.Tensor], embeddings, subjects=None, placement=None
-    ) -> torch.Tensor:
-        """Sample from `initial_noise`: Subject Alignment towards `subjects` in the guided steps and
-        Subject Placement at `placement` (both coverages per latent position, or None)."""
-        self.placement = placement
+    def run(self, initial_noise, source_motions: list[torch.Tensor], embeddings, subjects=None) -> torch.Tensor:
+        """Sample from `initial_noise`, with Subject Alignment towards `subjects` (coverage per latent
+        position, or None) in the guided steps."""
         total = len(self.timesteps)
         guided = len(source_motions)
         latent = initial_noise
@@ -426,8 +425,9 @@ def _run(
     if machine.offload_text_encoder:
         # Every prompt of this run is encoded: the text encoder's device memory is the run's to use.
         offload_text_encoder(pipe)
-    sampler = Sampler(model, config, clock, batched=machine.batch_guidance, on_step=on_step)
-    placements = len(sampler.placement_steps) if coverage is not None and config.subject_placements else 0
+    placement = coverage if config.subject_placements else None
+    sampler = Sampler(model, config, clock, batched=machine.batch_guidance, on_step=on_step, placement=placement)
+    placements = len(sampler.placement_steps)
     clock.planned_passes = forward_pass_count(config, placements=placements)
     source_motions, cached = _source_motion(model, sampler, clock, frames, plan, shape, config, cache, prompts)
     if cached:
@@ -440,8 +440,7 @@ def _run(
     else:
         initial_noise = latents.to(model.device, torch.float32)
     subjects = coverage if config.subject_alignment else None
-    placement = coverage if config.subject_placements else None
-    latent = sampler.run(initial_noise, source_motions, embeddings, subjects, placement)
+    latent = sampler.run(initial_noise, source_motions, embeddings, subjects)
 
     if output_type == "latent":
         return FlowMotionOutput(latent, clock.finish(model.forward_passes, model.transformer_calls), plan)

@@ -134,7 +134,10 @@ def test_placement_changes_the_take_costs_one_velocity_each_and_repeats_exactly(
 
 def test_placement_without_alignment_and_neither(tiny_pipe):
     video, mask = moving_square(), square_mask()
-    run = lambda config, m: transfer(tiny_pipe, video, "a ball", config=config, generator=seeded(1), subject_mask=m)  # noqa: E731
+
+    def run(config, m):
+        return transfer(tiny_pipe, video, "a ball", config=config, generator=seeded(1), subject_mask=m)
+
     plain = run(FAST, None).frames
     placement_only = run(FAST.replace(subject_alignment=False), mask).frames
     neither = run(FAST.replace(subject_alignment=False, subject_placements=0), mask).frames
