@@ -152,6 +152,12 @@ class FlowMotionSettings(bpy.types.PropertyGroup):
         precision=2,
         description="Noise level of the last subject placement",
     )
+    camera_placement: BoolProperty(
+        name="Camera Placement",
+        default=True,
+        description="Move the take's set as the playblast's camera moves, at the placement noise levels "
+        "(shots without subjects)",
+    )
     source_seed: IntProperty(
         name="Source Seed",
         default=0,

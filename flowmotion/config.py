@@ -81,6 +81,14 @@ class FlowMotionConfig:
     """Noise level (sigma) of the last subject placement. Lower holds the subject to the masks' shape
     for longer and leaves the model less room to draw it."""
 
+    camera_placement: bool = True
+    """When the shot has no subject masks and its camera moves: at the placement noise levels
+    (`subject_placements` of them, from `subject_placement_from` to `subject_placement_until`) the
+    sampler rebuilds its clean-latent prediction so that every latent frame shows the middle frame's
+    content moved as the playblast's camera moves (Camera Placement, an addition to the paper; the
+    camera's motion is read from the playblast, the look stays the model's). Each costs one more
+    velocity evaluation."""
+
     max_sequence_length: int = 512
     """Tokens the text encoder sees per prompt (Wan's pipeline default)."""
 
@@ -158,7 +166,8 @@ class FlowMotionConfig:
 
     @property
     def placement_sigmas(self) -> tuple[float, ...]:
-        """The noise levels at which a shot with subject masks has its subject placed, highest first."""
+        """The noise levels at which a shot with subject masks has its subject placed (or, without
+        masks, a moving camera its set), highest first."""
         count = self.subject_placements
         if count == 0:
             return ()

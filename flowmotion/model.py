@@ -56,6 +56,11 @@ class VideoModel(Protocol):
         """Legal frame counts are 1 + k * this."""
         ...
 
+    @property
+    def temporal_factor(self) -> int:
+        """Video frames per latent frame after the first, which the VAE encodes alone."""
+        ...
+
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, ...]:
         """The latent of a legal (frames, height, width) video."""
         ...

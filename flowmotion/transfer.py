@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from . import guidance
+from . import camera, guidance
 from .cache import PromptCache, SourceMotion, TransferCache, source_key
 from .config import FlowMotionConfig
 from .errors import FlowMotionError, TransferCancelled
@@ -136,8 +136,10 @@ class Sampler:
         batched: bool = False,
         on_step: StepHook | None = None,
         placement: torch.Tensor | None = None,
+        camera_track: torch.Tensor | None = None,
     ):
-        """`placement`: the subjects' coverage per latent position for Subject Placement, or None."""
+        """`placement`: the subjects' coverage per latent position for Subject Placement, or None;
+        `camera_track`: the shot's camera motion per latent frame for Camera Placement, or None."""
         self.model = model
         self.config = config
         self.clock = clock
@@ -145,7 +147,9 @@ class Sampler:
         self.on_step = on_step
         self.timesteps, self.sigmas = model.schedule(config.num_inference_steps)
         self.placement = placement
-        self.placement_steps = placement_steps(self.sigmas, config) if placement is not None else []
+        self.camera_track = camera_track
+        placing = placement is not None or camera_track is not None
+        self.placement_steps = placement_steps(self.sigmas, config) if placing else []
 
     def source_motions(self, source_latent: torch.Tensor, source_embedding) -> list[torch.Tensor]:
         """m_src for every guided step: the source latent itself, or its one-step prediction from
@@ -217,13 +221,17 @@ class Sampler:
 
     def euler_step(self, latent, i: int, embeddings, velocity=None):
         """One Euler step; with `velocity`, that one instead of a fresh evaluation at `latent`. At a
-        Subject Placement step the latent is first rebuilt around a placed clean-latent prediction,
-        on the same noise, and its velocity evaluated afresh."""
+        Subject or Camera Placement step the latent is first rebuilt around a placed clean-latent
+        prediction, on the same noise, and its velocity evaluated afresh."""
         if velocity is None:
             velocity = self.velocity(latent, self.timesteps[i], embeddings)
-        if self.placement is not None and i in self.placement_steps:
+        if i in self.placement_steps:
             sigma = self.sigmas[i]
-            placed = guidance.place_subject(guidance.latent_prediction(latent, sigma, velocity), self.placement)
+            placed = guidance.latent_prediction(latent, sigma, velocity)
+            if self.camera_track is not None:
+                placed = camera.place_camera(placed, self.camera_track)
+            if self.placement is not None:
+                placed = guidance.place_subject(placed, self.placement)
             latent = guidance.noised_latent(placed, sigma, guidance.noise_prediction(latent, sigma, velocity))
             velocity = self.velocity(latent, self.timesteps[i], embeddings)
         stepped = latent + (self.sigmas[i + 1] - self.sigmas[i]) * velocity
@@ -426,7 +434,12 @@ def _run(
         # Every prompt of this run is encoded: the text encoder's device memory is the run's to use.
         offload_text_encoder(pipe)
     placement = coverage if config.subject_placements else None
-    sampler = Sampler(model, config, clock, batched=machine.batch_guidance, on_step=on_step, placement=placement)
+    track = None
+    if config.camera_placement and config.subject_placements and coverage is None:
+        track = camera.camera_track(frames, plan.model_frames, model.temporal_factor)
+    sampler = Sampler(
+        model, config, clock, batched=machine.batch_guidance, on_step=on_step, placement=placement, camera_track=track
+    )
     placements = len(sampler.placement_steps)
     clock.planned_passes = forward_pass_count(config, placements=placements)
     source_motions, cached = _source_motion(model, sampler, clock, frames, plan, shape, config, cache, prompts)

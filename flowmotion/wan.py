@@ -77,6 +77,10 @@ class WanModel:
         """Legal frame counts are 1 + k * this: whole VAE chunks of whole latent frames."""
         return math.lcm(VAE_CHUNK_FRAMES, self.pipe.vae_scale_factor_temporal)
 
+    @property
+    def temporal_factor(self) -> int:
+        return self.pipe.vae_scale_factor_temporal
+
     def latent_shape(self, frames: int, height: int, width: int) -> tuple[int, ...]:
         return (
             1,
