@@ -82,7 +82,7 @@ class FlowMotionConfig:
     for longer and leaves the model less room to draw it."""
 
     camera_placement: bool = True
-    """When the shot has no subject masks and its camera moves: at the placement noise levels
+    """When the shot has no subject masks, its camera moves and motion guidance is on: at the placement noise levels
     (`subject_placements` of them, from `subject_placement_from` to `subject_placement_until`) the
     sampler rebuilds its clean-latent prediction so that every latent frame shows the middle frame's
     content moved as the playblast's camera moves (Camera Placement, an addition to the paper; the

@@ -435,7 +435,7 @@ def _run(
         offload_text_encoder(pipe)
     placement = coverage if config.subject_placements else None
     track = None
-    if config.camera_placement and config.subject_placements and coverage is None:
+    if config.camera_placement and config.subject_placements and config.motion_guidance and coverage is None:
         track = camera.camera_track(frames, plan.model_frames, model.temporal_factor)
     sampler = Sampler(
         model, config, clock, batched=machine.batch_guidance, on_step=on_step, placement=placement, camera_track=track

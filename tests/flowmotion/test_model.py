@@ -12,7 +12,7 @@ from flowmotion.wan import Wan22Model, WanModel
 
 from .helpers import moving_square, seeded
 
-FAST = FlowMotionConfig(num_inference_steps=6, guided_steps=3, optimization_steps=2)
+FAST = FlowMotionConfig(num_inference_steps=6, guided_steps=3, optimization_steps=2, camera_placement=False)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from flowmotion.transfer import placement_steps
 from .helpers import moving_square, seeded
 from .test_subjects import square_mask
 
-FAST = FlowMotionConfig(num_inference_steps=8, guided_steps=2, optimization_steps=1)
+FAST = FlowMotionConfig(num_inference_steps=8, guided_steps=2, optimization_steps=1, camera_placement=False)
 
 
 def horizon_prediction(look: torch.Tensor, at: tuple[int, int], frames: int = 3) -> torch.Tensor:
