@@ -55,7 +55,8 @@ from flowmotion.toy.data import TRAIN_SHAPES  # noqa: E402
 
 REFERENCE = "reference: the shot's own coloured render"
 PLAIN = "plain sampling (no guidance)"
-ROWS = (PLAIN, "FlowMotion", *SUBJECT_MODES)
+NO_CAMERA = "FlowMotion + subject masks, no camera placement"
+ROWS = (PLAIN, "FlowMotion", *SUBJECT_MODES, NO_CAMERA)
 BEST = "best variant: "
 OBJECT_KINDS = ("object", "object+camera")
 
@@ -287,8 +288,9 @@ def run(pipe, shots: list[BlockoutShot], steps: int, guided: int, max_area: int,
         k: v for k, v in summarise(shots, [{**s, "seconds": 0.0} for s in reference]).items() if k != "seconds"
     }
     configs = modes(steps, guided, 0.03)
+    configs[NO_CAMERA] = configs[SUBJECT_MODES[0]].replace(camera_placement=False)
     for name in ROWS:
-        scores = evaluate(pipe, shots, configs[name], name in SUBJECT_MODES, max_area)
+        scores = evaluate(pipe, shots, configs[name], name in (*SUBJECT_MODES, NO_CAMERA), max_area)
         rows[name] = summarise(shots, scores)
         if on_mode is not None:
             on_mode(name, rows[name])

@@ -29,9 +29,12 @@ MAX_RESIDUAL_PIXELS = 1.0
 RESIDUAL_SHARE = 0.5
 """Two tiles' shifts agree within MAX_RESIDUAL_PIXELS or RESIDUAL_SHARE of the shift, whichever is
 more (a dolly moves tiles apart by a share of their shift)."""
-MIN_PEAK = 0.3
-"""A frame pair in which fewer than two tiles' correlation peaks reach this has nothing to read the
-camera by (a camera move shows all over the frame)."""
+LOCK_FACTOR = 8.0
+MIN_LOCKED_TILES = 3
+"""A tile locks on where its correlation peak reaches LOCK_FACTOR / sqrt(its pixels), well above
+what chance gives a tile of that size; a frame pair in which fewer than MIN_LOCKED_TILES tiles lock
+on has nothing to read the camera by: a camera move shows all over the frame, a lone subject in a
+part of it."""
 STILL_SHIFT = 0.02
 """A track whose frames all stay within this (normalised units) of the middle frame is a still camera."""
 IDENTITY = (1.0, 0.0, 0.0)
@@ -103,7 +106,7 @@ def frame_motion(video: torch.Tensor, tiles: tuple[int, int] = MOTION_TILES) -> 
     plain_shift = (share[..., None] * shifts).sum(dim=1) / share.sum(dim=1, keepdim=True)
     zoom, shift = torch.where(few, 0.0, zoom), torch.where(few[:, None], plain_shift, shift)
     # A pair in which the frame does not lock on (flicker, a plain floor) tells nothing: the camera stays.
-    lost = (peaks >= MIN_PEAK).sum(dim=1) < 2
+    lost = (peaks >= LOCK_FACTOR / (tile_h * tile_w) ** 0.5).sum(dim=1) < MIN_LOCKED_TILES
     zoom, shift = torch.where(lost, 0.0, zoom), torch.where(lost[:, None], 0.0, shift)
     return torch.cat([1 + zoom[:, None], shift], dim=1)
 

@@ -160,6 +160,38 @@ def test_a_still_camera_or_a_shot_with_subject_masks_places_no_camera(tiny_pipe)
     assert np.array_equal(with_masks.frames, masks_only.frames)
 
 
+def test_on_the_embedded_model_the_take_pans_the_way_the_playblast_does():
+    """The embedded model draws its set with the same drift whichever way the playblast pans; with
+    Camera Placement the take's final latent moves the playblast's way, by about its amount."""
+    import flowmotion
+    from flowmotion.loading import max_area_for
+
+    pipe = flowmotion.load_pipeline(flowmotion.EMBEDDED_MODEL, device="cpu")
+    config = FlowMotionConfig.optimized(num_inference_steps=20)
+    times = latent_frame_times(17, 2)
+    shifts: dict[tuple[float, bool], float] = {}
+    for pan in (-0.025, 0.025):
+        shot = camera_shot((1.0, pan, 0.0), frames=17, height=96, width=160)
+        for placing in (True, False):
+            take = transfer(
+                pipe,
+                shot,
+                "a red cube on grass",
+                config=config.replace(camera_placement=placing),
+                generator=seeded(4),
+                max_area=max_area_for(flowmotion.EMBEDDED_MODEL),
+                output_type="latent",
+            )
+            latent = take.frames[0].mean(dim=0)  # (frames, height, width), channel mean
+            shifts[pan, placing] = float(phase_shift(latent[2], latent[-2])[0][0])
+            expected = pan * (times[-2] - times[2]) * latent.shape[-1] / 2  # latent positions
+            if placing:
+                assert abs(shifts[pan, placing] - expected) < 0.5 * abs(expected), (pan, shifts)
+    print("latent shift between frames 2 and -2 by (pan, placement):", shifts)
+    assert abs(shifts[0.025, False] - shifts[-0.025, False]) < 1.0  # without it, the model's own drift
+    assert shifts[0.025, True] - shifts[-0.025, True] > 1.6 * abs(expected)  # the two pans come apart
+
+
 def sigmas(pipe, config: FlowMotionConfig) -> list[float]:
     from flowmotion.model import model_for
 
