@@ -21,7 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
+from .. import camera
 from .data import BACKGROUNDS, COLORS
 
 COLOR_TOLERANCE = 70.0
@@ -153,24 +155,9 @@ AGREEMENT_COSINE = 0.5
 
 def phase_shift(before: np.ndarray, after: np.ndarray) -> np.ndarray:
     """How far (dx, dy) pixels the content of grey image `before` moved to be `after`, by phase
-    correlation with a sub-pixel peak."""
-    height, width = before.shape
-    window = np.outer(np.hanning(height), np.hanning(width))
-    a = np.fft.fft2((before - before.mean()) * window)
-    b = np.fft.fft2((after - after.mean()) * window)
-    cross = b * np.conj(a)
-    surface = np.fft.ifft2(cross / (np.abs(cross) + 1e-9)).real
-    peak_y, peak_x = np.unravel_index(np.argmax(surface), surface.shape)
-    shift = []
-    for axis, peak, length in ((1, peak_x, width), (0, peak_y, height)):
-        left = surface[(peak_y, (peak_x - 1) % width) if axis else ((peak_y - 1) % height, peak_x)]
-        right = surface[(peak_y, (peak_x + 1) % width) if axis else ((peak_y + 1) % height, peak_x)]
-        centre = surface[peak_y, peak_x]
-        curvature = left - 2 * centre + right
-        offset = 0.0 if curvature >= 0 else 0.5 * (left - right) / curvature
-        value = peak + offset
-        shift.append(value - length if value > length / 2 else value)
-    return np.array(shift)
+    correlation with a sub-pixel peak (the estimate Camera Placement reads the playblast with)."""
+    shift, _ = camera.phase_shift(torch.from_numpy(np.asarray(before)), torch.from_numpy(np.asarray(after)))
+    return shift.numpy()
 
 
 def global_motion(frames: np.ndarray) -> np.ndarray:
