@@ -26,6 +26,9 @@ Metrics:
   the playblast's way, and the share of shots where that holds in most frames;
 - text adherence as bench/quality.py measures it.
 
+The row without camera placement is "FlowMotion + subject masks" with Camera Placement off: the
+two differ only on the camera-only shots, which come without masks.
+
 A reference row scores the shot's own coloured render as if it were the take: what a take that
 follows perfectly would reach under these metrics. The last row repeats the best variant of the
 method (the lowest subject distance to the better baseline; the most camera frames followed where
