@@ -34,14 +34,15 @@ def build_tokenizer():
     )
 
 
-def build_text_encoder(vocab_size: int):
+def build_text_encoder(vocab_size: int, width: int = TEXT_DIM, head_width: int = 8, feed_forward: int = 64):
+    """A two-layer umT5 encoder of `width` (the tests' by default; the embedded model's is wider)."""
     from transformers import UMT5Config, UMT5EncoderModel
 
     config = UMT5Config(
         vocab_size=vocab_size,
-        d_model=TEXT_DIM,
-        d_kv=8,
-        d_ff=64,
+        d_model=width,
+        d_kv=head_width,
+        d_ff=feed_forward,
         num_layers=2,
         num_heads=4,
         relative_attention_num_buckets=8,

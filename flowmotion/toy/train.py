@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import tiny
 from .data import FRAMES, training_clips, vocabulary
 
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 80, 48
@@ -66,23 +67,7 @@ def build_tokenizer():
 
 
 def build_text_encoder(vocab_size: int):
-    from transformers import UMT5Config, UMT5EncoderModel
-
-    config = UMT5Config(
-        vocab_size=vocab_size,
-        d_model=TEXT_DIM,
-        d_kv=16,
-        d_ff=128,
-        num_layers=2,
-        num_heads=4,
-        relative_attention_num_buckets=8,
-        relative_attention_max_distance=32,
-        feed_forward_proj="gated-gelu",
-        pad_token_id=0,
-        eos_token_id=1,
-        decoder_start_token_id=0,
-    )
-    return UMT5EncoderModel(config).eval()
+    return tiny.build_text_encoder(vocab_size, width=TEXT_DIM, head_width=16, feed_forward=128).eval()
 
 
 def build_vae():
