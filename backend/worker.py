@@ -124,6 +124,8 @@ class Worker(threading.Thread):
                 "peak_memory_bytes": result.stats.peak_memory_bytes,
                 "source_cache_hit": result.stats.source_cache_hit,
                 "subject_masks": subject_mask is not None,
+                "subject_placements": result.stats.subject_placements,
+                "camera_placements": result.stats.camera_placements,
             }
             log.info("job %s: done in %s", job.job_id, result.stats.summary())
             return JobState.DONE, "", frames_to_png_bytes(result.frames), stats

@@ -45,6 +45,10 @@ class RunStats:
     transformer_calls: int = 0
     """Calls into the transformer; fewer than forward_passes when CFG runs batched."""
     source_cache_hit: bool = False
+    subject_placements: int = 0
+    """Subject Placement steps the run took (0 without subject masks or with placement off)."""
+    camera_placements: int = 0
+    """Camera Placement steps the run took (0 where the playblast's camera was read as still)."""
     seconds: float = 0.0
     phase_seconds: dict[str, float] = field(default_factory=lambda: {phase: 0.0 for phase in PHASES})
     peak_memory_bytes: int = 0

@@ -441,6 +441,8 @@ def _run(
         model, config, clock, batched=machine.batch_guidance, on_step=on_step, placement=placement, camera_track=track
     )
     placements = len(sampler.placement_steps)
+    clock.stats.subject_placements = placements if placement is not None else 0
+    clock.stats.camera_placements = placements if track is not None else 0
     clock.planned_passes = forward_pass_count(config, placements=placements)
     source_motions, cached = _source_motion(model, sampler, clock, frames, plan, shape, config, cache, prompts)
     if cached:

@@ -89,6 +89,8 @@ def test_a_job_with_subject_masks_runs_subject_alignment(backend):
     (plain_result, plain), (masked_result, masked) = fetched(client, "plain"), fetched(client, "masked")
     assert len(masked) == 5 and masked != plain
     assert masked_result.stats["subject_masks"] is True and plain_result.stats["subject_masks"] is False
+    assert masked_result.stats["subject_placements"] >= 1 and plain_result.stats["subject_placements"] == 0
+    assert masked_result.stats["camera_placements"] == 0  # masks: the subject is placed, not the camera
 
 
 def test_bad_subject_masks_are_refused_at_submit_with_the_reason(backend):

@@ -137,7 +137,9 @@ def test_a_moving_camera_costs_one_velocity_per_placement_and_repeats_exactly(ti
     again = transfer(tiny_pipe, shot, "a street", config=FAST, generator=seeded(0))
     off = transfer(tiny_pipe, shot, "a street", config=FAST.replace(camera_placement=False), generator=seeded(0))
     assert placed.stats.forward_passes == forward_pass_count(FAST, placements=steps)
+    assert (placed.stats.camera_placements, placed.stats.subject_placements) == (steps, 0)
     assert off.stats.forward_passes == forward_pass_count(FAST)
+    assert off.stats.camera_placements == 0
     assert np.array_equal(placed.frames, again.frames)
     assert not np.allclose(placed.frames, off.frames)
     # No placements at all: the camera is left alone too.
@@ -148,7 +150,9 @@ def test_a_moving_camera_costs_one_velocity_per_placement_and_repeats_exactly(ti
 
 def test_a_still_camera_or_a_shot_with_subject_masks_places_no_camera(tiny_pipe):
     still = camera_shot((1.0, 0.0, 0.0), height=32, width=48)
-    assert transfer(tiny_pipe, still, "a street", config=FAST).stats.forward_passes == forward_pass_count(FAST)
+    still_take = transfer(tiny_pipe, still, "a street", config=FAST)
+    assert still_take.stats.forward_passes == forward_pass_count(FAST)
+    assert still_take.stats.camera_placements == 0
     pan = camera_shot((1.0, 0.04, 0.0), height=32, width=48)
     mask = np.zeros(pan.shape[:3], bool)
     mask[:, 10:20, 10:20] = True
@@ -157,6 +161,7 @@ def test_a_still_camera_or_a_shot_with_subject_masks_places_no_camera(tiny_pipe)
     camera_off = FAST.replace(camera_placement=False)
     masks_only = transfer(tiny_pipe, pan, "a street", config=camera_off, generator=seeded(3), subject_mask=mask)
     assert with_masks.stats.forward_passes == forward_pass_count(FAST, placements=steps)
+    assert (with_masks.stats.subject_placements, with_masks.stats.camera_placements) == (steps, 0)
     assert np.array_equal(with_masks.frames, masks_only.frames)
 
 
