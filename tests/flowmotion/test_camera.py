@@ -101,6 +101,29 @@ def test_camera_track_of_a_pan_and_none_for_a_still_camera():
     assert camera_track(flicker, model_frames=9, temporal_factor=2) is None
 
 
+@pytest.mark.parametrize("frames, height, width", [(1, 48, 80), (2, 48, 80), (9, 7, 5), (33, 270, 480)])
+def test_camera_track_takes_shots_of_any_length_and_size(frames, height, width):
+    shot = np.random.default_rng(frames).integers(0, 256, (frames, height, width, 3), dtype=np.uint8)
+    assert camera_track(shot, model_frames=9, temporal_factor=2) is None  # nothing that moves as a set
+
+
+def test_camera_track_of_a_portrait_pan():
+    shot = camera_shot((1.0, 0.0, 0.03), frames=9, height=160, width=96)  # tilting down, upright frame
+    track = camera_track(shot, model_frames=9, temporal_factor=2)
+    assert track is not None
+    assert torch.allclose(track[:, 2], 0.03 * torch.tensor(latent_frame_times(9, 2)), atol=0.02)
+
+
+def test_the_track_hardly_changes_with_the_render_size():
+    shot = camera_shot((1.0, 0.02, -0.01), frames=9, height=96, width=160)
+    larger = F.interpolate(torch.from_numpy(shot).permute(0, 3, 1, 2).float(), size=(288, 480), mode="bilinear")
+    larger_shot = larger.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+    small, large = (camera_track(s, model_frames=9, temporal_factor=2) for s in (shot, larger_shot))
+    assert small is not None and large is not None
+    assert torch.allclose(small, large, atol=0.025)  # within a fortieth of the frame
+    assert torch.equal(torch.sign(small[1:, 1:]), torch.sign(large[1:, 1:]))
+
+
 def test_camera_track_retimes_to_the_model_frames():
     shot = camera_shot((1.0, 0.02, 0.0), frames=17)
     track = camera_track(shot, model_frames=9, temporal_factor=2)
