@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .guidance import FRAME_DIM
+from .video import retime_indices
 
 MOTION_TILES = (2, 2)
 """Rows and columns of tiles whose shifts are fitted with one zoom and one shift per frame pair."""
@@ -81,18 +82,17 @@ def frame_motion(video: torch.Tensor, tiles: tuple[int, int] = MOTION_TILES) -> 
     tile_h, tile_w = height // rows, width // columns
     cropped = video[:, : tile_h * rows, : tile_w * columns]
     tiled = cropped.reshape(frames, rows, tile_h, columns, tile_w).transpose(2, 3).flatten(1, 2)
-    shifts, peaks = phase_shift(tiled[:-1], tiled[1:])  # (pairs, tiles, 2), (pairs, tiles)
-    shifts = shifts / torch.tensor([width / 2, height / 2], dtype=shifts.dtype)
+    pixels, peaks = phase_shift(tiled[:-1], tiled[1:])  # (pairs, tiles, 2), (pairs, tiles)
+    half_size = torch.tensor([width / 2, height / 2], dtype=pixels.dtype)
+    shifts = pixels / half_size
     ys = (torch.arange(rows, dtype=shifts.dtype) + 0.5) * (2 * tile_h / height) - 1
     xs = (torch.arange(columns, dtype=shifts.dtype) + 0.5) * (2 * tile_w / width) - 1
     centres = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(-1, 2)
     weights = peaks.clamp(min=0) ** 2 + 1e-12  # (pairs, tiles)
     # Consensus first: the move most of the frame agrees on, among the fit to all tiles (a pan, a
     # dolly) and each tile's own shift (a subject crossing a still set moves one tile, the set none).
-    scale = torch.tensor([width / 2, height / 2], dtype=shifts.dtype)
-    pixels = shifts * scale
     zoom, shift = _fit(shifts, centres, weights)
-    fitted = (zoom[:, None, None] * centres + shift[:, None]) * scale  # (pairs, tiles, 2)
+    fitted = (zoom[:, None, None] * centres + shift[:, None]) * half_size  # (pairs, tiles, 2), pixels
     hypotheses = torch.cat([fitted[:, None], pixels[:, :, None].expand(-1, -1, pixels.shape[1], -1)], dim=1)
     tolerance = torch.clamp(hypotheses.norm(dim=-1) * RESIDUAL_SHARE, min=MAX_RESIDUAL_PIXELS)
     agree = (hypotheses - pixels[:, None]).norm(dim=-1) <= tolerance  # (pairs, hypothesis, tile)
@@ -147,7 +147,7 @@ def camera_track(frames: np.ndarray, model_frames: int, temporal_factor: int) ->
     where the camera stands still."""
     grey = torch.from_numpy(np.ascontiguousarray(frames)).float().mean(dim=-1) / 255.0
     if grey.shape[0] != model_frames:
-        grey = grey[np.round(np.linspace(0, grey.shape[0] - 1, model_frames)).astype(int)]
+        grey = grey[retime_indices(grey.shape[0], model_frames)]  # the frames the model is given
     height, width = grey.shape[1:]
     if width > ESTIMATE_WIDTH:
         size = (max(8, round(height * ESTIMATE_WIDTH / width)), ESTIMATE_WIDTH)
@@ -210,7 +210,7 @@ def place_camera(prediction: torch.Tensor, track: torch.Tensor) -> torch.Tensor:
         dim=FRAME_DIM,
     )
     seen = ((source_x.abs() <= 1) & (source_y.abs() <= 1)).to(prediction.dtype)[None, None]
-    if frames > 1 and anchor != 0:
+    if anchor != 0:  # more than one latent frame
         dims = (2, 3)
         first, middle = prediction[:, :, 0], anchor_frames
         restyled = (warped[:, :, 0] - middle.mean(dim=dims, keepdim=True)) / (middle.std(dim=dims, keepdim=True) + 1e-6)

@@ -16,6 +16,7 @@ from flowmotion.camera import (
     relative_to,
 )
 from flowmotion.transfer import placement_steps
+from flowmotion.video import retime_indices
 
 from .helpers import seeded
 
@@ -129,6 +130,10 @@ def test_camera_track_retimes_to_the_model_frames():
     track = camera_track(shot, model_frames=9, temporal_factor=2)
     assert track is not None and track.shape == (5, 3)
     assert track[-1, 1] == pytest.approx(0.02 * 2 * latent_frame_times(9, 2)[-1], abs=0.03)
+    # The track reads the very frames the model is given (half-way ties included: 25 -> 17 frames).
+    long_shot = camera_shot((1.0, 0.02, 0.0), frames=25)
+    given = long_shot[retime_indices(25, 17)]
+    assert torch.equal(camera_track(long_shot, 17, 2), camera_track(given, 17, 2))
 
 
 def test_placement_moves_the_middle_frame_by_the_track_and_keeps_what_it_cannot_see():
