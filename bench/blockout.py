@@ -30,7 +30,9 @@ The row without camera placement is "FlowMotion + subject masks" with Camera Pla
 two differ only on the camera-only shots, which come without masks.
 
 A reference row scores the shot's own coloured render as if it were the take: what a take that
-follows perfectly would reach under these metrics. The last row repeats the best variant of the
+follows perfectly would reach under these metrics. A second one scores that render after a round
+trip through the model's VAE at the working area (`flowmotion.round_trip`): what the model can
+carry of the shot at best, so the ceiling of every take below. The last row repeats the best variant of the
 method (the lowest subject distance to the better baseline; the most camera frames followed where
 no shot has a subject) and names it. Not a test: the Markdown table is the output.
 """
@@ -57,6 +59,7 @@ from flowmotion.toy import blender_world, metrics  # noqa: E402
 from flowmotion.toy.data import TRAIN_SHAPES  # noqa: E402
 
 REFERENCE = "reference: the shot's own coloured render"
+ROUND_TRIP = "reference: the coloured render through the model's VAE"
 PLAIN = "plain sampling (no guidance)"
 NO_CAMERA = "FlowMotion + subject masks, no camera placement"
 ROWS = (PLAIN, "FlowMotion", *SUBJECT_MODES, NO_CAMERA)
@@ -289,6 +292,10 @@ def run(pipe, shots: list[BlockoutShot], steps: int, guided: int, max_area: int,
     reference = [score(shot.scene, shot) for shot in shots]
     rows[REFERENCE] = {
         k: v for k, v in summarise(shots, [{**s, "seconds": 0.0} for s in reference]).items() if k != "seconds"
+    }
+    carried = [score(flowmotion.round_trip(pipe, shot.scene, max_area=max_area), shot) for shot in shots]
+    rows[ROUND_TRIP] = {
+        k: v for k, v in summarise(shots, [{**s, "seconds": 0.0} for s in carried]).items() if k != "seconds"
     }
     configs = modes(steps, guided, 0.03)
     configs[NO_CAMERA] = configs[SUBJECT_MODES[0]].replace(camera_placement=False)

@@ -12,7 +12,7 @@ from .errors import FlowMotionError, TransferCancelled
 from .loading import EMBEDDED_MODEL, WAN_MODEL_ID, load_pipeline
 from .progress import Progress, RunStats
 from .request import StepInfo, TransferRequest
-from .transfer import FlowMotionOutput, forward_pass_count, run_transfer, transfer
+from .transfer import FlowMotionOutput, forward_pass_count, round_trip, run_transfer, transfer
 
 __all__ = [
     "EMBEDDED_MODEL",
@@ -28,6 +28,7 @@ __all__ = [
     "__version__",
     "forward_pass_count",
     "load_pipeline",
+    "round_trip",
     "run_transfer",
     "transfer",
 ]

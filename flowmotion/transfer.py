@@ -403,6 +403,24 @@ def run_transfer(
         pipe.vae.use_tiling = tiling_before
 
 
+@torch.no_grad()
+def round_trip(pipe, video, *, max_area: int | None = None) -> np.ndarray:
+    """`video` through the model's VAE alone: resampled to the working shape a transfer of it would use
+    (the same `max_area`), encoded, decoded, and returned at its own size as float frames in [0, 1].
+    What the model can carry of a shot at best: a take cannot show motion finer than its round trip."""
+    frames = as_frames(video)
+    model = model_for(pipe, FlowMotionConfig().max_sequence_length)
+    plan = plan_shape(
+        frames.shape[0],
+        frames.shape[1],
+        frames.shape[2],
+        spatial_multiple=model.spatial_multiple,
+        temporal_multiple=model.temporal_multiple,
+        max_area=max_area,
+    )
+    return _result_frames(model.decode(model.encode_video(_source_tensor(frames, plan))), plan)
+
+
 def _run(
     model,
     pipe,

@@ -41,6 +41,8 @@ def test_the_benchmark_scores_every_row_and_its_reference_follows(shots):
     assert set(blockout.ROWS) <= set(rows)
     reference = rows[blockout.REFERENCE]
     assert reference["ratio"] < 0.2 and reference["camera"] == 1.0 and reference["text"] == 1.0
+    carried = rows[blockout.ROUND_TRIP]  # the render through the model's VAE still follows the shot
+    assert carried["ratio"] < 0.5 and 0 <= carried["camera"] <= 1 and 0 <= carried["text"] <= 1
     worst = np.hypot(64, 40) / 2
     for name in blockout.ROWS:
         assert 0 <= rows[name]["static"] <= worst and 0 <= rows[name]["text"] <= 1

@@ -210,3 +210,31 @@ def test_bad_prompt_and_video_are_refused(tiny_pipe):
         transfer(tiny_pipe, moving_square(), None, config=FAST)
     with pytest.raises(FlowMotionError, match="no frames"):
         transfer(tiny_pipe, np.zeros((0, 32, 32, 3), np.uint8), "a ball", config=FAST)
+
+
+def test_a_round_trip_through_the_vae_comes_back_at_the_shots_size_without_the_transformer(tiny_pipe):
+    calls, handle = count_passes(tiny_pipe)
+    try:
+        for frames, height, width in ((7, 30, 50), (9, 32, 48), (1, 24, 40)):
+            shot = moving_square(frames=frames, height=height, width=width)
+            carried = flowmotion.round_trip(tiny_pipe, shot)
+            assert carried.shape == shot.shape and carried.dtype == np.float32
+            assert 0.0 <= carried.min() and carried.max() <= 1.0
+            assert np.array_equal(carried, flowmotion.round_trip(tiny_pipe, shot)), "the posterior's mean: no noise"
+    finally:
+        handle.remove()
+    assert calls == []
+
+
+def test_the_embedded_models_round_trip_keeps_a_shot_and_keeps_more_of_it_at_a_larger_area():
+    from flowmotion.toy.data import training_clips
+
+    pipe = flowmotion.load_pipeline(flowmotion.EMBEDDED_MODEL, device="cpu")
+    shot = training_clips(1, 123, 17, 160, 96)[0].frames  # a scene of the kind the model learned
+    error = {
+        area: float(np.abs(flowmotion.round_trip(pipe, shot, max_area=area) - shot / 255.0).mean())
+        for area in (960, 3840)
+    }
+    print("mean absolute error of the round trip by working area:", error)
+    assert error[3840] < 0.05, "the shipped VAE reproduces a scene of its world at its own area"
+    assert error[3840] < error[960], "a quarter of the area carries the scene less well"
