@@ -3,6 +3,7 @@ seen in perspective by a camera, moving along keyed paths or filmed by a moving 
 
     python -m flowmotion.toy.blender_world --out DIR --count N --seed S [--width 320 --height 192
         --frames 17]
+    python -m flowmotion.toy.blender_world --pack DIR      # DIR.tar.xz, for a limited upload
 
 A shot is drawn from its own integer seed (`shot_spec`), so a seed fixes it on any machine; its
 kind is fixed by the seed too (`KINDS[seed % 3]`), so a run of consecutive seeds holds the three
@@ -31,10 +32,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import math
 import os
 import sys
+import tarfile
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -511,14 +514,60 @@ def write_shots(out: Path, seeds, width: int, height: int, frames: int, on_shot=
     return described
 
 
-def load_shots(folder: Path) -> list[tuple[dict, dict]]:
-    """(description, arrays) of every shot that write_shots left in `folder`."""
-    index = json.loads((Path(folder) / "shots.json").read_text())
-    shots = []
-    for entry in index["shots"]:
-        with np.load(Path(folder) / entry["file"]) as arrays:
-            shots.append((entry, {name: arrays[name] for name in arrays.files}))
-    return shots
+ARCHIVE_SUFFIX = ".tar.xz"
+
+
+def is_archive(path: Path) -> bool:
+    return Path(path).name.endswith(ARCHIVE_SUFFIX) and Path(path).is_file()
+
+
+def pack_shots(folder: Path, archive: Path) -> Path:
+    """One xz-compressed tar of the shots that write_shots left in `folder`: shots.json and each shot's
+    arrays as a plain .npz, since xz packs the raw frames about twice as tight as each shot's own zip
+    (the form that carries a training set to a machine that takes a limited upload). Written whole or
+    not at all; `load_shots` reads it as it reads the folder."""
+    folder, archive = Path(folder), Path(archive)
+    index = json.loads((folder / "shots.json").read_text())
+    with durable.replacing(archive) as staged, tarfile.open(staged, "w:xz", preset=9) as tar:
+        for entry, arrays in load_shots(folder):
+            buffer = io.BytesIO()
+            np.savez(buffer, **arrays)
+            _add_member(tar, entry["file"], buffer.getvalue())
+        _add_member(tar, "shots.json", json.dumps(index, indent=1).encode())
+    return archive
+
+
+def _add_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+
+def load_shots(source: Path) -> list[tuple[dict, dict]]:
+    """(description, arrays) of every shot that write_shots left in the folder `source`, or that
+    pack_shots put in the archive `source`."""
+    source = Path(source)
+    if is_archive(source):
+        with tarfile.open(source, "r:xz") as tar:
+            members = {member.name: member for member in tar.getmembers() if member.isfile()}
+            if "shots.json" not in members:
+                raise BlenderWorldError(f"{source} holds no shots.json: pack a folder of shots with --pack")
+
+            def read(name: str) -> bytes:
+                stream = tar.extractfile(members[name]) if name in members else None
+                if stream is None:
+                    raise BlenderWorldError(f"{source} names {name} in shots.json but does not hold it")
+                return stream.read()
+
+            index = json.loads(read("shots.json"))
+            return [(entry, _arrays(io.BytesIO(read(entry["file"])))) for entry in index["shots"]]
+    index = json.loads((source / "shots.json").read_text())
+    return [(entry, _arrays(source / entry["file"])) for entry in index["shots"]]
+
+
+def _arrays(file) -> dict:
+    with np.load(file) as arrays:
+        return {name: arrays[name] for name in arrays.files}
 
 
 def clips_from_shots(folder: Path) -> list[Clip]:
@@ -547,13 +596,27 @@ def clips_from_shots(folder: Path) -> list[Clip]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, help="the folder to render the shots into")
+    parser.add_argument(
+        "--pack",
+        type=Path,
+        metavar="FOLDER",
+        help=f"render nothing: pack the shots in FOLDER into FOLDER{ARCHIVE_SUFFIX} (train.py's --shots reads it)",
+    )
     parser.add_argument("--count", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0, help="the first shot's seed; the others follow it")
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--height", type=int, default=192)
     parser.add_argument("--frames", type=int, default=17)
     args = parser.parse_args(argv)
+    if (args.out is None) == (args.pack is None):
+        parser.error("give --out to render shots, or --pack to pack a folder of them (one of the two)")
+    if args.pack is not None:
+        if not (args.pack / "shots.json").is_file():
+            parser.error(f"--pack {args.pack}: no shots.json there; render shots into it with --out first")
+        archive = pack_shots(args.pack, args.pack.with_name(args.pack.name + ARCHIVE_SUFFIX))
+        print(f"{archive} ({archive.stat().st_size / 2**20:.1f} MiB)", file=sys.stderr)
+        return 0
     if args.count < 1:
         parser.error("--count must be at least 1")
     try:

@@ -166,16 +166,19 @@ def augmented(video: torch.Tensor, mask: torch.Tensor, track: torch.Tensor, flip
 
 
 def shot_clips(folder: Path, width: int, height: int) -> list:
-    """The Blender shots in `folder` (both looks), checked against the working area."""
-    from .blender_world import clips_from_shots
+    """The Blender shots in `folder` (both looks; or in the archive `folder` that blender_world's
+    --pack made of one), checked against the working area."""
+    from .blender_world import BlenderWorldError, clips_from_shots, is_archive
 
-    index = Path(folder) / "shots.json"
-    if not index.is_file():
+    if not is_archive(folder) and not (Path(folder) / "shots.json").is_file():
         raise SystemExit(
             f"{folder} holds no shots.json; render shots there with "
-            "`python -m flowmotion.toy.blender_world --out {folder} --width {width} --height {height}`"
+            f"`python -m flowmotion.toy.blender_world --out {folder} --width {width} --height {height}`"
         )
-    clips = clips_from_shots(folder)
+    try:
+        clips = clips_from_shots(folder)
+    except (BlenderWorldError, OSError, EOFError, ValueError) as error:
+        raise SystemExit(f"the shots in {folder} cannot be read: {error}") from None
     for clip in clips:
         if clip.frames.shape[1:3] != (height, width) or len(clip.frames) < FRAMES:
             raise SystemExit(
@@ -455,7 +458,9 @@ def train_transformer(
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--shots", type=Path, help="a folder of Blender shots (blender_world's write_shots)")
+    parser.add_argument(
+        "--shots", type=Path, help="a folder of Blender shots (blender_world's write_shots), or its --pack archive"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--width", type=int, default=DEFAULT_WIDTH, help="working width, a multiple of 8")
     parser.add_argument("--height", type=int, default=DEFAULT_HEIGHT, help="working height, a multiple of 8")

@@ -87,6 +87,43 @@ def test_shots_of_another_size_are_refused_with_the_sizes_named(tmp_path):
         train.shot_clips(tmp_path, WIDTH, HEIGHT)
 
 
+def test_a_packed_set_of_shots_trains_as_its_folder_does_and_a_damaged_one_is_refused(tmp_path):
+    from flowmotion.toy import blender_world
+
+    folder = write_shots_folder(tmp_path / "shots", training_clips(3, 4, FRAMES, WIDTH, HEIGHT))
+    assert blender_world.main(["--pack", str(folder)]) == 0
+    archive = tmp_path / "shots.tar.xz"
+    assert archive.is_file() and not list(tmp_path.glob(".staging-*"))
+    unpacked, packed = train.shot_clips(folder, WIDTH, HEIGHT), train.shot_clips(archive, WIDTH, HEIGHT)
+    assert [c.caption for c in packed] == [c.caption for c in unpacked] and len(packed) == 6
+    for a, b in zip(packed, unpacked, strict=True):
+        assert np.array_equal(a.frames, b.frames) and np.array_equal(a.mask, b.mask)
+        assert np.array_equal(a.track, b.track, equal_nan=True)
+
+    blender_world.pack_shots(folder, archive)  # packed again over the first: the same shots
+    assert len(train.shot_clips(archive, WIDTH, HEIGHT)) == 6
+    with pytest.raises(SystemExit, match="80x48.*64x40"):  # the size check reads the archive too
+        train.shot_clips(archive, 64, 40)
+    damaged = tmp_path / "damaged.tar.xz"
+    damaged.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(SystemExit, match="damaged.tar.xz cannot be read"):
+        train.shot_clips(damaged, WIDTH, HEIGHT)
+
+
+def test_packing_names_what_it_needs(tmp_path, capsys):
+    from flowmotion.toy import blender_world
+
+    for argv, expected in (
+        (["--pack", str(tmp_path)], "no shots.json there"),
+        ([], "one of the two"),
+        (["--pack", str(tmp_path), "--out", str(tmp_path / "o")], "one of the two"),
+    ):
+        with pytest.raises(SystemExit):
+            blender_world.main(argv)
+        assert expected in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.slow
 def test_a_tiny_run_on_blender_shots_saves_a_model_that_loads_and_transfers(tmp_path):
     pytest.importorskip("bpy", reason="the shots are rendered by Blender")
