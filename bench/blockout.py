@@ -34,7 +34,8 @@ follows perfectly would reach under these metrics. A second one scores that rend
 trip through the model's VAE at the working area (`flowmotion.round_trip`): what the model can
 carry of the shot at best, so the ceiling of every take below. The last row repeats the best variant of the
 method (the lowest subject distance to the better baseline; the most camera frames followed where
-no shot has a subject) and names it. Not a test: the Markdown table is the output.
+no shot has a subject) and names it. `--mode` runs only the named modes' takes (the baselines and
+references always come). Not a test: the Markdown table is the output.
 """
 
 from __future__ import annotations
@@ -285,9 +286,11 @@ def table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def run(pipe, shots: list[BlockoutShot], steps: int, guided: int, max_area: int, on_mode=None) -> dict[str, dict]:
-    """Every row of the table: the baselines, the reference, then each mode's takes;
-    `on_mode(name, row)` hears of each mode's row as it is done."""
+def run(
+    pipe, shots: list[BlockoutShot], steps: int, guided: int, max_area: int, on_mode=None, modes_run=ROWS
+) -> dict[str, dict]:
+    """The rows of the table: the baselines, the references, then the takes of each mode in
+    `modes_run` (all of ROWS by default); `on_mode(name, row)` hears of each mode's row as it is done."""
     rows = baseline_rows(shots)
     reference = [score(shot.scene, shot) for shot in shots]
     rows[REFERENCE] = {
@@ -299,13 +302,14 @@ def run(pipe, shots: list[BlockoutShot], steps: int, guided: int, max_area: int,
     }
     configs = modes(steps, guided, 0.03)
     configs[NO_CAMERA] = configs[SUBJECT_MODES[0]].replace(camera_placement=False)
-    for name in ROWS:
+    for name in (name for name in ROWS if name in modes_run):
         scores = evaluate(pipe, shots, configs[name], name in (*SUBJECT_MODES, NO_CAMERA), max_area)
         rows[name] = summarise(shots, scores)
         if on_mode is not None:
             on_mode(name, rows[name])
-    best = best_variant(rows)
-    rows[BEST + best] = rows[best]
+    if sum(name != PLAIN and name in rows for name in ROWS) > 1:  # a best of one is no choice
+        best = best_variant(rows)
+        rows[BEST + best] = rows[best]
     return rows
 
 
@@ -332,6 +336,13 @@ def main(argv=None) -> int:
         default=EMBEDDED_MAX_AREA,
         help="pixels per frame the model works at (default: the embedded model's)",
     )
+    parser.add_argument(
+        "--mode",
+        action="append",
+        choices=ROWS,
+        metavar="MODE",
+        help="run only this mode's takes (repeat for more; default: every mode): " + "; ".join(ROWS),
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
     try:
@@ -355,6 +366,7 @@ def main(argv=None) -> int:
         on_mode=lambda name, row: print(
             f"  done ({time.monotonic() - started:.0f} s): {table({name: row}).splitlines()[-1]}", file=sys.stderr
         ),
+        modes_run=args.mode or ROWS,
     )
     print(describe_run(args, shots, rendered) + "\n")
     print(table(rows))

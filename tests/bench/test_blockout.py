@@ -95,3 +95,25 @@ def test_a_folder_without_shots_is_refused_with_the_command_that_writes_them(tmp
     assert blockout.main(["--shots-dir", str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert "cannot be read" in error and "python -m flowmotion.toy.blender_world" in error
+
+
+def test_chosen_modes_run_alone_beside_the_baselines_and_references(shots, capsys, monkeypatch):
+    pipe = flowmotion.load_pipeline("embedded", device="cpu")
+    ran = []
+    masks_mode = blockout.SUBJECT_MODES[0]
+    rows = blockout.run(
+        pipe, shots, 2, 1, EMBEDDED_MAX_AREA, on_mode=lambda n, r: ran.append(n), modes_run=[masks_mode]
+    )
+    assert ran == [masks_mode]
+    assert set(rows) == {*blockout.baseline_rows(shots), blockout.REFERENCE, blockout.ROUND_TRIP, masks_mode}
+
+    monkeypatch.setattr(flowmotion, "load_pipeline", lambda *a, **k: pipe)
+    monkeypatch.setattr(blockout, "held_out_shots", lambda *a, **k: shots)
+    argv = ["--steps", "2", "--guided-steps", "1", "--mode", blockout.PLAIN, "--mode", "FlowMotion"]
+    assert blockout.main(argv) == 0
+    printed = capsys.readouterr()
+    names = [line.split(" | ")[0].lstrip("| ") for line in printed.out.splitlines() if line.startswith("| ")][1:]
+    assert names[-2:] == [blockout.PLAIN, "FlowMotion"], "two modes, the baselines and references; no best of one"
+    with pytest.raises(SystemExit):
+        blockout.main(["--mode", "FlowMotion with extra words"])
+    assert "invalid choice" in capsys.readouterr().err
