@@ -529,9 +529,9 @@ def pack_shots(folder: Path, archive: Path) -> Path:
     folder, archive = Path(folder), Path(archive)
     index = json.loads((folder / "shots.json").read_text())
     with durable.replacing(archive) as staged, tarfile.open(staged, "w:xz", preset=9) as tar:
-        for entry, arrays in load_shots(folder):
+        for entry in index["shots"]:  # one shot in memory at a time
             buffer = io.BytesIO()
-            np.savez(buffer, **arrays)
+            np.savez(buffer, **_arrays(folder / entry["file"]))
             _add_member(tar, entry["file"], buffer.getvalue())
         _add_member(tar, "shots.json", json.dumps(index, indent=1).encode())
     return archive
