@@ -81,6 +81,23 @@ def forward_pass_count(config: FlowMotionConfig, source_cached: bool = False, pl
     return guided * per_guided_step + unguided * per_velocity + placements * per_velocity
 
 
+def _working_plan(
+    model: VideoModel, frames: np.ndarray, max_area, num_frames=None, height=None, width=None
+) -> ShapePlan:
+    """The shape `model` works `frames` at: the asked frame count and size, or the shot's within `max_area`."""
+    return plan_shape(
+        frames.shape[0],
+        frames.shape[1],
+        frames.shape[2],
+        num_frames=num_frames,
+        height=height,
+        width=width,
+        spatial_multiple=model.spatial_multiple,
+        temporal_multiple=model.temporal_multiple,
+        max_area=max_area,
+    )
+
+
 def _source_tensor(frames: np.ndarray, plan: ShapePlan) -> torch.Tensor:
     """uint8 frames -> (1, 3, F, H, W) in [-1, 1] at the model's shape."""
     video = torch.from_numpy(to_unit_float(frames)).permute(0, 3, 1, 2)
@@ -351,17 +368,7 @@ def run_transfer(
             raise TransferCancelled("the transfer was cancelled")
 
     model = model_for(pipe, config.max_sequence_length, before_forward=check_cancel)
-    plan = plan_shape(
-        frames.shape[0],
-        frames.shape[1],
-        frames.shape[2],
-        num_frames=request.num_frames,
-        height=request.height,
-        width=request.width,
-        spatial_multiple=model.spatial_multiple,
-        temporal_multiple=model.temporal_multiple,
-        max_area=request.max_area,
-    )
+    plan = _working_plan(model, frames, request.max_area, request.num_frames, request.height, request.width)
     shape = model.latent_shape(plan.model_frames, plan.model_height, plan.model_width)
     if latents is not None and tuple(latents.shape) != shape:
         raise FlowMotionError(f"latents have shape {tuple(latents.shape)} but this shot needs {shape}")
@@ -410,14 +417,7 @@ def round_trip(pipe, video, *, max_area: int | None = None) -> np.ndarray:
     What the model can carry of a shot at best: a take cannot show motion finer than its round trip."""
     frames = as_frames(video)
     model = model_for(pipe, FlowMotionConfig().max_sequence_length)
-    plan = plan_shape(
-        frames.shape[0],
-        frames.shape[1],
-        frames.shape[2],
-        spatial_multiple=model.spatial_multiple,
-        temporal_multiple=model.temporal_multiple,
-        max_area=max_area,
-    )
+    plan = _working_plan(model, frames, max_area)
     return _result_frames(model.decode(model.encode_video(_source_tensor(frames, plan))), plan)
 
 
