@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from quality import SUBJECT_MODES, modes  # noqa: E402
 
 import flowmotion  # noqa: E402
-from flowmotion.loading import EMBEDDED_MAX_AREA  # noqa: E402
+from flowmotion.loading import max_area_for  # noqa: E402
 from flowmotion.toy import blender_world, metrics  # noqa: E402
 from flowmotion.toy.data import TRAIN_SHAPES  # noqa: E402
 
@@ -193,7 +193,7 @@ def score(take: np.ndarray, shot: BlockoutShot) -> dict:
     return result
 
 
-def evaluate(pipe, shots: list[BlockoutShot], config, subject_masks: bool, max_area: int) -> list[dict]:
+def evaluate(pipe, shots: list[BlockoutShot], config, subject_masks: bool, max_area: int | None) -> list[dict]:
     scores = []
     for index, shot in enumerate(shots):
         mask = shot.mask if subject_masks and shot.has_subject else None
@@ -287,7 +287,7 @@ def table(rows: dict[str, dict]) -> str:
 
 
 def run(
-    pipe, shots: list[BlockoutShot], steps: int, guided: int, max_area: int, on_mode=None, modes_run=ROWS
+    pipe, shots: list[BlockoutShot], steps: int, guided: int, max_area: int | None, on_mode=None, modes_run=ROWS
 ) -> dict[str, dict]:
     """The rows of the table: the baselines, the references, then the takes of each mode in
     `modes_run` (all of ROWS by default); `on_mode(name, row)` hears of each mode's row as it is done."""
@@ -333,8 +333,8 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--max-area",
         type=int,
-        default=EMBEDDED_MAX_AREA,
-        help="pixels per frame the model works at (default: the embedded model's)",
+        help="pixels per frame the model works at (default: the area a trained folder such as the "
+        "embedded model's was trained at; no cap for other models)",
     )
     parser.add_argument(
         "--mode",
@@ -344,6 +344,7 @@ def main(argv=None) -> int:
         help="run only this mode's takes (repeat for more; default: every mode): " + "; ".join(ROWS),
     )
     args = parser.parse_args(argv)
+    args.max_area = max_area_for(args.model, args.max_area)
     started = time.monotonic()
     try:
         shots = (
@@ -386,8 +387,9 @@ def describe_run(args, shots: list[BlockoutShot], rendered: float) -> str:
     return (
         f"{len(shots)} held-out Blender shots (seeds {shots[0].seed}-{shots[-1].seed}; "
         + ", ".join(f"{count} {kind}" for kind, count in kinds.items())
-        + f"), {width}x{height}, {frames} frames, {where}; model {args.model} at max area {args.max_area}, "
-        f"{args.steps} steps ({args.guided_steps} guided), torch {torch.__version__} on {args.device} "
+        + f"), {width}x{height}, {frames} frames, {where}; model {args.model} at "
+        + ("no area cap, " if args.max_area is None else f"max area {args.max_area}, ")
+        + f"{args.steps} steps ({args.guided_steps} guided), torch {torch.__version__} on {args.device} "
         f"({device}), {time.strftime('%Y-%m-%d', time.gmtime())}"
     )
 

@@ -97,7 +97,7 @@ def test_a_folder_without_shots_is_refused_with_the_command_that_writes_them(tmp
     assert "cannot be read" in error and "python -m flowmotion.toy.blender_world" in error
 
 
-def test_chosen_modes_run_alone_beside_the_baselines_and_references(shots, capsys, monkeypatch):
+def test_chosen_modes_run_alone_and_a_trained_folder_at_its_own_area(shots, capsys, monkeypatch, tmp_path):
     pipe = flowmotion.load_pipeline("embedded", device="cpu")
     ran = []
     masks_mode = blockout.SUBJECT_MODES[0]
@@ -117,3 +117,11 @@ def test_chosen_modes_run_alone_beside_the_baselines_and_references(shots, capsy
     with pytest.raises(SystemExit):
         blockout.main(["--mode", "FlowMotion with extra words"])
     assert "invalid choice" in capsys.readouterr().err
+
+    trained = tmp_path / "trained"  # a folder from flowmotion.toy.train works at its own area
+    trained.mkdir()
+    (trained / "TRAINING.json").write_text('{"width": 48, "height": 32}')
+    assert blockout.main([*argv[:4], "--mode", blockout.PLAIN, "--model", str(trained)]) == 0
+    assert "at max area 1536," in capsys.readouterr().out
+    assert blockout.main([*argv[:4], "--mode", blockout.PLAIN, "--model", str(trained), "--max-area", "960"]) == 0
+    assert "at max area 960," in capsys.readouterr().out
