@@ -614,7 +614,11 @@ def main(argv=None) -> int:
     if args.pack is not None:
         if not (args.pack / "shots.json").is_file():
             parser.error(f"--pack {args.pack}: no shots.json there; render shots into it with --out first")
-        archive = pack_shots(args.pack, args.pack.with_name(args.pack.name + ARCHIVE_SUFFIX))
+        try:
+            archive = pack_shots(args.pack, args.pack.with_name(args.pack.name + ARCHIVE_SUFFIX))
+        except (OSError, ValueError) as error:  # a shot named in shots.json is missing or damaged
+            print(f"error: {args.pack} cannot be packed: {error}", file=sys.stderr)
+            return 2
         print(f"{archive} ({archive.stat().st_size / 2**20:.1f} MiB)", file=sys.stderr)
         return 0
     if args.count < 1:

@@ -123,6 +123,13 @@ def test_packing_names_what_it_needs(tmp_path, capsys):
         assert expected in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
 
+    folder = write_shots_folder(tmp_path / "shots", training_clips(2, 4, FRAMES, WIDTH, HEIGHT))
+    (folder / "shot_00000001.npz").unlink()  # the index outlived a shot
+    assert blender_world.main(["--pack", str(folder)]) == 2
+    error = capsys.readouterr().err
+    assert "shots cannot be packed" in error and "shot_00000001.npz" in error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shots"], "no archive, whole or half"
+
 
 @pytest.mark.slow
 def test_a_tiny_run_on_blender_shots_saves_a_model_that_loads_and_transfers(tmp_path):
