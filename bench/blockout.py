@@ -32,10 +32,10 @@ two differ only on the camera-only shots, which come without masks.
 A reference row scores the shot's own coloured render as if it were the take: what a take that
 follows perfectly would reach under these metrics. A second one scores that render after a round
 trip through the model's VAE at the working area (`flowmotion.round_trip`): what the model can
-carry of the shot at best, so the ceiling of every take below. The last row repeats the best variant of the
-method (the lowest subject distance to the better baseline; the most camera frames followed where
-no shot has a subject) and names it. `--mode` runs only the named modes' takes (the baselines and
-references always come). Not a test: the Markdown table is the output.
+carry of the shot at best, so the ceiling of every take below. The last row repeats the best
+variant of the method (the lowest subject distance to the better baseline; the most camera frames
+followed where no shot has a subject) and names it. `--mode` runs only the named modes' takes (the
+baselines and references always come). Not a test: the Markdown table is the output.
 """
 
 from __future__ import annotations
@@ -252,6 +252,12 @@ def baseline_rows(shots: list[BlockoutShot]) -> dict[str, dict]:
     return rows
 
 
+def reference_row(shots: list[BlockoutShot], videos) -> dict:
+    """The row of `videos` (one a shot) scored as if they were the takes; no sampling, so no seconds."""
+    scores = [{**score(video, shot), "seconds": 0.0} for video, shot in zip(videos, shots, strict=True)]
+    return {key: value for key, value in summarise(shots, scores).items() if key != "seconds"}
+
+
 def best_variant(rows: dict[str, dict]) -> str:
     """The guided row that keeps the take's subject closest to the shot's (relative to the better
     baseline); where no shot has a subject, the one that follows the camera in the most frames."""
@@ -292,14 +298,8 @@ def run(
     """The rows of the table: the baselines, the references, then the takes of each mode in
     `modes_run` (all of ROWS by default); `on_mode(name, row)` hears of each mode's row as it is done."""
     rows = baseline_rows(shots)
-    reference = [score(shot.scene, shot) for shot in shots]
-    rows[REFERENCE] = {
-        k: v for k, v in summarise(shots, [{**s, "seconds": 0.0} for s in reference]).items() if k != "seconds"
-    }
-    carried = [score(flowmotion.round_trip(pipe, shot.scene, max_area=max_area), shot) for shot in shots]
-    rows[ROUND_TRIP] = {
-        k: v for k, v in summarise(shots, [{**s, "seconds": 0.0} for s in carried]).items() if k != "seconds"
-    }
+    rows[REFERENCE] = reference_row(shots, [shot.scene for shot in shots])
+    rows[ROUND_TRIP] = reference_row(shots, [flowmotion.round_trip(pipe, s.scene, max_area=max_area) for s in shots])
     configs = modes(steps, guided, 0.03)
     configs[NO_CAMERA] = configs[SUBJECT_MODES[0]].replace(camera_placement=False)
     for name in (name for name in ROWS if name in modes_run):

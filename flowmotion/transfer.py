@@ -416,7 +416,7 @@ def round_trip(pipe, video, *, max_area: int | None = None) -> np.ndarray:
     (the same `max_area`), encoded, decoded, and returned at its own size as float frames in [0, 1].
     What the model can carry of a shot at best: a take cannot show motion finer than its round trip."""
     frames = as_frames(video)
-    model = model_for(pipe, FlowMotionConfig().max_sequence_length)
+    model = model_for(pipe)  # no prompt is encoded: the text length does not matter
     plan = _working_plan(model, frames, max_area)
     return _result_frames(model.decode(model.encode_video(_source_tensor(frames, plan))), plan)
 
