@@ -88,6 +88,26 @@ def build_vae():
     )
 
 
+def framewise_vae(vae):
+    """`vae` made frame-wise: time is never compressed (one latent frame a frame) and every causal
+    convolution sees its own frame only, so each frame is encoded and decoded alone, exactly as `vae`
+    carries a clip's first frame. The spatial weights are `vae`'s own; its time-compressing convolutions
+    are dropped. A moving object or camera then reaches the latent frame by frame, not averaged over
+    pairs of frames, at twice the latent frames (and transformer tokens) of a clip."""
+    from diffusers import AutoencoderKLWan
+
+    config = {key: value for key, value in vae.config.items() if not key.startswith("_")}
+    config.update(temperal_downsample=[False] * len(config["temperal_downsample"]), scale_factor_temporal=1)
+    framewise = AutoencoderKLWan(**config)
+    weights = {name: value for name, value in vae.state_dict().items() if ".time_conv." not in name}
+    framewise.load_state_dict(weights)
+    with torch.no_grad():
+        for module in framewise.modules():
+            if isinstance(module, torch.nn.Conv3d) and module.kernel_size[0] > 1:
+                module.weight[:, :, :-1] = 0.0  # the causal kernel's earlier frames; the last is the frame's own
+    return framewise
+
+
 def build_transformer():
     from diffusers import WanTransformer3DModel
 
@@ -493,6 +513,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=0.3,
         help="with --init-from, every stage's learning rate is scaled by this",
     )
+    parser.add_argument(
+        "--framewise-vae",
+        action="store_true",
+        help="make the VAE frame-wise before training (see framewise_vae): one latent frame a frame",
+    )
     args = parser.parse_args(argv)
     if args.width % 8 or args.height % 8 or args.width < 16 or args.height < 16:
         parser.error(f"--width and --height must be multiples of 8, at least 16; got {args.width}x{args.height}")
@@ -556,6 +581,8 @@ def train(args: argparse.Namespace) -> None:
     )
 
     tokenizer, text_encoder, vae, transformer = initial_components(args.init_from)
+    if args.framewise_vae:
+        vae = framewise_vae(vae)
     vae = vae.to(device)
     scale = args.init_lr_scale if args.init_from else 1.0
     vae_summary = train_vae(vae, bank, args.seed, sizes, clock, args.precision, lr=2e-3 * scale)
@@ -615,6 +642,7 @@ def training_report(
         "frames": FRAMES,
         "init_from": str(args.init_from) if args.init_from else None,
         "init_lr_scale": args.init_lr_scale if args.init_from else None,
+        "framewise_vae": args.framewise_vae,
         "mix": {
             "shots_folder": str(args.shots) if args.shots else None,
             "shot_clips": bank.shot_clips,

@@ -136,6 +136,7 @@ def test_a_tiny_run_on_blender_shots_saves_a_model_that_loads_and_transfers(tmp_
     pytest.importorskip("bpy", reason="the shots are rendered by Blender")
     import flowmotion
     from flowmotion.loading import max_area_for
+    from flowmotion.model import model_for
     from flowmotion.toy.blender_world import clips_from_shots, write_shots
 
     shots = tmp_path / "shots"
@@ -182,6 +183,47 @@ def test_a_tiny_run_on_blender_shots_saves_a_model_that_loads_and_transfers(tmp_
     take = flowmotion.transfer(pipe, clip.frames, clip.caption, config=config, max_area=max_area_for(str(out)))
     assert take.frames.shape == (FRAMES, HEIGHT, WIDTH, 3)
     assert np.isfinite(take.frames).all()
+
+    # A fine-tune of that folder with a frame-wise VAE: one latent frame a frame, recorded, and it transfers.
+    framewise = tmp_path / "framewise"
+    train.main(
+        ["--out", str(framewise), "--shots", str(shots), "--device", "cpu", "--init-from", str(out), "--framewise-vae"]
+        + ["--procedural", "2", "--vae-frame-steps", "0", "--vae-clip-steps", "0", "--decoder-steps", "0"]
+        + ["--steps", "1", "--batch", "2"]
+    )
+    assert json.loads((framewise / "TRAINING.json").read_text())["framewise_vae"] is True
+    pipe = flowmotion.load_pipeline(str(framewise), device="cpu")
+    assert pipe.vae_scale_factor_temporal == 1
+    take = flowmotion.transfer(pipe, clip.frames, clip.caption, config=config, max_area=WIDTH * HEIGHT)
+    assert take.frames.shape == (FRAMES, HEIGHT, WIDTH, 3) and np.isfinite(take.frames).all()
+    assert model_for(pipe).latent_shape(FRAMES, HEIGHT, WIDTH)[2] == FRAMES
+
+
+@torch.no_grad()
+def test_a_framewise_vae_carries_each_frame_alone_as_its_source_carries_a_first_frame():
+    torch.manual_seed(0)
+    vae = train.build_vae().eval()
+    for parameter in vae.parameters():  # weights off their initialisation, so that every kernel tap matters
+        parameter.add_(0.05 * torch.randn_like(parameter))
+    framewise = train.framewise_vae(vae).eval()
+    assert framewise.config.scale_factor_temporal == 1 and not any(framewise.config.temperal_downsample)
+    clip = torch.rand(1, 3, 5, 16, 24) * 2 - 1
+
+    latent = framewise.encode(clip).latent_dist.mean
+    assert latent.shape[2] == 5, "no time compression"
+    for t in range(5):
+        alone = framewise.encode(clip[:, :, t : t + 1]).latent_dist.mean
+        torch.testing.assert_close(latent[:, :, t : t + 1], alone, atol=1e-5, rtol=1e-4)
+    source_first = vae.encode(clip[:, :, :1]).latent_dist.mean
+    torch.testing.assert_close(latent[:, :, :1], source_first, atol=1e-5, rtol=1e-4)
+
+    video = framewise.decode(latent).sample
+    assert video.shape == clip.shape
+    for t in (0, 3):
+        alone = vae.decode(latent[:, :, t : t + 1]).sample  # the source decodes one latent frame to one frame
+        torch.testing.assert_close(video[:, :, t : t + 1], alone, atol=1e-5, rtol=1e-4)
+    # The source VAE, for contrast, halves time and mixes neighbouring frames.
+    assert vae.encode(clip).latent_dist.mean.shape[2] == 3
 
 
 def test_the_time_limit_stops_a_stage_early_and_says_so():
