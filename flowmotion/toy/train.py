@@ -587,6 +587,7 @@ def train(args: argparse.Namespace) -> None:
     scale = args.init_lr_scale if args.init_from else 1.0
     vae_summary = train_vae(vae, bank, args.seed, sizes, clock, args.precision, lr=2e-3 * scale)
     decoder_summary = train_decoder(vae, bank, args.seed, sizes, clock, args.precision, lr=5e-4 * scale)
+    vae_summary["frames_per_latent_frame"] = vae.config.scale_factor_temporal
 
     started = time.monotonic()
     raw = encode_bank(vae, bank)
@@ -642,7 +643,7 @@ def training_report(
         "frames": FRAMES,
         "init_from": str(args.init_from) if args.init_from else None,
         "init_lr_scale": args.init_lr_scale if args.init_from else None,
-        "framewise_vae": args.framewise_vae,
+        "framewise_vae": args.framewise_vae,  # made frame-wise by this run (vae.frames_per_latent_frame: as trained)
         "mix": {
             "shots_folder": str(args.shots) if args.shots else None,
             "shot_clips": bank.shot_clips,

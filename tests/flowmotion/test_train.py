@@ -175,6 +175,7 @@ def test_a_tiny_run_on_blender_shots_saves_a_model_that_loads_and_transfers(tmp_
     assert (report["width"], report["height"]) == (WIDTH, HEIGHT)
     assert report["mix"]["shot_clips"] == 4 and report["mix"]["procedural_clips"] == 2
     assert report["transformer"]["steps_done"] == 2 and not report["cut_short"]
+    assert report["framewise_vae"] is False and report["vae"]["frames_per_latent_frame"] == 2
     assert max_area_for(str(out)) == WIDTH * HEIGHT
 
     pipe = flowmotion.load_pipeline(str(out), device="cpu")
@@ -191,7 +192,8 @@ def test_a_tiny_run_on_blender_shots_saves_a_model_that_loads_and_transfers(tmp_
         + ["--procedural", "2", "--vae-frame-steps", "0", "--vae-clip-steps", "0", "--decoder-steps", "0"]
         + ["--steps", "1", "--batch", "2"]
     )
-    assert json.loads((framewise / "TRAINING.json").read_text())["framewise_vae"] is True
+    framewise_report = json.loads((framewise / "TRAINING.json").read_text())
+    assert framewise_report["framewise_vae"] is True and framewise_report["vae"]["frames_per_latent_frame"] == 1
     pipe = flowmotion.load_pipeline(str(framewise), device="cpu")
     assert pipe.vae_scale_factor_temporal == 1
     take = flowmotion.transfer(pipe, clip.frames, clip.caption, config=config, max_area=WIDTH * HEIGHT)
