@@ -226,6 +226,9 @@ def test_a_framewise_vae_carries_each_frame_alone_as_its_source_carries_a_first_
         torch.testing.assert_close(video[:, :, t : t + 1], alone, atol=1e-5, rtol=1e-4)
     # The source VAE, for contrast, halves time and mixes neighbouring frames.
     assert vae.encode(clip).latent_dist.mean.shape[2] == 3
+    # A folder that is frame-wise already stays as it is when the flag comes again.
+    again = train.framewise_vae(framewise).eval()
+    torch.testing.assert_close(again.encode(clip).latent_dist.mean, latent, atol=1e-6, rtol=1e-5)
 
 
 def test_the_time_limit_stops_a_stage_early_and_says_so():
