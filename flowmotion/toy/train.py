@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -397,20 +399,72 @@ def train_decoder(vae, bank: ClipBank, seed: int, sizes: Sizes, clock: Clock, pr
     return stage.summary()
 
 
+class LatentCache:
+    """Raw latents (all four looks) of clips already encoded by one VAE, kept on disk between runs, so
+    that a fine-tune that leaves the VAE alone does not encode the same shots again. A folder per VAE,
+    named by a hash of its weights and configuration; a file per clip, named by a hash of its frames.
+    Each file holds exactly what encoding gives, so a run reads the same latents it would encode."""
+
+    def __init__(self, root: Path, vae):
+        self.root = Path(root)
+        self.folder = self.root / vae_fingerprint(vae)
+
+    def path(self, frames: torch.Tensor) -> Path:
+        digest = hashlib.sha256(str(tuple(frames.shape)).encode())
+        digest.update(frames.contiguous().cpu().numpy().tobytes())
+        return self.folder / f"{digest.hexdigest()[:32]}.pt"
+
+    def load(self, path: Path) -> torch.Tensor | None:
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            return None
+        except Exception as error:  # a damaged file is encoded again, and says so
+            log(f"latent cache: {path.name} cannot be read ({error}); encoding that clip again")
+            return None
+
+    def save(self, path: Path, latents: torch.Tensor) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.part")
+        torch.save(latents.detach().cpu().clone(), partial)
+        os.replace(partial, path)
+
+
+def vae_fingerprint(vae) -> str:
+    """A hash of the VAE's weights and of its configuration but for the latent statistics (which are
+    measured on these latents, after encoding)."""
+    digest = hashlib.sha256()
+    config = {k: v for k, v in dict(vae.config).items() if k not in ("latents_mean", "latents_std")}
+    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+    for name, tensor in sorted(vae.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
 @torch.no_grad()
-def encode_bank(vae, bank: ClipBank, batch: int = 32) -> torch.Tensor:
+def encode_bank(vae, bank: ClipBank, batch: int = 32, cache: LatentCache | None = None) -> tuple[torch.Tensor, int]:
     """Latents of every clip in its four looks (as is, flipped, reversed, both), in fp32 as
-    FlowMotion encodes: (clips * 4, channels, latent frames, h, w), clip i's looks at 4i..4i+3."""
-    latents = []
+    FlowMotion encodes: (clips * 4, channels, latent frames, h, w), clip i's looks at 4i..4i+3; and how
+    many clips came from `cache` (the others are encoded, and written to it)."""
+    count = len(bank.captions)
+    paths = [cache.path(bank.frames[i]) for i in range(count)] if cache else [None] * count
+    found = [cache.load(path) for path in paths] if cache else [None] * count
+    missing = [i for i in range(count) if found[i] is None]
     looks = torch.tensor([[False, False], [True, False], [False, True], [True, True]], device=bank.frames.device)
-    for first in range(0, len(bank.captions), batch):
-        clips = slice(first, first + batch)
+    for first in range(0, len(missing), batch):
+        clips = torch.tensor(missing[first : first + batch], device=bank.frames.device)
         held = (bank.frames, bank.masks, bank.tracks)
         video, mask, track = (tensor[clips].repeat_interleave(4, dim=0) for tensor in held)
-        flip, reverse = looks.repeat(len(video) // 4, 1).unbind(1)
+        flip, reverse = looks.repeat(len(clips), 1).unbind(1)
         video, _, _ = augmented(video, mask, track, flip, reverse)
-        latents.append(vae.encode(to_video(video)).latent_dist.mean)
-    return torch.cat(latents)
+        encoded = vae.encode(to_video(video)).latent_dist.mean
+        for j, i in enumerate(clips.tolist()):
+            found[i] = encoded[4 * j : 4 * j + 4]
+            if cache:
+                cache.save(paths[i], found[i])
+    device = bank.frames.device
+    return torch.cat([latents.to(device) for latents in found]), count - len(missing)
 
 
 @torch.no_grad()
@@ -518,6 +572,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="store_true",
         help="make the VAE frame-wise before training (see framewise_vae): one latent frame a frame",
     )
+    parser.add_argument(
+        "--latent-cache",
+        type=Path,
+        help="keep the encoded latents in this folder (a subfolder per VAE) and read them back in later runs "
+        "with the same VAE and clips, instead of encoding them again",
+    )
     args = parser.parse_args(argv)
     if args.width % 8 or args.height % 8 or args.width < 16 or args.height < 16:
         parser.error(f"--width and --height must be multiples of 8, at least 16; got {args.width}x{args.height}")
@@ -590,13 +650,15 @@ def train(args: argparse.Namespace) -> None:
     vae_summary["frames_per_latent_frame"] = vae.config.scale_factor_temporal
 
     started = time.monotonic()
-    raw = encode_bank(vae, bank)
+    cache = LatentCache(args.latent_cache, vae) if args.latent_cache else None
+    raw, cached = encode_bank(vae, bank, cache=cache)
     mean, std = raw.mean(dim=(0, 2, 3, 4)), raw.std(dim=(0, 2, 3, 4))
     vae.register_to_config(latents_mean=mean.tolist(), latents_std=std.tolist())
     latents = (raw - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1)
     del raw
     encode_seconds = time.monotonic() - started
-    log(f"encoded {len(latents)} clips to latents {tuple(latents.shape[1:])} in {encode_seconds:.1f} s")
+    source = f" ({cached} of {len(bank.captions)} clips read from {cache.folder})" if cache else ""
+    log(f"encoded {len(latents)} clips to latents {tuple(latents.shape[1:])} in {encode_seconds:.1f} s{source}")
 
     embeddings = caption_embeddings(tokenizer, text_encoder, sorted(set(bank.captions)) + [""])
     transformer = transformer.to(device)
@@ -616,7 +678,16 @@ def train(args: argparse.Namespace) -> None:
     )
     pipe.save_pretrained(args.out, safe_serialization=True)
     report = training_report(
-        args, bank, sizes, clock, vae_summary, decoder_summary, transformer_summary, encode_seconds, len(latents)
+        args,
+        bank,
+        sizes,
+        clock,
+        vae_summary,
+        decoder_summary,
+        transformer_summary,
+        encode_seconds,
+        len(latents),
+        4 * cached,
     )
     (args.out / "TRAINING.json").write_text(json.dumps(report, indent=1))
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
@@ -633,6 +704,7 @@ def training_report(
     transformer: dict,
     encode_seconds: float,
     latent_clips: int,
+    cached_latent_clips: int = 0,
 ) -> dict:
     device = torch.cuda.get_device_name(0) if args.device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     cut_short = any(s["steps_done"] < s["steps"] for s in (vae, decoder, transformer))
@@ -661,7 +733,12 @@ def training_report(
             "clip_frames": VAE_CLIP_FRAMES,
         },
         "decoder": {**decoder, "batch": sizes.decoder_batch},
-        "latents": {"clips": latent_clips, "seconds": round(encode_seconds, 1)},
+        "latents": {
+            "clips": latent_clips,
+            "seconds": round(encode_seconds, 1),
+            "cache": str(args.latent_cache) if args.latent_cache else None,
+            "clips_read_from_cache": cached_latent_clips,  # of "clips": each clip's four looks count four
+        },
         "transformer": {**transformer, "batch": sizes.transformer_batch},
         "cut_short": cut_short,
         "max_minutes": args.max_minutes,

@@ -1,6 +1,7 @@
 """Training the embedded model on Blender shots: the data mix, its caption-keeping augmentation, the
 shots' size check, and a tiny end-to-end run whose folder loads and transfers."""
 
+import copy
 import json
 
 import numpy as np
@@ -190,10 +191,12 @@ def test_a_tiny_run_on_blender_shots_saves_a_model_that_loads_and_transfers(tmp_
     train.main(
         ["--out", str(framewise), "--shots", str(shots), "--device", "cpu", "--init-from", str(out), "--framewise-vae"]
         + ["--procedural", "2", "--vae-frame-steps", "0", "--vae-clip-steps", "0", "--decoder-steps", "0"]
-        + ["--steps", "1", "--batch", "2"]
+        + ["--steps", "1", "--batch", "2", "--latent-cache", str(tmp_path / "latents")]
     )
     framewise_report = json.loads((framewise / "TRAINING.json").read_text())
     assert framewise_report["framewise_vae"] is True and framewise_report["vae"]["frames_per_latent_frame"] == 1
+    assert framewise_report["latents"]["clips"] == 24 and framewise_report["latents"]["clips_read_from_cache"] == 0
+    assert len(list((tmp_path / "latents").glob("*/*.pt"))) == 6, "each clip's latents kept for the next run"
     pipe = flowmotion.load_pipeline(str(framewise), device="cpu")
     assert pipe.vae_scale_factor_temporal == 1
     take = flowmotion.transfer(pipe, clip.frames, clip.caption, config=config, max_area=WIDTH * HEIGHT)
@@ -241,3 +244,45 @@ def test_the_time_limit_stops_a_stage_early_and_says_so():
     summary = stage.summary()
     assert 0 < summary["steps_done"] < 10**9 and summary["steps"] == 10**9 and summary["loss"] == 0.5
     assert list(train.Stage("decoder", 5, "L1", 10, clock.deadline("decoder"))) == list(range(5))
+
+
+@torch.no_grad()
+def test_the_latent_cache_gives_what_encoding_gives_and_encodes_only_what_changed(bank, tmp_path, capsys):
+    keep = [0, 1, 4, 5]  # two shots and two procedural clips, short and small: encoding is the cost here
+    window = (keep, slice(0, 3), slice(8, 24), slice(16, 40))
+    bank = train.ClipBank(bank.frames[window].clone(), bank.masks[window], bank.tracks[keep, :3], bank.captions[:4], 2)
+    torch.manual_seed(0)
+    vae = train.build_vae().eval()
+    for parameter in vae.parameters():
+        parameter.add_(0.05 * torch.randn_like(parameter))
+    plain, cached = train.encode_bank(vae, bank, batch=3)
+    assert cached == 0 and plain.shape[0] == 16
+
+    cache = train.LatentCache(tmp_path / "latents", vae)
+    first, cached = train.encode_bank(vae, bank, batch=3, cache=cache)
+    assert cached == 0 and len(list(cache.folder.glob("*.pt"))) == 4
+    torch.testing.assert_close(first, plain, atol=1e-5, rtol=1e-4)
+    again, cached = train.encode_bank(vae, bank, batch=3, cache=train.LatentCache(tmp_path / "latents", vae))
+    assert cached == 4 and torch.equal(again, first), "a second run reads every clip back as it was"
+
+    # One clip changed and one file damaged: those two are encoded again, the others read.
+    frames = bank.frames.clone()
+    frames[2] = 255 - frames[2]
+    changed = train.ClipBank(frames, bank.masks, bank.tracks, bank.captions, bank.shot_clips)
+    cache.path(bank.frames[3]).write_bytes(b"not a tensor")
+    mixed, cached = train.encode_bank(vae, changed, batch=3, cache=cache)
+    assert cached == 2 and "cannot be read" in capsys.readouterr().out
+    torch.testing.assert_close(mixed[:8], first[:8], atol=0, rtol=0)
+    torch.testing.assert_close(mixed[12:], first[12:], atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(mixed[8:12], first[8:12], atol=1e-3), "the changed clip's own latents"
+    video = train.to_video(frames[2:3])
+    torch.testing.assert_close(mixed[8:9], vae.encode(video).latent_dist.mean, atol=1e-5, rtol=1e-4)
+    assert not list(cache.folder.glob("*.part")), "no half-written file left behind"
+
+    # Another VAE (one weight moved, or made frame-wise) keeps its latents apart.
+    moved = copy.deepcopy(vae)
+    next(moved.parameters()).add_(1e-3)
+    assert train.LatentCache(tmp_path / "latents", train.framewise_vae(vae)).folder != cache.folder
+    moved_cache = train.LatentCache(tmp_path / "latents", moved)
+    assert moved_cache.folder != cache.folder
+    assert train.encode_bank(moved, bank, batch=3, cache=moved_cache)[1] == 0
