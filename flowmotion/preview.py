@@ -51,12 +51,16 @@ class LatentRGB:
         return cls(weights, bias, str(data.get("name", "")))
 
 
+def vae_config_digest(vae, leave_out: tuple[str, ...] = ()):
+    """A sha256 of a VAE's config, without its private keys (`_name_or_path`, versions: the same
+    weights loaded from another folder are the same VAE) and the keys in `leave_out`."""
+    config = {key: value for key, value in dict(vae.config).items() if not key.startswith("_") and key not in leave_out}
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+
+
 def vae_fingerprint(vae) -> str:
-    """Identifies a VAE's latent space: its config and the weights that read the latent first. The
-    config's private keys (`_name_or_path`, versions) are left out: the same weights loaded from
-    another folder are the same latent space."""
-    config = {key: value for key, value in dict(vae.config).items() if not key.startswith("_")}
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    """Identifies a VAE's latent space: its config and the weights that read the latent first."""
+    digest = vae_config_digest(vae)
     digest.update(vae.post_quant_conv.weight.detach().float().cpu().numpy().tobytes())
     return digest.hexdigest()[:24]
 

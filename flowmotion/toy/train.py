@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from .. import tiny
+from ..preview import vae_config_digest
 from .data import FRAMES, training_clips, vocabulary
 
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 80, 48
@@ -431,11 +432,9 @@ class LatentCache:
 
 
 def vae_fingerprint(vae) -> str:
-    """A hash of the VAE's weights and of its configuration but for the latent statistics (which are
-    measured on these latents, after encoding)."""
-    digest = hashlib.sha256()
-    config = {k: v for k, v in dict(vae.config).items() if k not in ("latents_mean", "latents_std")}
-    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+    """A hash of all the VAE's weights and of its configuration but for the latent statistics (which
+    are measured on these latents, after encoding)."""
+    digest = vae_config_digest(vae, leave_out=("latents_mean", "latents_std"))
     for name, tensor in sorted(vae.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().float().contiguous().cpu().numpy().tobytes())

@@ -286,3 +286,13 @@ def test_the_latent_cache_gives_what_encoding_gives_and_encodes_only_what_change
     moved_cache = train.LatentCache(tmp_path / "latents", moved)
     assert moved_cache.folder != cache.folder
     assert train.encode_bank(moved, bank, batch=3, cache=moved_cache)[1] == 0
+    # The same weights saved by two runs (each with its own latent statistics) and loaded from their
+    # folders are the same VAE: the next fine-tune reads what the last one wrote.
+    from diffusers import AutoencoderKLWan
+
+    loaded = []
+    for run, mean in (("a", 0.0), ("b", 0.5)):
+        vae.register_to_config(latents_mean=[mean] * train.LATENT_CHANNELS)
+        vae.save_pretrained(tmp_path / run)
+        loaded.append(AutoencoderKLWan.from_pretrained(tmp_path / run))
+    assert train.vae_fingerprint(loaded[0]) == train.vae_fingerprint(loaded[1]) == train.vae_fingerprint(vae)
