@@ -447,8 +447,8 @@ def encode_bank(vae, bank: ClipBank, batch: int = 32, cache: LatentCache | None 
     FlowMotion encodes: (clips * 4, channels, latent frames, h, w), clip i's looks at 4i..4i+3; and how
     many clips came from `cache` (the others are encoded, and written to it)."""
     count = len(bank.captions)
-    paths = [cache.path(bank.frames[i]) for i in range(count)] if cache else [None] * count
-    found = [cache.load(path) for path in paths] if cache else [None] * count
+    paths = [cache.path(bank.frames[i]) for i in range(count)] if cache else []
+    found: list[torch.Tensor | None] = [cache.load(path) for path in paths] if cache else [None] * count
     missing = [i for i in range(count) if found[i] is None]
     looks = torch.tensor([[False, False], [True, False], [False, True], [True, True]], device=bank.frames.device)
     for first in range(0, len(missing), batch):
@@ -461,9 +461,9 @@ def encode_bank(vae, bank: ClipBank, batch: int = 32, cache: LatentCache | None 
         for j, i in enumerate(clips.tolist()):
             found[i] = encoded[4 * j : 4 * j + 4]
             if cache:
-                cache.save(paths[i], found[i])
+                cache.save(paths[i], encoded[4 * j : 4 * j + 4])
     device = bank.frames.device
-    return torch.cat([latents.to(device) for latents in found]), count - len(missing)
+    return torch.cat([latents.to(device) for latents in found if latents is not None]), count - len(missing)
 
 
 @torch.no_grad()
