@@ -407,8 +407,7 @@ class LatentCache:
     Each file holds exactly what encoding gives, so a run reads the same latents it would encode."""
 
     def __init__(self, root: Path, vae):
-        self.root = Path(root)
-        self.folder = self.root / vae_fingerprint(vae)
+        self.folder = Path(root) / vae_fingerprint(vae)
 
     def path(self, frames: torch.Tensor) -> Path:
         digest = hashlib.sha256(str(tuple(frames.shape)).encode())
@@ -417,12 +416,15 @@ class LatentCache:
 
     def load(self, path: Path) -> torch.Tensor | None:
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
+            latents = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
             return None
         except Exception as error:  # a damaged file is encoded again, and says so
-            log(f"latent cache: {path.name} cannot be read ({error}); encoding that clip again")
+            latents = error
+        if not isinstance(latents, torch.Tensor):
+            log(f"latent cache: {path.name} cannot be read ({latents!r}); encoding that clip again")
             return None
+        return latents
 
     def save(self, path: Path, latents: torch.Tensor) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -459,9 +461,9 @@ def encode_bank(vae, bank: ClipBank, batch: int = 32, cache: LatentCache | None 
         video, _, _ = augmented(video, mask, track, flip, reverse)
         encoded = vae.encode(to_video(video)).latent_dist.mean
         for j, i in enumerate(clips.tolist()):
-            found[i] = encoded[4 * j : 4 * j + 4]
+            latents = found[i] = encoded[4 * j : 4 * j + 4]
             if cache:
-                cache.save(paths[i], encoded[4 * j : 4 * j + 4])
+                cache.save(paths[i], latents)
     device = bank.frames.device
     return torch.cat([latents.to(device) for latents in found if latents is not None]), count - len(missing)
 
