@@ -349,6 +349,12 @@ class JobStore:
         with self.lock:
             return self.queue.index(job_id) + 1 if job_id in self.queue else 0
 
+    def standing(self, job_id: str) -> tuple[JobState, int]:
+        """A job's state and place in the queue, read together: the worker can take a job between
+        two separate reads, and a reply must never say 'queued' at position 0."""
+        with self.lock:
+            return self.jobs[job_id].state, self.queue.index(job_id) + 1 if job_id in self.queue else 0
+
     def active_count(self) -> int:
         with self.lock:
             return sum(1 for job in self.jobs.values() if job.state in ACTIVE)

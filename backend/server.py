@@ -483,10 +483,11 @@ class Server:
         return job
 
     def status_of(self, job: Job) -> JobStatus:
+        state, position = self.store.standing(job.job_id)
         return JobStatus(
             job_id=job.job_id,
-            state=job.state,
-            position=self.store.position(job.job_id),
+            state=state,
+            position=position,
             message=job.message,
             prompt=job.prompt,
             seed=job.seed,
@@ -516,7 +517,7 @@ class Server:
             self.watch(client, existing)
             self.reply(
                 client,
-                Accepted(job_id=existing.job_id, state=existing.state, position=self.store.position(existing.job_id)),
+                Accepted(existing.job_id, *self.store.standing(existing.job_id)),
             )
             return
         if self.store.active_count() >= self.limits.max_queue:
@@ -575,7 +576,7 @@ class Server:
             height,
             ", with subject masks" if masks else "",
         )
-        self.reply(client, Accepted(job_id=job.job_id, state=job.state, position=self.store.position(job.job_id)))
+        self.reply(client, Accepted(job.job_id, *self.store.standing(job.job_id)))
 
     def cancel(self, client: bytes, job_id: str) -> None:
         job = self.known(job_id)

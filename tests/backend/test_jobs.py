@@ -1,4 +1,5 @@
 import json
+import threading
 import time
 
 import pytest
@@ -24,6 +25,25 @@ def test_finished_jobs_expire_and_active_ones_never_do(tmp_path):
     assert not (tmp_path / "old").exists() and store.get("fresh") and store.get("waiting")
     assert store.expire(now=time.time() + 10 * 86400) == ["fresh"]
     assert store.get("waiting").state == JobState.QUEUED
+
+
+def test_a_jobs_state_and_place_are_read_together_while_the_worker_takes_jobs(tmp_path):
+    store = JobStore(tmp_path)
+    ids = [f"job{n:03d}" for n in range(60)]
+    for job_id in ids:
+        store.add(new_job(job_id), playblast(frames=1))
+    assert store.standing("job001") == (JobState.QUEUED, 2)
+    taker = threading.Thread(target=lambda: [store.next_job() for _ in ids])
+    taker.start()
+    seen = set()
+    while taker.is_alive() or not seen:
+        for job_id in ids[::7]:
+            state, position = store.standing(job_id)
+            seen.add((state, position > 0))
+    taker.join()
+    # Never 'queued' with no place in the queue, never 'running' with one.
+    assert seen <= {(JobState.QUEUED, True), (JobState.RUNNING, False)}
+    assert store.standing(ids[-1]) == (JobState.RUNNING, 0)
 
 
 def test_a_restart_requeues_in_submission_order_and_drops_half_written_jobs(tmp_path):

@@ -337,7 +337,7 @@ def takes(options: dict) -> dict:
     then one take is removed and the other re-imported, from disk and from the backend."""
     report, scene = shot_ready(options)
     shot = scene.flowmotion
-    shot.settings.num_inference_steps = 40  # the first take runs while the second is playblasted and sent
+    shot.settings.num_inference_steps = 40  # long enough that the second take is seen waiting behind it
     report["generate"] = [sorted(bpy.ops.flowmotion.generate())]
     shot.settings.num_inference_steps = FAST["num_inference_steps"]
     report["generate"].append(sorted(bpy.ops.flowmotion.generate()))

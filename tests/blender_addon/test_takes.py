@@ -1,11 +1,32 @@
 """Takes in real Blender against a live backend: queued one after another, removed, re-imported."""
 
+import time
 from pathlib import Path
+
+from tests.backend.conftest import TIMEOUT
 
 from .conftest import run_blender
 
 
-def test_two_generates_queue_two_takes_that_land_on_free_channels(addon_zips, live_backend, tmp_path):
+def hold_the_next_job_until_another_waits(backend, monkeypatch) -> None:
+    """The backend's next job starts only once a second one is queued behind it: the second take
+    then waits in the queue however fast the first would have run on this machine."""
+    worker, store = backend.server.worker, backend.server.store
+    run_job, held = worker.run_job, []
+
+    def run_held(job):
+        if not held:
+            held.append(job.job_id)
+            deadline = time.monotonic() + TIMEOUT
+            while not store.queue and time.monotonic() < deadline:
+                time.sleep(0.02)
+        return run_job(job)
+
+    monkeypatch.setattr(worker, "run_job", run_held)
+
+
+def test_two_generates_queue_two_takes_that_land_on_free_channels(addon_zips, live_backend, tmp_path, monkeypatch):
+    hold_the_next_job_until_another_waits(live_backend, monkeypatch)
     report = run_blender(
         "takes",
         {"zip": str(addon_zips["py311"]), "address": live_backend.address, "prompt": "a red ball on grass", "seed": 3},
