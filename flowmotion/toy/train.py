@@ -651,21 +651,28 @@ def train(args: argparse.Namespace) -> None:
     vae_summary["frames_per_latent_frame"] = vae.config.scale_factor_temporal
 
     started = time.monotonic()
-    cache = LatentCache(args.latent_cache, vae) if args.latent_cache else None
-    raw, cached = encode_bank(vae, bank, cache=cache)
-    mean, std = raw.mean(dim=(0, 2, 3, 4)), raw.std(dim=(0, 2, 3, 4))
-    vae.register_to_config(latents_mean=mean.tolist(), latents_std=std.tolist())
-    latents = (raw - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1)
-    del raw
-    encode_seconds = time.monotonic() - started
-    source = f" ({cached} of {len(bank.captions)} clips read from {cache.folder})" if cache else ""
-    log(f"encoded {len(latents)} clips to latents {tuple(latents.shape[1:])} in {encode_seconds:.1f} s{source}")
+    if decoder_only(args, sizes):
+        # The encoder is the fine-tuned folder's own and the transformer does not train: the latents,
+        # and the statistics the transformer was trained to, are that folder's.
+        latent_clips, cached, encode_seconds = 0, 0, 0.0
+        transformer_summary = Stage("transformer", 0, "loss", 100, clock.deadline("transformer")).summary()
+        log("decoder-only fine-tune: the latents and their statistics are kept from --init-from")
+    else:
+        cache = LatentCache(args.latent_cache, vae) if args.latent_cache else None
+        raw, cached = encode_bank(vae, bank, cache=cache)
+        mean, std = raw.mean(dim=(0, 2, 3, 4)), raw.std(dim=(0, 2, 3, 4))
+        vae.register_to_config(latents_mean=mean.tolist(), latents_std=std.tolist())
+        latents = (raw - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1)
+        del raw
+        latent_clips, encode_seconds = len(latents), time.monotonic() - started
+        source = f" ({cached} of {len(bank.captions)} clips read from {cache.folder})" if cache else ""
+        log(f"encoded {latent_clips} clips to latents {tuple(latents.shape[1:])} in {encode_seconds:.1f} s{source}")
 
-    embeddings = caption_embeddings(tokenizer, text_encoder, sorted(set(bank.captions)) + [""])
-    transformer = transformer.to(device)
-    transformer_summary = train_transformer(
-        transformer, latents, bank, embeddings, args.seed, sizes, clock, args.precision, lr=1e-3 * scale
-    )
+        embeddings = caption_embeddings(tokenizer, text_encoder, sorted(set(bank.captions)) + [""])
+        transformer = transformer.to(device)
+        transformer_summary = train_transformer(
+            transformer, latents, bank, embeddings, args.seed, sizes, clock, args.precision, lr=1e-3 * scale
+        )
 
     scheduler = UniPCMultistepScheduler(
         prediction_type="flow_prediction", use_flow_sigmas=True, num_train_timesteps=1000, flow_shift=FLOW_SHIFT
@@ -687,12 +694,21 @@ def train(args: argparse.Namespace) -> None:
         decoder_summary,
         transformer_summary,
         encode_seconds,
-        len(latents),
+        latent_clips,
         4 * cached,
     )
     (args.out / "TRAINING.json").write_text(json.dumps(report, indent=1))
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file())
     log(f"saved {args.out} ({size / 2**20:.1f} MiB) after {clock.minutes():.1f} min")
+
+
+def decoder_only(args: argparse.Namespace, sizes: Sizes) -> bool:
+    """Whether the run fine-tunes a trained model's decoder and nothing that shapes its latents."""
+    return (
+        args.init_from is not None
+        and not args.framewise_vae
+        and sizes.vae_frame_steps == sizes.vae_clip_steps == sizes.transformer_steps == 0
+    )
 
 
 def training_report(

@@ -186,6 +186,39 @@ def test_a_tiny_run_on_blender_shots_saves_a_model_that_loads_and_transfers(tmp_
     assert take.frames.shape == (FRAMES, HEIGHT, WIDTH, 3)
     assert np.isfinite(take.frames).all()
 
+    # A decoder-only fine-tune of that folder: the encoder, the latents' statistics and the transformer
+    # stay as they were, so nothing is encoded; only the decoder's weights move. Twice, the second on the first.
+    from safetensors.torch import load_file
+
+    before = out
+    for name in ("decoder_tuned", "decoder_tuned_again"):
+        tuned = tmp_path / name
+        train.main(
+            ["--out", str(tuned), "--shots", str(shots), "--device", "cpu", "--init-from", str(before)]
+            + ["--procedural", "2", "--vae-frame-steps", "0", "--vae-clip-steps", "0", "--decoder-steps", "2"]
+            + ["--decoder-batch", "1", "--steps", "0"]
+        )
+        tuned_report = json.loads((tuned / "TRAINING.json").read_text())
+        assert tuned_report["latents"]["clips"] == 0 and tuned_report["decoder"]["steps_done"] == 2
+        for part in ("transformer", "vae"):
+            old_weights = load_file(before / part / "diffusion_pytorch_model.safetensors")
+            new_weights = load_file(tuned / part / "diffusion_pytorch_model.safetensors")
+            moved = {k for k in old_weights if not torch.equal(old_weights[k], new_weights[k])}
+            if part == "transformer":
+                assert not moved
+            else:
+                assert moved and all(k.startswith(train.DECODER_PREFIXES) for k in moved)
+        old_config = json.loads((before / "vae" / "config.json").read_text())
+        new_config = json.loads((tuned / "vae" / "config.json").read_text())
+        assert (new_config["latents_mean"], new_config["latents_std"]) == (
+            old_config["latents_mean"],
+            old_config["latents_std"],
+        )
+        before = tuned
+    pipe = flowmotion.load_pipeline(str(before), device="cpu")
+    take = flowmotion.transfer(pipe, clip.frames, clip.caption, config=config, max_area=max_area_for(str(before)))
+    assert take.frames.shape == (FRAMES, HEIGHT, WIDTH, 3) and np.isfinite(take.frames).all()
+
     # A fine-tune of that folder with a frame-wise VAE: one latent frame a frame, recorded, and it transfers.
     framewise = tmp_path / "framewise"
     train.main(
