@@ -193,20 +193,45 @@ def score(take: np.ndarray, shot: BlockoutShot) -> dict:
     return result
 
 
-def evaluate(pipe, shots: list[BlockoutShot], config, subject_masks: bool, max_area: int | None) -> list[dict]:
+TAKE_SEED_STRIDE = 1000
+"""The k-th take of the shot at index i is sampled with generator seed i + k * TAKE_SEED_STRIDE."""
+
+
+def take_seed(index: int, take: int) -> int:
+    return index + take * TAKE_SEED_STRIDE
+
+
+def mean_scores(takes: list[dict]) -> dict:
+    """One shot's scores averaged over its takes (a metric missing from every take stays missing)."""
+    keys = {key for take in takes for key in take}
+    means = {}
+    for key in keys:
+        values = [take[key] for take in takes if take.get(key) is not None]
+        means[key] = float(np.mean(values)) if values else None
+    return means
+
+
+def evaluate(
+    pipe, shots: list[BlockoutShot], config, subject_masks: bool, max_area: int | None, takes_per_shot: int = 1
+) -> list[dict]:
+    """Each shot's scores, averaged over `takes_per_shot` takes from different generator seeds: single
+    takes scatter by tens of pixels, and more takes a shot make two settings' rows comparable."""
     scores = []
     for index, shot in enumerate(shots):
         mask = shot.mask if subject_masks and shot.has_subject else None
-        out = flowmotion.transfer(
-            pipe,
-            shot.playblast,
-            shot.prompt,
-            config=config,
-            max_area=max_area,
-            generator=torch.Generator().manual_seed(index),
-            subject_mask=mask,
-        )
-        scores.append({**score(out.frames, shot), "seconds": out.stats.seconds})
+        takes = []
+        for take in range(takes_per_shot):
+            out = flowmotion.transfer(
+                pipe,
+                shot.playblast,
+                shot.prompt,
+                config=config,
+                max_area=max_area,
+                generator=torch.Generator().manual_seed(take_seed(index, take)),
+                subject_mask=mask,
+            )
+            takes.append({**score(out.frames, shot), "seconds": out.stats.seconds})
+        scores.append(mean_scores(takes))
     return scores
 
 
@@ -293,17 +318,26 @@ def table(rows: dict[str, dict]) -> str:
 
 
 def run(
-    pipe, shots: list[BlockoutShot], steps: int, guided: int, max_area: int | None, on_mode=None, modes_run=ROWS
+    pipe,
+    shots: list[BlockoutShot],
+    steps: int,
+    guided: int,
+    max_area: int | None,
+    on_mode=None,
+    modes_run=ROWS,
+    takes_per_shot: int = 1,
 ) -> dict[str, dict]:
     """The rows of the table: the baselines, the references, then the takes of each mode in
-    `modes_run` (all of ROWS by default); `on_mode(name, row)` hears of each mode's row as it is done."""
+    `modes_run` (all of ROWS by default), `takes_per_shot` a shot; `on_mode(name, row)` hears of each
+    mode's row as it is done."""
     rows = baseline_rows(shots)
     rows[REFERENCE] = reference_row(shots, [shot.scene for shot in shots])
     rows[ROUND_TRIP] = reference_row(shots, [flowmotion.round_trip(pipe, s.scene, max_area=max_area) for s in shots])
     configs = modes(steps, guided, 0.03)
     configs[NO_CAMERA] = configs[SUBJECT_MODES[0]].replace(camera_placement=False)
     for name in (name for name in ROWS if name in modes_run):
-        scores = evaluate(pipe, shots, configs[name], name in (*SUBJECT_MODES, NO_CAMERA), max_area)
+        masks = name in (*SUBJECT_MODES, NO_CAMERA)
+        scores = evaluate(pipe, shots, configs[name], masks, max_area, takes_per_shot)
         rows[name] = summarise(shots, scores)
         if on_mode is not None:
             on_mode(name, rows[name])
@@ -343,7 +377,15 @@ def main(argv=None) -> int:
         metavar="MODE",
         help="run only this mode's takes (repeat for more; default: every mode): " + "; ".join(ROWS),
     )
+    parser.add_argument(
+        "--takes-per-shot",
+        type=int,
+        default=1,
+        help="takes a shot, each from its own generator seed, their scores averaged (default 1)",
+    )
     args = parser.parse_args(argv)
+    if args.takes_per_shot < 1:
+        parser.error(f"--takes-per-shot must be 1 or more, got {args.takes_per_shot}")
     args.max_area = max_area_for(args.model, args.max_area)
     started = time.monotonic()
     try:
@@ -368,6 +410,7 @@ def main(argv=None) -> int:
             f"  done ({time.monotonic() - started:.0f} s): {table({name: row}).splitlines()[-1]}", file=sys.stderr
         ),
         modes_run=args.mode or ROWS,
+        takes_per_shot=args.takes_per_shot,
     )
     print(describe_run(args, shots, rendered) + "\n")
     print(table(rows))
@@ -389,7 +432,9 @@ def describe_run(args, shots: list[BlockoutShot], rendered: float) -> str:
         + ", ".join(f"{count} {kind}" for kind, count in kinds.items())
         + f"), {width}x{height}, {frames} frames, {where}; model {args.model} at "
         + ("no area cap, " if args.max_area is None else f"max area {args.max_area}, ")
-        + f"{args.steps} steps ({args.guided_steps} guided), torch {torch.__version__} on {args.device} "
+        + f"{args.steps} steps ({args.guided_steps} guided), "
+        + (f"{args.takes_per_shot} takes a shot, " if args.takes_per_shot > 1 else "")
+        + f"torch {torch.__version__} on {args.device} "
         f"({device}), {time.strftime('%Y-%m-%d', time.gmtime())}"
     )
 

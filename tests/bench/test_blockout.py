@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 pytest.importorskip("bpy", reason="the benchmark's shots are rendered with the bpy package")
 pytestmark = pytest.mark.blender
@@ -125,3 +126,52 @@ def test_chosen_modes_run_alone_and_a_trained_folder_at_its_own_area(shots, caps
     assert "at max area 1536," in capsys.readouterr().out
     assert blockout.main([*argv[:4], "--mode", blockout.PLAIN, "--model", str(trained), "--max-area", "960"]) == 0
     assert "at max area 960," in capsys.readouterr().out
+
+
+def test_several_takes_a_shot_average_takes_from_their_own_seeds(shots, capsys, monkeypatch):
+    pipe = flowmotion.load_pipeline("embedded", device="cpu")
+    config = blockout.modes(2, 1, 0.03)[blockout.SUBJECT_MODES[0]]
+    averaged = blockout.evaluate(pipe, shots, config, True, EMBEDDED_MAX_AREA, takes_per_shot=2)
+    for index, (shot, scores) in enumerate(zip(shots, averaged, strict=True)):
+        takes = []
+        for take in range(2):
+            out = flowmotion.transfer(
+                pipe,
+                shot.playblast,
+                shot.prompt,
+                config=config,
+                max_area=EMBEDDED_MAX_AREA,
+                generator=torch.Generator().manual_seed(blockout.take_seed(index, take)),
+                subject_mask=shot.mask if shot.has_subject else None,
+            )
+            takes.append((out.frames, blockout.score(out.frames, shot)))
+        assert not np.array_equal(takes[0][0], takes[1][0]), "each take samples from its own seed"
+        for key in ("distance", "camera", "text"):
+            values = [s[key] for _, s in takes if s.get(key) is not None]
+            if values:
+                assert scores[key] == pytest.approx(np.mean(values))
+            else:
+                assert scores.get(key) is None
+    assert blockout.evaluate(pipe, shots[:1], config, True, EMBEDDED_MAX_AREA)[0]["distance"] == pytest.approx(
+        blockout.score(
+            flowmotion.transfer(
+                pipe,
+                shots[0].playblast,
+                shots[0].prompt,
+                config=config,
+                max_area=EMBEDDED_MAX_AREA,
+                generator=torch.Generator().manual_seed(0),
+                subject_mask=shots[0].mask,
+            ).frames,
+            shots[0],
+        )["distance"]
+    ), "one take a shot is the table's take, seed = shot index"
+
+    monkeypatch.setattr(flowmotion, "load_pipeline", lambda *a, **k: pipe)
+    monkeypatch.setattr(blockout, "held_out_shots", lambda *a, **k: shots)
+    argv = ["--steps", "2", "--guided-steps", "1", "--mode", blockout.PLAIN]
+    assert blockout.main([*argv, "--takes-per-shot", "2"]) == 0
+    assert "2 takes a shot," in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        blockout.main([*argv, "--takes-per-shot", "0"])
+    assert "--takes-per-shot must be 1 or more, got 0" in capsys.readouterr().err
