@@ -344,16 +344,20 @@ class JobStore:
             frames.append(frame)
         return frames
 
+    def _place(self, job_id: str) -> int:
+        """The queue place of `position`; the caller holds the lock."""
+        return self.queue.index(job_id) + 1 if job_id in self.queue else 0
+
     def position(self, job_id: str) -> int:
         """0 for the running job (or one not waiting), 1 for the next to run, and so on."""
         with self.lock:
-            return self.queue.index(job_id) + 1 if job_id in self.queue else 0
+            return self._place(job_id)
 
     def standing(self, job_id: str) -> tuple[JobState, int]:
         """A job's state and place in the queue, read together: the worker can take a job between
         two separate reads, and a reply must never say 'queued' at position 0."""
         with self.lock:
-            return self.jobs[job_id].state, self.queue.index(job_id) + 1 if job_id in self.queue else 0
+            return self.jobs[job_id].state, self._place(job_id)
 
     def active_count(self) -> int:
         with self.lock:

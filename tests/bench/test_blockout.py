@@ -131,20 +131,22 @@ def test_chosen_modes_run_alone_and_a_trained_folder_at_its_own_area(shots, caps
 def test_several_takes_a_shot_average_takes_from_their_own_seeds(shots, capsys, monkeypatch):
     pipe = flowmotion.load_pipeline("embedded", device="cpu")
     config = blockout.modes(2, 1, 0.03)[blockout.SUBJECT_MODES[0]]
+
+    def take_by_hand(shot, seed):
+        out = flowmotion.transfer(
+            pipe,
+            shot.playblast,
+            shot.prompt,
+            config=config,
+            max_area=EMBEDDED_MAX_AREA,
+            generator=torch.Generator().manual_seed(seed),
+            subject_mask=shot.mask if shot.has_subject else None,
+        )
+        return out.frames, blockout.score(out.frames, shot)
+
     averaged = blockout.evaluate(pipe, shots, config, True, EMBEDDED_MAX_AREA, takes_per_shot=2)
-    for index, (shot, scores) in enumerate(zip(shots, averaged, strict=True)):
-        takes = []
-        for take in range(2):
-            out = flowmotion.transfer(
-                pipe,
-                shot.playblast,
-                shot.prompt,
-                config=config,
-                max_area=EMBEDDED_MAX_AREA,
-                generator=torch.Generator().manual_seed(blockout.take_seed(index, take)),
-                subject_mask=shot.mask if shot.has_subject else None,
-            )
-            takes.append((out.frames, blockout.score(out.frames, shot)))
+    by_hand = [[take_by_hand(shot, blockout.take_seed(i, take)) for take in range(2)] for i, shot in enumerate(shots)]
+    for scores, takes in zip(averaged, by_hand, strict=True):
         assert not np.array_equal(takes[0][0], takes[1][0]), "each take samples from its own seed"
         for key in ("distance", "camera", "text"):
             values = [s[key] for _, s in takes if s.get(key) is not None]
@@ -152,20 +154,10 @@ def test_several_takes_a_shot_average_takes_from_their_own_seeds(shots, capsys, 
                 assert scores[key] == pytest.approx(np.mean(values))
             else:
                 assert scores.get(key) is None
-    assert blockout.evaluate(pipe, shots[:1], config, True, EMBEDDED_MAX_AREA)[0]["distance"] == pytest.approx(
-        blockout.score(
-            flowmotion.transfer(
-                pipe,
-                shots[0].playblast,
-                shots[0].prompt,
-                config=config,
-                max_area=EMBEDDED_MAX_AREA,
-                generator=torch.Generator().manual_seed(0),
-                subject_mask=shots[0].mask,
-            ).frames,
-            shots[0],
-        )["distance"]
-    ), "one take a shot is the table's take, seed = shot index"
+    single = blockout.evaluate(pipe, shots[:1], config, True, EMBEDDED_MAX_AREA)[0]
+    assert single["distance"] == pytest.approx(by_hand[0][0][1]["distance"]), (
+        "one take a shot is the table's take, seed = shot index"
+    )
 
     monkeypatch.setattr(flowmotion, "load_pipeline", lambda *a, **k: pipe)
     monkeypatch.setattr(blockout, "held_out_shots", lambda *a, **k: shots)
