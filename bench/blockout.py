@@ -21,6 +21,9 @@ Metrics:
   without one counts as the frame's half-diagonal), against two baselines on the same frames, a blob
   parked at the subject's mean position and one at the frame centre; "to better baseline" is the
   take's mean distance over the better baseline's (below 1 is following, the issue's goal 0.5);
+  beside it, the share of those frames where the take shows no subject of the prompt's colour, and
+  the distance to the better baseline over the frames where it shows one: a subject drawn in another
+  colour weighs in the first, a subject drawn elsewhere in the second;
 - camera shots: the share of moving-camera frame pairs in which the take's global motion (tiled
   phase correlation between consecutive frames, `flowmotion.toy.metrics.camera_agreement`) points
   the playblast's way, and the share of shots where that holds in most frames;
@@ -183,11 +186,15 @@ def subject_distance(take: np.ndarray, shot: BlockoutShot) -> float:
 
 
 def score(take: np.ndarray, shot: BlockoutShot) -> dict:
-    """The metrics of one take of one shot (keys missing where they do not apply)."""
+    """The metrics of one take of one shot (keys missing where they do not apply): for a shot with a
+    subject, besides the distance, the share of its frames where the take shows no subject of the
+    prompt's colour ("missing") and the distance over the frames where it shows one ("found", None
+    where it shows none), which tell a subject drawn elsewhere from one drawn in another colour."""
     take = metrics.as_uint8(take)
     result = {"text": metrics.text_adherence(take, shot.color, shot.shape, shot.background)}
     if shot.has_subject:
-        result["distance"] = subject_distance(take, shot)
+        following = metrics.subject_following(take, shot.mask, shot.color)
+        result.update(distance=following.take, missing=following.missing, found=following.where_found)
     if shot.kind == "camera":
         result["camera"] = metrics.camera_agreement(take, shot.playblast)
     return result
@@ -246,6 +253,12 @@ def summarise(shots: list[BlockoutShot], scores: list[dict]) -> dict:
 
     better = [min(baseline_distances(shot).values()) for shot in shots if shot.has_subject]
     distances = [s["distance"] for shot, s in zip(shots, scores, strict=True) if shot.has_subject]
+    shown = [
+        (s["found"], min(baseline_distances(shot).values()))
+        for shot, s in zip(shots, scores, strict=True)
+        if shot.has_subject and s.get("found") is not None
+    ]
+    shown_ratio = np.mean([f for f, _ in shown]) / np.mean([b for _, b in shown]) if shown else np.nan
     cameras = [
         s["camera"] for shot, s in zip(shots, scores, strict=True) if shot.kind == "camera" and s["camera"] is not None
     ]
@@ -253,6 +266,8 @@ def summarise(shots: list[BlockoutShot], scores: list[dict]) -> dict:
         "static": mean("distance", ("object",)),
         "moving": mean("distance", ("object+camera",)),
         "ratio": float(np.mean(distances) / np.mean(better)) if distances else float("nan"),
+        "missing": mean("missing", OBJECT_KINDS),
+        "shown_ratio": float(shown_ratio),
         "camera": float(np.mean(cameras)) if cameras else float("nan"),
         "camera_most": float(np.mean([c > 0.5 for c in cameras])) if cameras else float("nan"),
         "text": mean("text", ("object", "object+camera", "camera")),
@@ -301,12 +316,14 @@ def table(rows: dict[str, dict]) -> str:
         "subject distance px, static camera",
         "subject distance px, moving camera",
         "to better baseline",
+        "frames without the prompt's colour",
+        "to better baseline, frames that show it",
         "camera followed, frames",
         "camera followed in most frames, shots",
         "text adherence",
         "s / video",
     ]
-    keys = ("static", "moving", "ratio", "camera", "camera_most", "text", "seconds")
+    keys = ("static", "moving", "ratio", "missing", "shown_ratio", "camera", "camera_most", "text", "seconds")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, row in rows.items():
         cells = [

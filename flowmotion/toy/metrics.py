@@ -217,12 +217,24 @@ def parked_baselines(track: np.ndarray, width: int, height: int) -> dict[str, fl
 @dataclass(frozen=True)
 class SubjectFollowing:
     """Mean distances (pixels) from the shot subject's centroid over the frames that show it: the
-    take's subject's, and the two parked blobs'; and the take's in each of those frames."""
+    take's subject's, and the two parked blobs'; the take's in each of those frames, and whether the
+    take showed a subject there at all (a frame without one counts as the half-diagonal)."""
 
     take: float
     parked: float
     centre: float
     per_frame: np.ndarray = field(repr=False)
+    found: np.ndarray = field(repr=False)
+
+    @property
+    def missing(self) -> float:
+        """The share of the frames in which the take shows no subject (none of the prompt's colour)."""
+        return float(1.0 - self.found.mean())
+
+    @property
+    def where_found(self) -> float | None:
+        """The take's mean distance over the frames where it shows a subject; None where it shows none."""
+        return float(self.per_frame[self.found].mean()) if self.found.any() else None
 
     @property
     def better_baseline(self) -> float:
@@ -241,16 +253,19 @@ def subject_following(take: np.ndarray, masks: np.ndarray, color: str | None = N
     is found counts as the frame's half-diagonal."""
     take = as_uint8(take)
     frames, track = subject_track(masks)
+    worst = float(np.hypot(take.shape[1], take.shape[2])) / 2
     if color is not None:
-        distances = track_errors(take[frames], color, track)
+        points = [centroid(color_mask(frame, color)) for frame in take[frames]]
     else:
-        worst = float(np.hypot(take.shape[1], take.shape[2])) / 2
-        found = [standout_centroid(frame) for frame in take[frames]]
-        distances = np.array(
-            [
-                worst if point is None else float(np.linalg.norm(point - expected))
-                for point, expected in zip(found, track, strict=True)
-            ]
-        )
+        points = [standout_centroid(frame) for frame in take[frames]]
+    found = np.array([point is not None for point in points])
+    distances = np.array(
+        [
+            worst if point is None else float(np.linalg.norm(point - expected))
+            for point, expected in zip(points, track, strict=True)
+        ]
+    )
     baselines = parked_baselines(track, take.shape[2], take.shape[1])
-    return SubjectFollowing(float(distances.mean()), baselines["mean position"], baselines["frame centre"], distances)
+    return SubjectFollowing(
+        float(distances.mean()), baselines["mean position"], baselines["frame centre"], distances, found
+    )

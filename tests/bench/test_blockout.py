@@ -16,7 +16,7 @@ import blockout  # noqa: E402
 
 import flowmotion  # noqa: E402
 from flowmotion.loading import EMBEDDED_MAX_AREA  # noqa: E402
-from flowmotion.toy import blender_world  # noqa: E402
+from flowmotion.toy import blender_world, metrics  # noqa: E402
 
 OBJECT_SEED = blender_world.BENCHMARK_SEED_START + 11  # kinds follow the seed: this one is "object"
 CAMERA_SEED = blender_world.BENCHMARK_SEED_START + 1  # and this one "camera"
@@ -167,3 +167,26 @@ def test_several_takes_a_shot_average_takes_from_their_own_seeds(shots, capsys, 
     with pytest.raises(SystemExit):
         blockout.main([*argv, "--takes-per-shot", "0"])
     assert "--takes-per-shot must be 1 or more, got 0" in capsys.readouterr().err
+
+
+def test_frames_drawn_in_another_colour_are_told_apart_from_a_subject_drawn_elsewhere(shots):
+    shot = shots[0]
+    shown, _ = blockout.subject_track(shot)
+    recoloured = shot.scene.copy()
+    for index in shown[::2]:  # every other frame that shows the subject: in another colour
+        recoloured[index][metrics.color_mask(recoloured[index], shot.color)] = (0, 0, 0)
+    camera_shot = blockout.score(shots[1].scene, shots[1])
+    scores = [blockout.score(recoloured, shot), camera_shot]
+    assert scores[0]["missing"] == pytest.approx(len(shown[::2]) / len(shown))
+    assert scores[0]["found"] < 2.0 < scores[0]["distance"]  # where its colour shows, on the subject
+    row = blockout.summarise(shots, scores)
+    assert row["missing"] == scores[0]["missing"] and row["shown_ratio"] < 0.2 < row["ratio"]
+    table = blockout.table({"recoloured": row})
+    assert "frames without the prompt's colour" in table and f"| {row['missing']:.3f} |" in table
+
+    nowhere = recoloured.copy()
+    for frame in nowhere:
+        frame[metrics.color_mask(frame, shot.color)] = (0, 0, 0)
+    blank = blockout.score(nowhere, shot)
+    assert blank["missing"] == 1.0 and blank["found"] is None
+    assert np.isnan(blockout.summarise(shots, [blank, camera_shot])["shown_ratio"])

@@ -125,6 +125,15 @@ def test_subject_following_beats_the_parked_blobs_only_when_the_take_follows():
     assert metrics.subject_following(still, clip.mask, "yellow").ratio > 0.8
     nothing = metrics.subject_following(retake.frames, clip.mask, "red")  # no red subject in any frame
     assert np.allclose(nothing.per_frame, np.hypot(width, height) / 2)
+    assert nothing.missing == 1.0 and nothing.where_found is None
+    assert on_track.missing == 0.0 and on_track.where_found == pytest.approx(on_track.take)
+    recoloured = metrics.as_uint8(retake.frames).copy()
+    for frame in recoloured[::2]:  # every other frame's subject drawn blue
+        frame[metrics.color_mask(frame, "yellow")] = COLORS["blue"]
+    half = metrics.subject_following(recoloured, clip.mask, "yellow")
+    shown, _ = metrics.subject_track(clip.mask)
+    assert half.missing == pytest.approx(np.mean(shown % 2 == 0))
+    assert half.where_found < 1.5 < half.take  # where the colour shows, the subject is on track
     with pytest.raises(ValueError, match="no subject"):
         metrics.subject_following(retake.frames, np.zeros_like(clip.mask), "yellow")
 
