@@ -142,6 +142,8 @@ def following(result: Path, masks: Path, prompt: str) -> list[str]:
     parked = "the subject's average spot" if figure.parked <= figure.centre else "the frame centre"
     tolerance = max(frames.shape[1:3]) / 10
     on_subject = int((figure.per_frame <= tolerance).sum())
+    shown, count = int(figure.found.sum()), len(figure.per_frame)
+    colour_lines = [f"the take shows a {color} subject in {shown} of {count} frames"] if color else []
     return [
         f"the take's {color + ' ' if color else ''}subject is on average {figure.take:.0f} px from the "
         f"playblast's subject; standing still at {parked} it would be "
@@ -150,6 +152,7 @@ def following(result: Path, masks: Path, prompt: str) -> list[str]:
         f"blocking; the benchmark's goal is 0.5)",
         f"the take's subject is within {tolerance:.0f} px of the playblast's subject in "
         f"{on_subject} of {len(figure.per_frame)} frames",
+        *colour_lines,
     ]
 
 

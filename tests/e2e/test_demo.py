@@ -38,6 +38,7 @@ def test_the_demo_lands_a_take_and_writes_its_comparisons(tmp_path):
     assert figure and float(figure.group(1)) <= MAX_TIMES_STANDING_STILL, result.stdout[-1500:]
     assert re.search(r"the take's red subject is on average \d+ px from the playblast's subject", result.stdout)
     assert re.search(r"within 32 px of the playblast's subject in \d+ of 17 frames", result.stdout)
+    assert re.search(r"the take shows a red subject in \d+ of 17 frames", result.stdout)
     assert (out / "shot010.blend").is_file()
     folders = list((out / "flowmotion" / "shot010").glob("*/take_001-*"))
     assert len(folders) == 1, folders
