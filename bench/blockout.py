@@ -181,10 +181,6 @@ def baseline_distances(shot: BlockoutShot) -> dict[str, float]:
     return metrics.parked_baselines(track, width, height)
 
 
-def subject_distance(take: np.ndarray, shot: BlockoutShot) -> float:
-    return metrics.subject_following(take, shot.mask, shot.color).take
-
-
 def score(take: np.ndarray, shot: BlockoutShot) -> dict:
     """The metrics of one take of one shot (keys missing where they do not apply): for a shot with a
     subject, besides the distance, the share of its frames where the take shows no subject of the
@@ -251,13 +247,12 @@ def summarise(shots: list[BlockoutShot], scores: list[dict]) -> dict:
         ]
         return float(np.mean(values)) if values else float("nan")
 
-    better = [min(baseline_distances(shot).values()) for shot in shots if shot.has_subject]
-    distances = [s["distance"] for shot, s in zip(shots, scores, strict=True) if shot.has_subject]
-    shown = [
-        (s["found"], min(baseline_distances(shot).values()))
-        for shot, s in zip(shots, scores, strict=True)
-        if shot.has_subject and s.get("found") is not None
+    subjects = [
+        (s, min(baseline_distances(shot).values())) for shot, s in zip(shots, scores, strict=True) if shot.has_subject
     ]
+    better = [b for _, b in subjects]
+    distances = [s["distance"] for s, _ in subjects]
+    shown = [(s["found"], b) for s, b in subjects if s.get("found") is not None]
     shown_ratio = np.mean([f for f, _ in shown]) / np.mean([b for _, b in shown]) if shown else np.nan
     cameras = [
         s["camera"] for shot, s in zip(shots, scores, strict=True) if shot.kind == "camera" and s["camera"] is not None

@@ -141,8 +141,8 @@ def following(result: Path, masks: Path, prompt: str) -> list[str]:
     figure = subject_following(frames, subject, color)
     parked = "the subject's average spot" if figure.parked <= figure.centre else "the frame centre"
     tolerance = max(frames.shape[1:3]) / 10
-    on_subject = int((figure.per_frame <= tolerance).sum())
-    shown, count = int(figure.found.sum()), len(figure.per_frame)
+    on_subject, shown = int((figure.per_frame <= tolerance).sum()), int(figure.found.sum())
+    count = len(figure.per_frame)
     colour_lines = [f"the take shows a {color} subject in {shown} of {count} frames"] if color else []
     return [
         f"the take's {color + ' ' if color else ''}subject is on average {figure.take:.0f} px from the "
@@ -150,8 +150,7 @@ def following(result: Path, masks: Path, prompt: str) -> list[str]:
         f"{figure.better_baseline:.0f} px away",
         f"that is {figure.ratio:.2f} times as far as standing still (under 1: the take follows the "
         f"blocking; the benchmark's goal is 0.5)",
-        f"the take's subject is within {tolerance:.0f} px of the playblast's subject in "
-        f"{on_subject} of {len(figure.per_frame)} frames",
+        f"the take's subject is within {tolerance:.0f} px of the playblast's subject in {on_subject} of {count} frames",
         *colour_lines,
     ]
 

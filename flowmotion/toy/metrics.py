@@ -59,15 +59,26 @@ def centroid(mask: np.ndarray) -> np.ndarray | None:
     return np.array([xs.mean() + 0.5, ys.mean() + 0.5])
 
 
+def half_diagonal(frames: np.ndarray) -> float:
+    """The distance a frame without the object counts as: half the frame's diagonal."""
+    return float(np.hypot(frames.shape[1], frames.shape[2])) / 2
+
+
+def distances_to_track(points: list, track: np.ndarray, worst: float) -> np.ndarray:
+    """Per-frame distance (pixels) from each found point to the track's; `worst` where none was found."""
+    return np.array(
+        [
+            worst if point is None else float(np.linalg.norm(point - expected))
+            for point, expected in zip(points, track, strict=False)
+        ]
+    )
+
+
 def track_errors(frames: np.ndarray, color: str, track: np.ndarray) -> np.ndarray:
     """Per-frame distance (pixels) between the object of `color` and the source track."""
     frames = as_uint8(frames)
-    worst = float(np.hypot(frames.shape[1], frames.shape[2])) / 2
-    errors = []
-    for frame, expected in zip(frames, track, strict=False):
-        found = centroid(color_mask(frame, color))
-        errors.append(worst if found is None else float(np.linalg.norm(found - expected)))
-    return np.array(errors)
+    points = [centroid(color_mask(frame, color)) for frame in frames[: len(track)]]
+    return distances_to_track(points, track, half_diagonal(frames))
 
 
 def motion_fidelity(frames: np.ndarray, color: str, track: np.ndarray) -> tuple[float, float]:
@@ -130,18 +141,8 @@ def silhouette_following(frames: np.ndarray, masks: np.ndarray, tolerance: float
     centre, mean distance in pixels). `masks`: (frames, height, width), true or non-zero where the
     subjects are; frames without a subject are left out, a take frame without a standout counts as
     the frame's half-diagonal."""
-    worst = float(np.hypot(frames.shape[1], frames.shape[2])) / 2
-    distances: list[float] = []
-    for frame, mask in zip(frames, masks, strict=False):
-        expected = centroid(np.asarray(mask) > 0)
-        if expected is None:
-            continue
-        found = standout_centroid(frame)
-        distances.append(worst if found is None else float(np.linalg.norm(found - expected)))
-    if not distances:
-        raise ValueError("the masks show no subject in any frame")
-    found_distances = np.array(distances)
-    return float((found_distances <= tolerance).mean()), float(found_distances.mean())
+    distances = subject_following(frames, masks).per_frame
+    return float((distances <= tolerance).mean()), float(distances.mean())
 
 
 MOTION_TILES = (2, 2)
@@ -253,18 +254,12 @@ def subject_following(take: np.ndarray, masks: np.ndarray, color: str | None = N
     is found counts as the frame's half-diagonal."""
     take = as_uint8(take)
     frames, track = subject_track(masks)
-    worst = float(np.hypot(take.shape[1], take.shape[2])) / 2
     if color is not None:
         points = [centroid(color_mask(frame, color)) for frame in take[frames]]
     else:
         points = [standout_centroid(frame) for frame in take[frames]]
     found = np.array([point is not None for point in points])
-    distances = np.array(
-        [
-            worst if point is None else float(np.linalg.norm(point - expected))
-            for point, expected in zip(points, track, strict=True)
-        ]
-    )
+    distances = distances_to_track(points, track, half_diagonal(take))
     baselines = parked_baselines(track, take.shape[2], take.shape[1])
     return SubjectFollowing(
         float(distances.mean()), baselines["mean position"], baselines["frame centre"], distances, found
