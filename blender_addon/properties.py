@@ -152,6 +152,12 @@ class FlowMotionSettings(bpy.types.PropertyGroup):
         precision=2,
         description="Noise level of the last subject placement",
     )
+    subject_placement_first_frame: BoolProperty(
+        name="Place First Frame",
+        default=False,
+        description="Also redraw the subject in the take's first frames, which the model encodes "
+        "apart (needs subjects; off: the model draws them and Subject Alignment steers them)",
+    )
     camera_placement: BoolProperty(
         name="Camera Placement",
         default=True,

@@ -81,6 +81,13 @@ class FlowMotionConfig:
     """Noise level (sigma) of the last subject placement. Lower holds the subject to the masks' shape
     for longer and leaves the model less room to draw it."""
 
+    subject_placement_first_frame: bool = False
+    """Place the subject in the first latent frame too (Wan-family VAEs encode the first video frame
+    alone into it). Off, that frame keeps the model's own prediction at each placement and Subject
+    Alignment alone steers it: a subject placed there takes its look from one frame, and on the
+    embedded model's Blender shots it loses the prompt's colour there and pulls later frames off
+    with it."""
+
     camera_placement: bool = True
     """When the shot has no subject masks, its camera moves and motion guidance is on: at the placement noise levels
     (`subject_placements` of them, from `subject_placement_from` to `subject_placement_until`) the

@@ -168,6 +168,7 @@ def place_subject(
     coverage: torch.Tensor,
     strength: float = PLACEMENT_STRENGTH,
     min_area: float = PLACEMENT_MIN_AREA,
+    first_frame: bool = True,
 ) -> torch.Tensor:
     """The clean-latent `prediction` (batch, channels, frames, height, width) rebuilt with its subject
     where `coverage` (batch, 1, frames, height, width, in [0, 1]) puts the shot's subjects.
@@ -176,7 +177,9 @@ def place_subject(
     by itself, then the rest): the background is the group's mean row profile; the subject is the
     prediction's deviation from its rows inside the coverage, weighted by coverage and by how far each
     position stands out, at least as strong as the prediction's strongest positions and scaled by
-    `strength`; it is added at the coverage, grown to `min_area` positions where smaller."""
+    `strength`; it is added at the coverage, grown to `min_area` positions where smaller. Without
+    `first_frame`, the first latent frame keeps the prediction as it is wherever later frames follow
+    it (a single latent frame is placed all the same: nothing else would place its subject)."""
     cover = subject_footprint(coverage.clamp(0, 1), min_area) ** PLACEMENT_GAMMA
     rows = row_background(prediction)
     deviation = prediction - rows
@@ -184,6 +187,9 @@ def place_subject(
     frames = prediction.shape[FRAME_DIM]
     groups = [slice(0, 1), slice(1, frames)] if frames > 1 else [slice(0, 1)]
     placed = torch.empty_like(prediction)
+    if frames > 1 and not first_frame:
+        placed[:, :, :1] = prediction[:, :, :1]
+        groups = groups[1:]
     for group in groups:
         weights = (cover[:, :, group] * standing_out[:, :, group] ** SUBJECT_SHARPNESS).flatten(2)  # (b, 1, n)
         vectors = deviation[:, :, group].flatten(2)  # (b, c, n)

@@ -248,7 +248,9 @@ class Sampler:
             if self.camera_track is not None:
                 placed = camera.place_camera(placed, self.camera_track)
             if self.placement is not None:
-                placed = guidance.place_subject(placed, self.placement)
+                placed = guidance.place_subject(
+                    placed, self.placement, first_frame=self.config.subject_placement_first_frame
+                )
             latent = guidance.noised_latent(placed, sigma, guidance.noise_prediction(latent, sigma, velocity))
             velocity = self.velocity(latent, self.timesteps[i], embeddings)
         stepped = latent + (self.sigmas[i + 1] - self.sigmas[i]) * velocity

@@ -70,6 +70,29 @@ def test_the_first_latent_frame_gets_its_own_subject_and_background():
     assert placed[0, :, 0].mean() > placed[0, :, 1].mean() + 4.0  # the first frame's own level
 
 
+def test_without_the_first_frame_it_keeps_the_prediction_and_places_the_rest_alike():
+    look = 3.0 * torch.randn(8, generator=seeded(12))
+    prediction = horizon_prediction(look, at=(4, 1), frames=4)
+    coverage = torch.zeros(1, 1, 4, 6, 8)
+    coverage[0, 0, :, 3, 5:7] = 1.0
+    everywhere = guidance.place_subject(prediction, coverage)
+    later = guidance.place_subject(prediction, coverage, first_frame=False)
+    assert torch.equal(later[:, :, :1], prediction[:, :, :1])
+    assert torch.equal(later[:, :, 1:], everywhere[:, :, 1:])  # the later frames never read the first
+    assert not torch.allclose(everywhere[:, :, :1], prediction[:, :, :1])
+    assert standout(later)[2, 3, 5] > 5 * standout(later)[2, 0:2].max()
+
+
+def test_a_single_latent_frame_is_placed_with_or_without_the_first_frame():
+    look = 3.0 * torch.randn(8, generator=seeded(13))
+    prediction = horizon_prediction(look, at=(4, 1), frames=1)
+    coverage = torch.zeros(1, 1, 1, 6, 8)
+    coverage[0, 0, 0, 2, 5] = 1.0
+    placed = guidance.place_subject(prediction, coverage, first_frame=False)
+    assert torch.equal(placed, guidance.place_subject(prediction, coverage))
+    assert standout(placed)[0, 2, 5] > 2 * standout(placed)[0, 4, 1]
+
+
 def test_a_subject_smaller_than_the_footprint_grows_around_its_centroid():
     coverage = torch.zeros(1, 1, 3, 8, 10)
     coverage[0, 0, 0, 4, 6] = 0.25  # a quarter of one position
@@ -130,6 +153,26 @@ def test_placement_changes_the_take_costs_one_velocity_each_and_repeats_exactly(
     assert not np.allclose(placed.frames, aligned.frames)
     assert np.array_equal(placed.frames, again.frames)
     assert no_mask.stats.forward_passes == forward_pass_count(FAST)  # no masks: nothing to place
+
+
+def test_the_first_frame_setting_changes_only_the_takes_with_masks_and_repeats(tiny_pipe):
+    video, mask = moving_square(), square_mask()
+    first = FAST.replace(subject_placement_first_frame=True)
+
+    def run(config, m, seed=2):
+        return transfer(tiny_pipe, video, "a ball", config=config, generator=seeded(seed), subject_mask=m)
+
+    later, everywhere = run(FAST, mask), run(first, mask)
+    assert not np.allclose(later.frames, everywhere.frames)
+    assert later.stats.forward_passes == everywhere.stats.forward_passes  # the same placements, same cost
+    assert np.array_equal(run(FAST, mask).frames, later.frames)  # a second turn repeats it exactly
+    assert np.array_equal(run(first, mask).frames, everywhere.frames)
+    assert np.array_equal(run(FAST, None).frames, run(first, None).frames)  # no masks: nothing placed
+    # Without Subject Alignment the setting still decides what placement draws.
+    assert not np.allclose(
+        run(FAST.replace(subject_alignment=False), mask).frames,
+        run(first.replace(subject_alignment=False), mask).frames,
+    )
 
 
 def test_placement_without_alignment_and_neither(tiny_pipe):
