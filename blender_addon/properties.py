@@ -155,8 +155,8 @@ class FlowMotionSettings(bpy.types.PropertyGroup):
     subject_placement_first_frame: BoolProperty(
         name="Place First Frame",
         default=False,
-        description="Also redraw the subject in the take's first frames, which the model encodes "
-        "apart (needs subjects; off: the model draws them and Subject Alignment steers them)",
+        description="Also redraw the subject in the take's first frame, which the model encodes "
+        "apart (needs subjects; off: the model draws it and Subject Alignment steers it)",
     )
     camera_placement: BoolProperty(
         name="Camera Placement",

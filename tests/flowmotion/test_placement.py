@@ -159,8 +159,8 @@ def test_the_first_frame_setting_changes_only_the_takes_with_masks_and_repeats(t
     video, mask = moving_square(), square_mask()
     first = FAST.replace(subject_placement_first_frame=True)
 
-    def run(config, m, seed=2):
-        return transfer(tiny_pipe, video, "a ball", config=config, generator=seeded(seed), subject_mask=m)
+    def run(config, m):
+        return transfer(tiny_pipe, video, "a ball", config=config, generator=seeded(2), subject_mask=m)
 
     later, everywhere = run(FAST, mask), run(first, mask)
     assert not np.allclose(later.frames, everywhere.frames)
