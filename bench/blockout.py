@@ -181,16 +181,30 @@ def baseline_distances(shot: BlockoutShot) -> dict[str, float]:
     return metrics.parked_baselines(track, width, height)
 
 
+def baseline_first_frame(shot: BlockoutShot) -> dict[str, float]:
+    """The same two blobs' distance from the subject in the first frame that shows it."""
+    _, track = subject_track(shot)
+    height, width = shot.mask.shape[1:]
+    return {name: float(d[0]) for name, d in metrics.parked_distances(track, width, height).items()}
+
+
 def score(take: np.ndarray, shot: BlockoutShot) -> dict:
     """The metrics of one take of one shot (keys missing where they do not apply): for a shot with a
     subject, besides the distance, the share of its frames where the take shows no subject of the
     prompt's colour ("missing") and the distance over the frames where it shows one ("found", None
-    where it shows none), which tell a subject drawn elsewhere from one drawn in another colour."""
+    where it shows none), which tell a subject drawn elsewhere from one drawn in another colour, and
+    the distance in the first frame that shows the shot's subject ("first"), which Wan-family VAEs
+    encode alone."""
     take = metrics.as_uint8(take)
     result = {"text": metrics.text_adherence(take, shot.color, shot.shape, shot.background)}
     if shot.has_subject:
         following = metrics.subject_following(take, shot.mask, shot.color)
-        result.update(distance=following.take, missing=following.missing, found=following.where_found)
+        result.update(
+            distance=following.take,
+            missing=following.missing,
+            found=following.where_found,
+            first=float(following.per_frame[0]),
+        )
     if shot.kind == "camera":
         result["camera"] = metrics.camera_agreement(take, shot.playblast)
     return result
@@ -260,6 +274,7 @@ def summarise(shots: list[BlockoutShot], scores: list[dict]) -> dict:
     return {
         "static": mean("distance", ("object",)),
         "moving": mean("distance", ("object+camera",)),
+        "first": mean("first", OBJECT_KINDS),
         "ratio": float(np.mean(distances) / np.mean(better)) if distances else float("nan"),
         "missing": mean("missing", OBJECT_KINDS),
         "shown_ratio": float(shown_ratio),
@@ -279,9 +294,11 @@ def baseline_rows(shots: list[BlockoutShot]) -> dict[str, dict]:
         }
         everything = [baseline_distances(s)[name] for s in shots if s.has_subject]
         better = [min(baseline_distances(s).values()) for s in shots if s.has_subject]
+        firsts = [baseline_first_frame(s)[name] for s in shots if s.has_subject]
         rows[f"baseline: blob parked at the {name}"] = {
             "static": float(np.mean(values["object"])) if values["object"] else float("nan"),
             "moving": float(np.mean(values["object+camera"])) if values["object+camera"] else float("nan"),
+            "first": float(np.mean(firsts)) if firsts else float("nan"),
             "ratio": float(np.mean(everything) / np.mean(better)) if better else float("nan"),
         }
     return rows
@@ -310,6 +327,7 @@ def table(rows: dict[str, dict]) -> str:
         "mode",
         "subject distance px, static camera",
         "subject distance px, moving camera",
+        "subject distance px, first frame",
         "to better baseline",
         "frames without the prompt's colour",
         "to better baseline, frames that show it",
@@ -318,11 +336,11 @@ def table(rows: dict[str, dict]) -> str:
         "text adherence",
         "s / video",
     ]
-    keys = ("static", "moving", "ratio", "missing", "shown_ratio", "camera", "camera_most", "text", "seconds")
+    keys = ("static", "moving", "first", "ratio", "missing", "shown_ratio", "camera", "camera_most", "text", "seconds")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, row in rows.items():
         cells = [
-            ("-" if key not in row or np.isnan(row[key]) else f"{row[key]:.{1 if key in keys[:2] else 3}f}")
+            ("-" if key not in row or np.isnan(row[key]) else f"{row[key]:.{1 if key in keys[:3] else 3}f}")
             for key in keys
         ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")

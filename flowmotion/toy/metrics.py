@@ -205,14 +205,20 @@ def subject_track(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.array([index for index, _ in found], int), np.array([point for _, point in found])
 
 
+def parked_distances(track: np.ndarray, width: int, height: int) -> dict[str, np.ndarray]:
+    """Distance in each frame from the subject's `track` of blobs that do not follow it: parked at
+    its mean position, and at the frame centre."""
+    centre = np.array([width / 2, height / 2])
+    return {
+        "mean position": np.linalg.norm(track - track.mean(axis=0), axis=1),
+        "frame centre": np.linalg.norm(track - centre, axis=1),
+    }
+
+
 def parked_baselines(track: np.ndarray, width: int, height: int) -> dict[str, float]:
     """Mean distance from the subject's `track` of blobs that do not follow it: parked at its
     mean position, and at the frame centre."""
-    centre = np.array([width / 2, height / 2])
-    return {
-        "mean position": float(np.linalg.norm(track - track.mean(axis=0), axis=1).mean()),
-        "frame centre": float(np.linalg.norm(track - centre, axis=1).mean()),
-    }
+    return {name: float(distances.mean()) for name, distances in parked_distances(track, width, height).items()}
 
 
 @dataclass(frozen=True)

@@ -190,3 +190,22 @@ def test_frames_drawn_in_another_colour_are_told_apart_from_a_subject_drawn_else
     blank = blockout.score(nowhere, shot)
     assert blank["missing"] == 1.0 and blank["found"] is None
     assert np.isnan(blockout.summarise(shots, [blank, camera_shot])["shown_ratio"])
+
+
+def test_the_first_frame_is_scored_on_its_own_and_beside_the_parked_blobs(shots):
+    shot = shots[0]
+    shown, track = blockout.subject_track(shot)
+    assert blockout.score(shot.scene, shot)["first"] < 2.0, "the shot's own render sits on its subject"
+    lost = shot.scene.copy()
+    lost[shown[0]][metrics.color_mask(lost[shown[0]], shot.color)] = (0, 0, 0)
+    later_lost = shot.scene.copy()
+    later_lost[shown[-1]][metrics.color_mask(later_lost[shown[-1]], shot.color)] = (0, 0, 0)
+    first_lost, last_lost = blockout.score(lost, shot), blockout.score(later_lost, shot)
+    assert first_lost["first"] == pytest.approx(metrics.half_diagonal(shot.scene))
+    assert last_lost["first"] < 2.0 and last_lost["distance"] == pytest.approx(first_lost["distance"], rel=0.05)
+    row = blockout.summarise(shots, [first_lost, blockout.score(shots[1].scene, shots[1])])
+    assert row["first"] == first_lost["first"], "camera-only shots have no subject to score"
+    parked = blockout.baseline_rows(shots)["baseline: blob parked at the mean position"]
+    assert parked["first"] == pytest.approx(np.linalg.norm(track[0] - track.mean(axis=0)))
+    assert "subject distance px, first frame" in blockout.table({"first lost": row})
+    assert f"| {row['first']:.1f} |" in blockout.table({"first lost": row})
