@@ -20,10 +20,11 @@ Metrics:
   playblast subject's mask centroid to the take's subject (pixels near the prompt's colour; a frame
   without one counts as the frame's half-diagonal), against two baselines on the same frames, a blob
   parked at the subject's mean position and one at the frame centre; "to better baseline" is the
-  take's mean distance over the better baseline's (below 1 is following, the issue's goal 0.5);
-  beside it, the share of those frames where the take shows no subject of the prompt's colour, and
-  the distance to the better baseline over the frames where it shows one: a subject drawn in another
-  colour weighs in the first, a subject drawn elsewhere in the second;
+  take's mean distance over the better baseline's (below 1 is following, the benchmark's goal
+  0.5); beside it, the share of those frames where the take shows no subject of the prompt's colour,
+  and the distance to the better baseline over the frames where it shows one: a subject drawn in
+  another colour weighs in the first, a subject drawn elsewhere in the second; and the distance in
+  the first frame that shows the subject alone, the frame Wan-family VAEs encode by itself;
 - camera shots: the share of moving-camera frame pairs in which the take's global motion (tiled
   phase correlation between consecutive frames, `flowmotion.toy.metrics.camera_agreement`) points
   the playblast's way, and the share of shots where that holds in most frames;
