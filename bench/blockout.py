@@ -174,19 +174,17 @@ def subject_track(shot: BlockoutShot) -> tuple[np.ndarray, np.ndarray]:
     return metrics.subject_track(shot.mask)
 
 
+def baseline_frame_distances(shot: BlockoutShot) -> dict[str, np.ndarray]:
+    """Distance from the subject of blobs that do not follow it, parked at its mean position and at
+    the frame centre, in each frame where the subject shows."""
+    _, track = subject_track(shot)
+    height, width = shot.mask.shape[1:]
+    return metrics.parked_distances(track, width, height)
+
+
 def baseline_distances(shot: BlockoutShot) -> dict[str, float]:
-    """Mean distance from the subject of blobs that do not follow it: parked at its mean position,
-    and at the frame centre, over the frames where the subject shows."""
-    _, track = subject_track(shot)
-    height, width = shot.mask.shape[1:]
-    return metrics.parked_baselines(track, width, height)
-
-
-def baseline_first_frame(shot: BlockoutShot) -> dict[str, float]:
-    """The same two blobs' distance from the subject in the first frame that shows it."""
-    _, track = subject_track(shot)
-    height, width = shot.mask.shape[1:]
-    return {name: float(d[0]) for name, d in metrics.parked_distances(track, width, height).items()}
+    """The same blobs' mean distance from the subject over the frames where it shows."""
+    return {name: float(distances.mean()) for name, distances in baseline_frame_distances(shot).items()}
 
 
 def score(take: np.ndarray, shot: BlockoutShot) -> dict:
@@ -288,14 +286,12 @@ def summarise(shots: list[BlockoutShot], scores: list[dict]) -> dict:
 
 def baseline_rows(shots: list[BlockoutShot]) -> dict[str, dict]:
     rows = {}
+    subjects = [(s, baseline_frame_distances(s)) for s in shots if s.has_subject]
+    better = [min(float(d.mean()) for d in per_frame.values()) for _, per_frame in subjects]
     for name in ("mean position", "frame centre"):
-        values = {
-            kind: [baseline_distances(s)[name] for s in shots if s.kind == kind and s.has_subject]
-            for kind in OBJECT_KINDS
-        }
-        everything = [baseline_distances(s)[name] for s in shots if s.has_subject]
-        better = [min(baseline_distances(s).values()) for s in shots if s.has_subject]
-        firsts = [baseline_first_frame(s)[name] for s in shots if s.has_subject]
+        values = {kind: [float(d[name].mean()) for s, d in subjects if s.kind == kind] for kind in OBJECT_KINDS}
+        everything = [float(d[name].mean()) for _, d in subjects]
+        firsts = [float(d[name][0]) for _, d in subjects]
         rows[f"baseline: blob parked at the {name}"] = {
             "static": float(np.mean(values["object"])) if values["object"] else float("nan"),
             "moving": float(np.mean(values["object+camera"])) if values["object+camera"] else float("nan"),
